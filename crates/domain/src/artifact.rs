@@ -1,0 +1,274 @@
+//! Artifacts: the validated shapes of create, replace (PUT) and patch (PATCH) input.
+//! The same rules apply to all three.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use crate::errors::{FieldError, ValidationErrors};
+use crate::limits::*;
+
+/// A field of a PATCH body: absent (leave unchanged), explicitly null, or a value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Patch<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<T: serde::Serialize> serde::Serialize for Patch<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Patch::Value(v) => v.serialize(s),
+            Patch::Absent | Patch::Null => s.serialize_none(),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            Some(v) => Patch::Value(v),
+            None => Patch::Null,
+        })
+    }
+}
+
+/// Create and PUT input as sent. PUT replaces the whole artifact, so omitted optional fields
+/// reset to their defaults.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct ArtifactInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub artifact_metadata: Map<String, Value>,
+    /// Optimistic concurrency for PUT: the version the client last saw.
+    #[serde(default)]
+    pub version: Option<i32>,
+}
+
+/// PATCH input as sent: only present fields change; `description: null` clears it.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct ArtifactPatchInput {
+    #[schema(value_type = Option<String>)]
+    pub name: Patch<String>,
+    #[schema(value_type = Option<String>)]
+    pub description: Patch<String>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub tags: Patch<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub artifact_metadata: Patch<Map<String, Value>>,
+    #[schema(value_type = Option<i32>)]
+    pub version: Patch<i32>,
+}
+
+/// A complete, valid artifact body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactFields {
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub metadata: Map<String, Value>,
+}
+
+/// A valid partial change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArtifactChanges {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+impl ArtifactInput {
+    pub fn validate(self) -> Result<ArtifactFields, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let name = errors.collect(parse_name(&self.name));
+        let description = errors.collect(parse_description(self.description));
+        let tags = errors.collect(parse_tags(self.tags));
+        let metadata = errors.collect(parse_metadata(self.artifact_metadata));
+        errors.into_result(|| ArtifactFields {
+            name: name.unwrap(),
+            description: description.unwrap(),
+            tags: tags.unwrap(),
+            metadata: metadata.unwrap(),
+        })
+    }
+}
+
+impl ArtifactPatchInput {
+    pub fn validate(self) -> Result<(ArtifactChanges, Option<i32>), ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let mut changes = ArtifactChanges::default();
+        let not_null = |field: &str| FieldError::body(field, "null_not_allowed", format!("{field} cannot be null"));
+        match self.name {
+            Patch::Absent => {}
+            Patch::Null => errors.push(not_null("name")),
+            Patch::Value(v) => changes.name = errors.collect(parse_name(&v)),
+        }
+        match self.description {
+            Patch::Absent => {}
+            Patch::Null => changes.description = Some(None),
+            Patch::Value(v) => changes.description = errors.collect(parse_description(Some(v))),
+        }
+        match self.tags {
+            Patch::Absent => {}
+            Patch::Null => errors.push(not_null("tags")),
+            Patch::Value(v) => changes.tags = errors.collect(parse_tags(v)),
+        }
+        match self.artifact_metadata {
+            Patch::Absent => {}
+            Patch::Null => errors.push(not_null("artifact_metadata")),
+            Patch::Value(v) => changes.metadata = errors.collect(parse_metadata(v)),
+        }
+        let version = match self.version {
+            Patch::Value(v) => Some(v),
+            _ => None,
+        };
+        errors.into_result(|| (changes, version))
+    }
+}
+
+fn parse_name(raw: &str) -> Result<String, FieldError> {
+    let n = raw.chars().count();
+    if n == 0 {
+        return Err(FieldError::body("name", "string_too_short", "Name must have at least 1 character"));
+    }
+    if n > ARTIFACT_NAME_MAX {
+        return Err(FieldError::body("name", "string_too_long", "Name must be at most 255 characters"));
+    }
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(FieldError::body("name", "value_error", "Name cannot be empty"));
+    }
+    if trimmed.contains('\0') {
+        return Err(FieldError::body("name", "value_error", "Name contains invalid characters"));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn parse_description(raw: Option<String>) -> Result<Option<String>, FieldError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > ARTIFACT_DESCRIPTION_MAX {
+        return Err(FieldError::body("description", "string_too_long", "Description cannot exceed 2000 characters"));
+    }
+    if trimmed.contains('\0') {
+        return Err(FieldError::body("description", "value_error", "Description contains invalid characters"));
+    }
+    Ok((!trimmed.is_empty()).then(|| trimmed.to_string()))
+}
+
+/// Normalises one tag: trimmed, lower-cased; `None` for an empty entry.
+pub fn normalise_tag(raw: &str) -> Result<Option<String>, &'static str> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if t.chars().count() > ARTIFACT_TAG_MAX {
+        return Err("Tag length cannot exceed 50 characters");
+    }
+    if !t.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c.is_whitespace()) {
+        return Err("Tags can only contain letters, numbers, hyphens, underscores, and spaces");
+    }
+    Ok(Some(t.to_lowercase()))
+}
+
+/// Tags: at most 20 entries as sent, each normalised, empties dropped, duplicates removed
+/// keeping the first occurrence.
+pub fn parse_tags(raw: Vec<String>) -> Result<Vec<String>, FieldError> {
+    if raw.len() > ARTIFACT_TAGS_MAX {
+        return Err(FieldError::body("tags", "too_long", "Maximum 20 tags allowed"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, t) in raw.iter().enumerate() {
+        match normalise_tag(t) {
+            Ok(Some(tag)) if !out.contains(&tag) => out.push(tag),
+            Ok(_) => {}
+            Err(msg) => {
+                return Err(FieldError { loc: vec!["body".into(), "tags".into(), i.into()], msg: msg.into(), kind: "value_error" })
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_metadata(raw: Map<String, Value>) -> Result<Map<String, Value>, FieldError> {
+    let err = |msg: String| FieldError::body("artifact_metadata", "value_error", msg);
+    if raw.len() > METADATA_KEYS_MAX {
+        return Err(err("Maximum 50 metadata keys allowed".into()));
+    }
+    for (k, v) in &raw {
+        let key_ok = !k.is_empty()
+            && k.chars().count() <= METADATA_KEY_MAX
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !key_ok {
+            return Err(err(format!("Metadata key '{k}' must be 1-100 characters of letters, digits, '_', '-' or '.'")));
+        }
+        match v {
+            Value::String(s) if s.chars().count() > METADATA_STRING_MAX => {
+                return Err(err(format!("Metadata value for '{k}' exceeds 1000 characters")));
+            }
+            Value::String(s) if s.contains('\0') => {
+                return Err(err(format!("Metadata value for '{k}' contains invalid characters")));
+            }
+            Value::Array(_) | Value::Object(_) => {
+                return Err(err("Metadata values must be strings, numbers, booleans, or null".into()));
+            }
+            _ => {}
+        }
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(v: Value) -> ArtifactInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn tags_are_normalised() {
+        let tags = parse_tags(vec!["  API  ".into(), "Test".into(), "api".into(), "".into(), "TEST".into()]).unwrap();
+        assert_eq!(tags, vec!["api", "test"]);
+        assert!(parse_tags(vec!["x".into(); 21]).is_err());
+        assert!(parse_tags(vec!["a,b".into()]).is_err());
+        assert!(parse_tags(vec!["x".repeat(51)]).is_err());
+    }
+
+    #[test]
+    fn create_reports_every_bad_field() {
+        let e = input(json!({"name": "  ", "description": "x".repeat(2001), "artifact_metadata": {"a": [1]}}))
+            .validate()
+            .unwrap_err();
+        let fields: Vec<_> = e.0.iter().map(|f| f.loc[1].clone()).collect();
+        assert_eq!(fields, vec![json!("name"), json!("description"), json!("artifact_metadata")]);
+    }
+
+    #[test]
+    fn names_keep_markup_characters() {
+        let f = input(json!({"name": " <b>Tom & Jerry's</b> ", "description": "   "})).validate().unwrap();
+        assert_eq!(f.name, "<b>Tom & Jerry's</b>");
+        assert_eq!(f.description, None);
+    }
+
+    #[test]
+    fn patch_distinguishes_absent_null_and_value() {
+        let p: ArtifactPatchInput = serde_json::from_value(json!({"description": null, "tags": ["A"]})).unwrap();
+        let (c, v) = p.validate().unwrap();
+        assert_eq!(c.description, Some(None));
+        assert_eq!(c.tags, Some(vec!["a".to_string()]));
+        assert_eq!(c.name, None);
+        assert_eq!(v, None);
+        let p: ArtifactPatchInput = serde_json::from_value(json!({"name": null, "artifact_metadata": null})).unwrap();
+        assert_eq!(p.validate().unwrap_err().0.len(), 2);
+    }
+}

@@ -1,0 +1,23 @@
+//! Every input limit of the API, in characters unless stated otherwise.
+
+pub const EMAIL_MAX: usize = 255;
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
+pub const PERSON_NAME_MAX: usize = 50;
+
+pub const WORKSPACE_NAME_MAX: usize = 255;
+pub const WORKSPACE_SLUG_MAX: usize = 100;
+pub const WORKSPACE_DESCRIPTION_MAX: usize = 1000;
+
+pub const ARTIFACT_NAME_MAX: usize = 255;
+pub const ARTIFACT_DESCRIPTION_MAX: usize = 2000;
+pub const ARTIFACT_TAGS_MAX: usize = 20;
+pub const ARTIFACT_TAG_MAX: usize = 50;
+pub const METADATA_KEYS_MAX: usize = 50;
+pub const METADATA_KEY_MAX: usize = 100;
+pub const METADATA_STRING_MAX: usize = 1000;
+
+pub const PAGE_LIMIT_DEFAULT: i64 = 20;
+pub const PAGE_LIMIT_MAX: i64 = 100;
+pub const SEARCH_QUERY_MAX: usize = 200;
+pub const FILTER_TAGS_MAX: usize = 20;

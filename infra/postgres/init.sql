@@ -1,0 +1,61 @@
+-- Ghostworks: first-boot bootstrap for the official postgres image.
+--
+-- Mounted at /docker-entrypoint-initdb.d/10-ghostworks.sql. The entrypoint runs
+-- it once, on an empty data directory, as POSTGRES_USER against POSTGRES_DB,
+-- with `psql -v ON_ERROR_STOP=1`, so any error aborts the initialisation.
+--
+-- Roles:
+--   POSTGRES_USER   schema owner; `ghostworks migrate` / `seed` connect as it
+--                   (DATABASE_ADMIN_URL). Migrations create and own all tables.
+--   ghostworks_app  NOLOGIN group role holding the runtime grants. `migrate`
+--                   re-creates it if missing and (re)applies its grants.
+--   ghostworks_api  LOGIN role used by `ghostworks serve` (DATABASE_URL). It is
+--                   a member of ghostworks_app and owns nothing.
+--
+-- The ghostworks_api password is taken, in this order, from:
+--   1. the file named by GHOSTWORKS_API_DB_PASSWORD_FILE (Docker secret),
+--   2. GHOSTWORKS_API_DB_PASSWORD,
+--   3. the placeholder CHANGE_ME_api_password. Never keep it: set one of the
+--      above, and put the same password in the API's DATABASE_URL.
+-- The script runs only once; to rotate later use
+--   ALTER ROLE ghostworks_api PASSWORD '...';
+
+\set ON_ERROR_STOP on
+
+SELECT current_user AS schema_owner \gset
+
+-- Read the API role's password from the environment (psql runs the backquoted
+-- command with /bin/sh; the trailing newline of the output is dropped).
+\set api_password `if [ -n "${GHOSTWORKS_API_DB_PASSWORD_FILE:-}" ]; then cat "$GHOSTWORKS_API_DB_PASSWORD_FILE"; else printf '%s' "${GHOSTWORKS_API_DB_PASSWORD:-CHANGE_ME_api_password}"; fi`
+
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+
+SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ghostworks_app') AS create_app_role \gset
+\if :create_app_role
+CREATE ROLE ghostworks_app NOLOGIN;
+\endif
+
+SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ghostworks_api') AS create_api_role \gset
+\if :create_api_role
+CREATE ROLE ghostworks_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+\endif
+
+-- NOINHERIT + explicit membership: the API role must be a member of
+-- ghostworks_app; it inherits the group's privileges through INHERIT below.
+ALTER ROLE ghostworks_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT
+    PASSWORD :'api_password';
+GRANT ghostworks_app TO ghostworks_api;
+
+-- Lock the schema down: only the owner creates objects; the app role may use it.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO ghostworks_app;
+SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO ghostworks_app', current_database()) \gexec
+
+-- Tables and sequences that migrations create later as the schema owner are
+-- readable/writable by the app role by default (migrate also grants explicitly).
+ALTER DEFAULT PRIVILEGES FOR ROLE :"schema_owner" IN SCHEMA public
+    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ghostworks_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE :"schema_owner" IN SCHEMA public
+    GRANT USAGE, SELECT ON SEQUENCES TO ghostworks_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE :"schema_owner" IN SCHEMA public
+    GRANT EXECUTE ON FUNCTIONS TO ghostworks_app;
