@@ -22,8 +22,6 @@
 
 \set ON_ERROR_STOP on
 
-SELECT current_user AS schema_owner \gset
-
 -- Read the API role's password from the environment (psql runs the backquoted
 -- command with /bin/sh; the trailing newline of the output is dropped).
 \set api_password `if [ -n "${GHOSTWORKS_API_DB_PASSWORD_FILE:-}" ]; then cat "$GHOSTWORKS_API_DB_PASSWORD_FILE"; else printf '%s' "${GHOSTWORKS_API_DB_PASSWORD:-CHANGE_ME_api_password}"; fi`
@@ -32,17 +30,18 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ghostworks_app') AS create_app_role \gset
 \if :create_app_role
-CREATE ROLE ghostworks_app NOLOGIN;
+CREATE ROLE ghostworks_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
 \endif
 
 SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ghostworks_api') AS create_api_role \gset
 \if :create_api_role
-CREATE ROLE ghostworks_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+CREATE ROLE ghostworks_api LOGIN;
 \endif
 
--- NOINHERIT + explicit membership: the API role must be a member of
--- ghostworks_app; it inherits the group's privileges through INHERIT below.
-ALTER ROLE ghostworks_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT
+-- (Re)assert the attributes: a plain login role that inherits the privileges
+-- of ghostworks_app, cannot bypass row-level security and can create neither
+-- databases nor roles.
+ALTER ROLE ghostworks_api LOGIN INHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE
     PASSWORD :'api_password';
 GRANT ghostworks_app TO ghostworks_api;
 
@@ -51,11 +50,5 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO ghostworks_app;
 SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO ghostworks_app', current_database()) \gexec
 
--- Tables and sequences that migrations create later as the schema owner are
--- readable/writable by the app role by default (migrate also grants explicitly).
-ALTER DEFAULT PRIVILEGES FOR ROLE :"schema_owner" IN SCHEMA public
-    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ghostworks_app;
-ALTER DEFAULT PRIVILEGES FOR ROLE :"schema_owner" IN SCHEMA public
-    GRANT USAGE, SELECT ON SEQUENCES TO ghostworks_app;
-ALTER DEFAULT PRIVILEGES FOR ROLE :"schema_owner" IN SCHEMA public
-    GRANT EXECUTE ON FUNCTIONS TO ghostworks_app;
+-- Table privileges are granted per table by the migrations (least privilege,
+-- e.g. audit_log is append-only), so no default privileges are set here.

@@ -1,1 +1,476 @@
+//! The one configuration of every Ghostworks role, read from the environment (12-factor) and
+//! validated before anything starts. Secrets also come from `NAME_FILE` paths, as Docker and
+//! Kubernetes mount them. Problems are collected, not thrown one at a time, so an operator
+//! fixes a broken deployment in one pass.
 
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use ipnet::IpNet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// A value that must never reach a log line: `Debug` and `Display` print a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub bind: SocketAddr,
+    pub database_url: Secret,
+    /// The schema owner's connection, for `migrate` and `seed`; the API never uses it.
+    pub database_admin_url: Option<Secret>,
+    pub database_pool_size: u32,
+    pub redis_url: Secret,
+    pub redis_key_prefix: String,
+    pub jwt_secret: Secret,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub require_email_verification: bool,
+    pub rate_limit_enabled: bool,
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub cors_origins: Vec<String>,
+    pub cookie_secure: bool,
+    pub cookie_samesite: SameSite,
+    pub cookie_domain: Option<String>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub otel_endpoint: Option<String>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// Every problem found, one line each, naming the variable and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in &self.0 {
+            writeln!(f, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Secrets shipped in examples and templates; never acceptable outside development.
+const EXAMPLE_SECRET_MARKERS: &[&str] = &["change", "example", "your-secret", "secret-key", "placeholder", "dev-only"];
+const MIN_SECRET_BYTES: usize = 32;
+
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        self.vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    /// A secret from `NAME` or from the file named by `NAME_FILE` (not both).
+    fn secret(&mut self, name: &str) -> Option<Secret> {
+        let file_var = format!("{name}_FILE");
+        match (self.raw(name), self.raw(&file_var)) {
+            (Some(_), Some(_)) => {
+                self.errors.push(format!("{name}: set either {name} or {file_var}, not both"));
+                None
+            }
+            (Some(v), None) => Some(Secret(v)),
+            (None, Some(path)) => match std::fs::read_to_string(Path::new(&path)) {
+                Ok(v) if !v.trim().is_empty() => Some(Secret(v.trim_end_matches(['\r', '\n']).to_string())),
+                Ok(_) => {
+                    self.errors.push(format!("{file_var}: the file {path} is empty; put the secret in it"));
+                    None
+                }
+                Err(e) => {
+                    self.errors.push(format!("{file_var}: cannot read {path} ({e}); mount the secret file or unset {file_var}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+
+    fn required_secret(&mut self, name: &str, hint: &str) -> Secret {
+        self.secret(name).unwrap_or_else(|| {
+            self.errors.push(format!("{name}: missing; set {name} (or {name}_FILE), {hint}"));
+            Secret(String::new())
+        })
+    }
+
+    fn parse<T: FromStr>(&mut self, name: &str, default: T, expected: &str) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                self.errors.push(format!("{name}: '{v}' is not valid; expected {expected}"));
+                default
+            }),
+        }
+    }
+
+    fn bool(&mut self, name: &str, default: bool) -> bool {
+        match self.raw(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    self.errors.push(format!("{name}: '{v}' is not valid; expected true or false"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.raw(name)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn postgres_url(r: &mut Reader<'_>, name: &str, s: &Secret) {
+    if !s.0.is_empty() && !(s.0.starts_with("postgres://") || s.0.starts_with("postgresql://")) {
+        r.errors.push(format!("{name}: must be a postgres:// or postgresql:// URL"));
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads `KEY=VALUE` lines of an env file (comments and blank lines ignored; quotes
+    /// stripped), on top of nothing else: the file alone must be a complete configuration.
+    pub fn from_env_file(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("--env-file: cannot read {} ({e})", path.display())]))?;
+        Self::from_vars(&parse_env_file(&text))
+    }
+
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
+        let mut r = Reader { vars, errors: Vec::new() };
+        let environment = match r.raw("GHOSTWORKS_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("staging") => Environment::Staging,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                r.errors.push(format!("GHOSTWORKS_ENV: '{other}' is not valid; expected development, staging or production"));
+                Environment::Development
+            }
+        };
+        let production = environment == Environment::Production;
+        let bind = r.parse("GHOSTWORKS_BIND", SocketAddr::from(([0, 0, 0, 0], 8000)), "an address such as 0.0.0.0:8000");
+        let database_url = r.required_secret("DATABASE_URL", "e.g. postgres://ghostworks_api:PASSWORD@localhost:5432/ghostworks");
+        postgres_url(&mut r, "DATABASE_URL", &database_url);
+        let database_admin_url = r.secret("DATABASE_ADMIN_URL");
+        if let Some(u) = &database_admin_url {
+            postgres_url(&mut r, "DATABASE_ADMIN_URL", u);
+        }
+        let database_pool_size = r.parse("DATABASE_POOL_SIZE", 10u32, "a number of connections (1-1000)");
+        if !(1..=1000).contains(&database_pool_size) {
+            r.errors.push("DATABASE_POOL_SIZE: must be between 1 and 1000".into());
+        }
+        let redis_url = r.required_secret("REDIS_URL", "e.g. redis://localhost:6379/0");
+        if !redis_url.0.is_empty() && !(redis_url.0.starts_with("redis://") || redis_url.0.starts_with("rediss://") || redis_url.0.starts_with("redis+unix://") || redis_url.0.starts_with("unix://")) {
+            r.errors.push("REDIS_URL: must be a redis://, rediss:// or unix:// URL".into());
+        }
+        let redis_key_prefix = r.raw("REDIS_KEY_PREFIX").unwrap_or_else(|| "gw".into());
+        let jwt_secret = r.required_secret("JWT_SECRET_KEY", "a random string of at least 32 bytes (e.g. `openssl rand -hex 32`)");
+        if environment != Environment::Development && !jwt_secret.0.is_empty() {
+            if jwt_secret.0.len() < MIN_SECRET_BYTES {
+                r.errors.push(format!("JWT_SECRET_KEY: {} bytes is too short outside development; use at least {MIN_SECRET_BYTES} random bytes", jwt_secret.0.len()));
+            }
+            let lower = jwt_secret.0.to_ascii_lowercase();
+            if EXAMPLE_SECRET_MARKERS.iter().any(|m| lower.contains(m)) {
+                r.errors.push("JWT_SECRET_KEY: looks like an example value; generate a random one (e.g. `openssl rand -hex 32`)".into());
+            }
+        }
+        let access_minutes = r.parse("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 15u64, "minutes (1-60)");
+        if !(1..=60).contains(&access_minutes) {
+            r.errors.push("JWT_ACCESS_TOKEN_EXPIRE_MINUTES: must be between 1 and 60; access tokens are meant to be short-lived".into());
+        }
+        let refresh_days = r.parse("JWT_REFRESH_TOKEN_EXPIRE_DAYS", 7u64, "days (1-90)");
+        if !(1..=90).contains(&refresh_days) {
+            r.errors.push("JWT_REFRESH_TOKEN_EXPIRE_DAYS: must be between 1 and 90".into());
+        }
+        let require_email_verification = r.bool("REQUIRE_EMAIL_VERIFICATION", true);
+        let rate_limit_enabled = r.bool("RATE_LIMIT_ENABLED", true);
+        if production && !rate_limit_enabled {
+            r.errors.push("RATE_LIMIT_ENABLED: cannot be false in production; login rate limits protect accounts".into());
+        }
+        let login_max_failures = r.parse("LOGIN_MAX_FAILURES", 5u32, "a number of failed logins (1-100)");
+        let login_lockout_secs = r.parse("LOGIN_LOCKOUT_SECONDS", 900u64, "seconds");
+        let mut trusted_proxies = Vec::new();
+        for item in r.list("TRUSTED_PROXIES") {
+            match item.parse::<IpNet>().or_else(|_| item.parse::<IpAddr>().map(IpNet::from)) {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => r.errors.push(format!("TRUSTED_PROXIES: '{item}' is not an IP address or CIDR range")),
+            }
+        }
+        let cors_origins = r.list("CORS_ORIGINS");
+        for o in &cors_origins {
+            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+                r.errors.push(format!("CORS_ORIGINS: '{o}' must be an origin such as https://app.example.com (scheme, host, optional port, no path)"));
+            }
+        }
+        let cookie_secure = r.bool("COOKIE_SECURE", true);
+        if production && !cookie_secure {
+            r.errors.push("COOKIE_SECURE: must be true in production (cookies only over TLS)".into());
+        }
+        let cookie_samesite = match r.raw("COOKIE_SAMESITE").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("lax") => SameSite::Lax,
+            Some("strict") => SameSite::Strict,
+            Some("none") => SameSite::None,
+            Some(other) => {
+                r.errors.push(format!("COOKIE_SAMESITE: '{other}' is not valid; expected strict, lax or none"));
+                SameSite::Lax
+            }
+        };
+        if cookie_samesite == SameSite::None && !cookie_secure {
+            r.errors.push("COOKIE_SAMESITE: none requires COOKIE_SECURE=true (browsers reject it otherwise)".into());
+        }
+        let cookie_domain = r.raw("COOKIE_DOMAIN");
+        let max_body_bytes = r.parse("MAX_BODY_BYTES", 1_048_576usize, "a size in bytes");
+        if !(1024..=64 * 1_048_576).contains(&max_body_bytes) {
+            r.errors.push("MAX_BODY_BYTES: must be between 1024 and 67108864".into());
+        }
+        let timeout_secs = r.parse("REQUEST_TIMEOUT_SECONDS", 30u64, "seconds (1-300)");
+        if !(1..=300).contains(&timeout_secs) {
+            r.errors.push("REQUEST_TIMEOUT_SECONDS: must be between 1 and 300".into());
+        }
+        let otel_endpoint = r.raw("OPENTELEMETRY_ENDPOINT");
+        if let Some(e) = &otel_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                r.errors.push(format!("OPENTELEMETRY_ENDPOINT: '{e}' must be an http(s) URL such as http://otelcol:4317"));
+            }
+        }
+        let log_level = r.raw("LOG_LEVEL").map(|v| v.to_ascii_lowercase()).unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            r.errors.push(format!("LOG_LEVEL: '{log_level}' is not valid; expected error, warn, info, debug or trace"));
+        }
+        if production && (log_level == "debug" || log_level == "trace") {
+            r.errors.push("LOG_LEVEL: debug and trace are not allowed in production; use info".into());
+        }
+        let log_format = match r.raw("LOG_FORMAT").as_deref() {
+            None if environment == Environment::Development => LogFormat::Pretty,
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                r.errors.push(format!("LOG_FORMAT: '{other}' is not valid; expected json or pretty"));
+                LogFormat::Json
+            }
+        };
+        if !r.errors.is_empty() {
+            return Err(ConfigErrors(r.errors));
+        }
+        Ok(Config {
+            environment,
+            bind,
+            database_url,
+            database_admin_url,
+            database_pool_size,
+            redis_url,
+            redis_key_prefix,
+            jwt_secret,
+            access_token_ttl: Duration::from_secs(access_minutes * 60),
+            refresh_token_ttl: Duration::from_secs(refresh_days * 86_400),
+            require_email_verification,
+            rate_limit_enabled,
+            login_max_failures,
+            login_lockout: Duration::from_secs(login_lockout_secs),
+            trusted_proxies,
+            cors_origins,
+            cookie_secure,
+            cookie_samesite,
+            cookie_domain,
+            max_body_bytes,
+            request_timeout: Duration::from_secs(timeout_secs),
+            otel_endpoint,
+            log_level,
+            log_format,
+        })
+    }
+
+    /// The effective configuration as `NAME=value` lines, secrets redacted.
+    pub fn redacted(&self) -> Vec<(&'static str, String)> {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        vec![
+            ("GHOSTWORKS_ENV", self.environment.as_str().into()),
+            ("GHOSTWORKS_BIND", self.bind.to_string()),
+            ("DATABASE_URL", redact_url(self.database_url.expose())),
+            ("DATABASE_ADMIN_URL", self.database_admin_url.as_ref().map(|s| redact_url(s.expose())).unwrap_or_default()),
+            ("DATABASE_POOL_SIZE", self.database_pool_size.to_string()),
+            ("REDIS_URL", redact_url(self.redis_url.expose())),
+            ("REDIS_KEY_PREFIX", self.redis_key_prefix.clone()),
+            ("JWT_SECRET_KEY", format!("*** ({} bytes)", self.jwt_secret.expose().len())),
+            ("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", (self.access_token_ttl.as_secs() / 60).to_string()),
+            ("JWT_REFRESH_TOKEN_EXPIRE_DAYS", (self.refresh_token_ttl.as_secs() / 86_400).to_string()),
+            ("REQUIRE_EMAIL_VERIFICATION", self.require_email_verification.to_string()),
+            ("RATE_LIMIT_ENABLED", self.rate_limit_enabled.to_string()),
+            ("LOGIN_MAX_FAILURES", self.login_max_failures.to_string()),
+            ("LOGIN_LOCKOUT_SECONDS", self.login_lockout.as_secs().to_string()),
+            ("TRUSTED_PROXIES", self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+            ("CORS_ORIGINS", self.cors_origins.join(",")),
+            ("COOKIE_SECURE", self.cookie_secure.to_string()),
+            ("COOKIE_SAMESITE", format!("{:?}", self.cookie_samesite).to_lowercase()),
+            ("COOKIE_DOMAIN", opt(&self.cookie_domain)),
+            ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("REQUEST_TIMEOUT_SECONDS", self.request_timeout.as_secs().to_string()),
+            ("OPENTELEMETRY_ENDPOINT", opt(&self.otel_endpoint)),
+            ("LOG_LEVEL", self.log_level.clone()),
+            ("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
+        ]
+    }
+}
+
+/// Replaces the password of a URL with `***`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "***".into(),
+    }
+}
+
+/// Parses the `KEY=VALUE` lines of an env file.
+pub fn parse_env_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))).unwrap_or(v);
+            (k.trim().to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://api:pw@db/gw"),
+        ("REDIS_URL", "redis://redis:6379/0"),
+        ("JWT_SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+    ];
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_vars(&vars(BASE)).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8000");
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert!(c.require_email_verification);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_variable() {
+        let e = Config::from_vars(&vars(&[("GHOSTWORKS_ENV", "production"), ("JWT_SECRET_KEY", "short"), ("COOKIE_SECURE", "false"), ("LOG_LEVEL", "debug")])).unwrap_err();
+        let text = e.to_string();
+        for var in ["DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "COOKIE_SECURE", "LOG_LEVEL"] {
+            assert!(text.contains(&format!("{var}:")), "{var} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn production_rejects_example_secrets() {
+        let mut v = vars(BASE);
+        v.insert("GHOSTWORKS_ENV".into(), "production".into());
+        v.insert("JWT_SECRET_KEY".into(), "your-secret-key-change-in-production-please".into());
+        let e = Config::from_vars(&v).unwrap_err();
+        assert!(e.0[0].starts_with("JWT_SECRET_KEY: looks like an example"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("gw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("jwt");
+        std::fs::write(&f, "from-a-file-0123456789abcdef0123456789\n").unwrap();
+        let mut v = vars(&BASE[..2]);
+        v.insert("JWT_SECRET_KEY_FILE".into(), f.display().to_string());
+        assert_eq!(Config::from_vars(&v).unwrap().jwt_secret.expose(), "from-a-file-0123456789abcdef0123456789");
+        v.insert("JWT_SECRET_KEY".into(), "both".into());
+        assert!(Config::from_vars(&v).unwrap_err().to_string().contains("not both"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn redaction_hides_passwords() {
+        let c = Config::from_vars(&vars(BASE)).unwrap();
+        let text = format!("{:?} {:?}", c, c.redacted());
+        assert!(!text.contains("pw@") && !text.contains("0123456789abcdef"), "{text}");
+        assert!(text.contains("postgres://api:***@db/gw"));
+    }
+
+    #[test]
+    fn env_files_parse() {
+        let m = parse_env_file("# c\nA=1\nexport B=\"two words\"\n\nC='x'\n");
+        assert_eq!(m["A"], "1");
+        assert_eq!(m["B"], "two words");
+        assert_eq!(m["C"], "x");
+    }
+}

@@ -1,1 +1,117 @@
+//! PostgreSQL access: the pool, embedded migrations, tenant-scoped transactions and one
+//! repository module per aggregate. Every query is parameterised; tenant isolation itself is
+//! enforced by the database (row-level security), keyed by the transaction-local settings
+//! that [`scoped`] sets.
 
+pub mod artifacts;
+pub mod audit;
+pub mod auth;
+pub mod users;
+pub mod workspaces;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+pub use sqlx::migrate::Migrator;
+
+/// The schema migrations, compiled into the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// The NOLOGIN role that owns nothing and whose members the API and worker log in as.
+pub const APP_ROLE: &str = "ghostworks_app";
+
+pub type Tx = Transaction<'static, Postgres>;
+
+/// A storage failure, or a uniqueness conflict the caller may want to report as such.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unique constraint {0} violated")]
+    Conflict(String),
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// Maps unique violations (SQLSTATE 23505) to [`DbError::Conflict`].
+    pub fn from_sqlx(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some("23505") {
+                return DbError::Conflict(db.constraint().unwrap_or_default().to_string());
+            }
+        }
+        DbError::Sqlx(e)
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Opens a pool. Statement and lock timeouts bound the damage of a runaway query.
+pub async fn connect(url: &str, max_connections: u32, application_name: &str) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    let options = options
+        .application_name(application_name)
+        .options([("statement_timeout", "30s"), ("lock_timeout", "10s"), ("idle_in_transaction_session_timeout", "60s")]);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// Applies pending migrations (idempotent; sqlx holds an advisory lock meanwhile, so two
+/// concurrent runs apply each migration once).
+pub async fn migrate(admin: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(admin).await
+}
+
+/// One line per known migration: version, description, and whether it is applied.
+pub async fn migration_status(admin: &PgPool) -> Result<Vec<(i64, String, bool)>, sqlx::Error> {
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(admin)
+        .await
+        .or_else(|e| match &e {
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+            _ => Err(e),
+        })?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| (m.version, m.description.to_string(), applied.contains(&m.version)))
+        .collect())
+}
+
+/// Begins a transaction scoped to a tenant and/or user. The settings are transaction-local
+/// (`set_config(..., true)`), so they vanish at commit or rollback and never leak to the next
+/// user of the pooled connection. Without a tenant, row-level security shows no tenant rows.
+pub async fn scoped(pool: &PgPool, tenant: Option<Uuid>, user: Option<Uuid>) -> Result<Tx, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    set_scope(&mut tx, tenant, user).await?;
+    Ok(tx)
+}
+
+/// Changes the scope of an open transaction (e.g. to each of a user's workspaces in turn).
+pub async fn set_scope(tx: &mut Tx, tenant: Option<Uuid>, user: Option<Uuid>) -> Result<(), sqlx::Error> {
+    let s = |id: Option<Uuid>| id.map(|u| u.to_string()).unwrap_or_default();
+    sqlx::query("SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true)")
+        .bind(s(tenant))
+        .bind(s(user))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// `SELECT 1` with its latency, for readiness checks.
+pub async fn ping(pool: &PgPool) -> Result<Duration, sqlx::Error> {
+    let t = std::time::Instant::now();
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(t.elapsed())
+}
+
+/// Cross-tenant counts through the owner's `system_stats()` function.
+pub async fn system_stats(pool: &PgPool) -> Result<(i64, i64, i64, i64), sqlx::Error> {
+    sqlx::query_as("SELECT users, workspaces, artifacts, active_artifacts FROM system_stats()").fetch_one(pool).await
+}

@@ -272,3 +272,174 @@ mod tests {
         assert_eq!(p.validate().unwrap_err().0.len(), 2);
     }
 }
+
+/// How `q` matches: the original's case-insensitive substring match on name or description
+/// (wildcards literal), or ranked full-text search over name, tags and description
+/// (web-search syntax: quotes, `or`, `-word`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    #[default]
+    Substring,
+    Fulltext,
+}
+
+/// Whether an artifact must carry any (the original's behaviour) or all of the filter tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TagMode {
+    #[default]
+    Any,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortField {
+    CreatedAt,
+    UpdatedAt,
+    Name,
+    /// Full-text relevance; only meaningful with `search_mode=fulltext`.
+    Relevance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// A validated listing request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub q: Option<String>,
+    pub mode: SearchMode,
+    pub tags: Vec<String>,
+    pub tag_mode: TagMode,
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+    pub sort: SortField,
+    pub order: SortOrder,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Raw listing parameters, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub q: Option<String>,
+    pub mode: SearchMode,
+    pub tags: Vec<String>,
+    pub tag_mode: TagMode,
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+    pub sort: Option<SortField>,
+    pub order: Option<SortOrder>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl ListParams {
+    /// `name_first_when_searching` is the advanced-search default: by name when `q` is given.
+    pub fn validate(self, name_first_when_searching: bool) -> Result<ListQuery, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let limit = self.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+        if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+            errors.push(FieldError::query("limit", "out_of_range", "limit must be between 1 and 100"));
+        }
+        let offset = self.offset.unwrap_or(0);
+        if offset < 0 {
+            errors.push(FieldError::query("offset", "out_of_range", "offset must be 0 or more"));
+        }
+        let q = self.q.map(|q| q.trim().to_string()).filter(|q| !q.is_empty());
+        if q.as_ref().is_some_and(|q| q.chars().count() > SEARCH_QUERY_MAX) {
+            errors.push(FieldError::query("q", "string_too_long", "q must be at most 200 characters"));
+        }
+        if self.tags.len() > FILTER_TAGS_MAX {
+            errors.push(FieldError::query("tags", "too_long", "at most 20 tags can be filtered on"));
+        }
+        let mut tags = Vec::new();
+        for t in &self.tags {
+            match normalise_tag(t) {
+                Ok(Some(tag)) if !tags.contains(&tag) => tags.push(tag),
+                Ok(_) => {}
+                Err(msg) => errors.push(FieldError::query("tags", "value_error", msg)),
+            }
+        }
+        if let (Some(a), Some(b)) = (self.created_after, self.created_before) {
+            if a > b {
+                errors.push(FieldError::query("created_after", "value_error", "created_after must not be later than created_before"));
+            }
+        }
+        let fulltext = self.mode == SearchMode::Fulltext && q.is_some();
+        let sort = match self.sort {
+            Some(SortField::Relevance) if !fulltext => {
+                errors.push(FieldError::query("sort", "value_error", "sort=relevance needs q and search_mode=fulltext"));
+                SortField::CreatedAt
+            }
+            Some(s) => s,
+            None if fulltext => SortField::Relevance,
+            None if name_first_when_searching && q.is_some() => SortField::Name,
+            None => SortField::CreatedAt,
+        };
+        let order = self.order.unwrap_or(match sort {
+            SortField::Name => SortOrder::Asc,
+            _ => SortOrder::Desc,
+        });
+        errors.into_result(|| ListQuery {
+            q,
+            mode: self.mode,
+            tags,
+            tag_mode: self.tag_mode,
+            created_after: self.created_after,
+            created_before: self.created_before,
+            sort,
+            order,
+            limit,
+            offset,
+        })
+    }
+}
+
+/// `q` as a literal ILIKE pattern: `%`, `_` and `\` lose their wildcard meaning.
+pub fn substring_pattern(q: &str) -> String {
+    let mut p = String::with_capacity(q.len() + 2);
+    p.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_limits() {
+        let q = ListParams::default().validate(false).unwrap();
+        assert_eq!((q.limit, q.offset, q.sort, q.order), (20, 0, SortField::CreatedAt, SortOrder::Desc));
+        let e = ListParams { limit: Some(101), offset: Some(-1), ..Default::default() }.validate(false).unwrap_err();
+        assert_eq!(e.0.len(), 2);
+        assert!(ListParams { limit: Some(0), ..Default::default() }.validate(false).is_err());
+    }
+
+    #[test]
+    fn filter_tags_are_normalised_and_search_defaults_sort() {
+        let q = ListParams { tags: vec![" API ".into(), "api".into()], q: Some("x".into()), ..Default::default() }.validate(true).unwrap();
+        assert_eq!(q.tags, vec!["api"]);
+        assert_eq!((q.sort, q.order), (SortField::Name, SortOrder::Asc));
+        let q = ListParams { q: Some("x".into()), mode: SearchMode::Fulltext, ..Default::default() }.validate(false).unwrap();
+        assert_eq!(q.sort, SortField::Relevance);
+    }
+
+    #[test]
+    fn wildcards_are_literal() {
+        assert_eq!(substring_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}

@@ -1,0 +1,130 @@
+//! The one error type of the API and its one JSON shape:
+//! `{"error", "message", "detail", "request_id", "timestamp"}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ghostworks_domain::{FieldError, ValidationErrors};
+use serde_json::{json, Value};
+
+use crate::middleware::current_request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(ValidationErrors),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("Request body exceeds the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{message}")]
+    TooManyRequests { retry_after: u64, message: String },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn unauthorized(msg: impl Into<String>) -> Self {
+        ApiError::Unauthorized(msg.into())
+    }
+
+    pub fn forbidden(code: &'static str, msg: impl Into<String>) -> Self {
+        ApiError::Forbidden { code, message: msg.into() }
+    }
+
+    pub fn field(e: FieldError) -> Self {
+        ApiError::Validation(e.into())
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
+            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<ghostworks_db::DbError> for ApiError {
+    fn from(e: ghostworks_db::DbError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(e: ValidationErrors) -> Self {
+        ApiError::Validation(e)
+    }
+}
+
+/// The JSON error body for `status` with a stable `code`.
+pub fn error_body(status: StatusCode, code: &str, message: &str, detail: Value) -> Response {
+    let body = json!({
+        "error": code,
+        "message": message,
+        "detail": detail,
+        "request_id": current_request_id(),
+        "timestamp": crate::dto::now_rfc3339(),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let (message, detail) = match &self {
+            ApiError::Validation(errors) => {
+                let first = errors.0.first().map(|e| e.msg.clone()).unwrap_or_default();
+                (format!("Invalid input: {first}"), serde_json::to_value(&errors.0).unwrap_or(Value::Null))
+            }
+            // Never expose internals; the request id ties the client's report to the log line.
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "request failed");
+                ("An unexpected error occurred".to_string(), Value::String("An unexpected error occurred".into()))
+            }
+            other => (other.to_string(), Value::String(other.to_string())),
+        };
+        let mut response = error_body(status, code, &message, detail);
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,283 @@
+//! Extractors: who is calling (`AuthUser`), in which workspace (`Ws`, which also opens the
+//! tenant-scoped transaction), and the request body and query, with rejections mapped to the
+//! one error shape.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method};
+use axum_extra::extract::CookieJar;
+use ghostworks_db::users::User;
+use ghostworks_db::{audit, workspaces, Tx};
+use ghostworks_domain::{FieldError, Role, ValidationErrors};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::auth::tokens::{Claims, TokenError, TokenType};
+use crate::error::ApiError;
+use crate::middleware::{current_request_id, ClientIp};
+use crate::AppState;
+
+pub const ACCESS_COOKIE: &str = "access_token";
+pub const REFRESH_COOKIE: &str = "refresh_token";
+pub const CSRF_COOKIE: &str = "csrf_token";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Where a request came from, for audit rows.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Origin { ip: parts.extensions.get::<ClientIp>().map(|c| c.0.to_string()), request_id: current_request_id() })
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim().to_string())
+}
+
+/// A token from the `Authorization` header, else from `cookie` (the original's cookies carry
+/// a `Bearer ` prefix; both forms are accepted). Cookie-borne credentials on a state-changing
+/// request must be accompanied by the double-submit CSRF header.
+pub fn credential(headers: &HeaderMap, method: &Method, cookie: &str) -> Result<Option<String>, ApiError> {
+    if let Some(t) = bearer(headers) {
+        return Ok(Some(t));
+    }
+    let jar = CookieJar::from_headers(headers);
+    let Some(c) = jar.get(cookie) else { return Ok(None) };
+    let token = c.value().trim_matches('"');
+    let token = token.strip_prefix("Bearer ").unwrap_or(token).to_string();
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let expected = jar.get(CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+        let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) {
+            return Err(ApiError::forbidden(
+                "csrf_failed",
+                "Cookie-authenticated requests that change state must send the X-CSRF-Token header matching the csrf_token cookie",
+            ));
+        }
+    }
+    Ok(Some(token))
+}
+
+pub fn token_error(e: TokenError) -> ApiError {
+    match e {
+        TokenError::Invalid => ApiError::unauthorized("Could not validate credentials"),
+        TokenError::WrongType { expected, got } => ApiError::unauthorized(format!(
+            "Invalid token type. Expected {}, got {}",
+            serde_json::to_value(expected).unwrap().as_str().unwrap(),
+            serde_json::to_value(got).unwrap().as_str().unwrap()
+        )),
+    }
+}
+
+/// The authenticated caller: a valid access token whose session is live and whose account
+/// is active.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: User,
+    pub claims: Claims,
+}
+
+impl AuthUser {
+    pub fn id(&self) -> Uuid {
+        self.user.id
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(u) = parts.extensions.get::<AuthUser>() {
+            return Ok(u.clone());
+        }
+        let token = credential(&parts.headers, &parts.method, ACCESS_COOKIE)?.ok_or_else(|| ApiError::unauthorized("Authentication required"))?;
+        let claims = state.keys().verify(&token, TokenType::Access).map_err(token_error)?;
+        let user = ghostworks_db::users::by_id_with_live_session(state.db(), claims.sub, claims.sid)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("Session expired or revoked; log in again"))?;
+        if !user.is_active {
+            return Err(ApiError::unauthorized("User account is inactive"));
+        }
+        let auth = AuthUser { user, claims };
+        parts.extensions.insert(auth.clone());
+        Ok(auth)
+    }
+}
+
+/// Parses a UUID path segment; anything malformed is simply "not found".
+pub fn path_uuid(params: &HashMap<String, String>, name: &str, what: &str) -> Result<Uuid, ApiError> {
+    let raw = params.get(name).map(String::as_str).unwrap_or_default();
+    raw.parse().map_err(|_| ApiError::NotFound(format!("{what} not found: {raw}")))
+}
+
+pub fn workspace_not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Workspace not found or access denied: {id}"))
+}
+
+/// A member's request in a workspace: the caller, their role, and an open transaction scoped
+/// to the workspace and the caller. A non-member gets 404 (never 403: no existence leak), and
+/// the attempt is audited.
+pub struct Ws {
+    pub tx: Tx,
+    pub id: Uuid,
+    pub role: Role,
+    pub active: bool,
+    pub caller: AuthUser,
+    pub origin: Origin,
+    params: HashMap<String, String>,
+}
+
+impl FromRequestParts<AppState> for Ws {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound("Not Found".into()))?;
+        let raw = params.get("workspace_id").cloned().unwrap_or_default();
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        let origin = Origin::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
+        let id: Uuid = raw.parse().map_err(|_| workspace_not_found(&raw))?;
+        let mut tx = ghostworks_db::scoped(state.db(), Some(id), Some(caller.id())).await?;
+        let Some((role, active)) = workspaces::role_of(&mut tx, id, caller.id()).await? else {
+            state.metrics().cross_tenant_denied.inc();
+            tracing::warn!(user_id = %caller.id(), workspace_id = %id, "access to a workspace the caller is not a member of");
+            audit::record(
+                &mut *tx,
+                audit::Event {
+                    tenant: None,
+                    actor: Some(caller.id()),
+                    action: "workspace.access_denied",
+                    details: json!({ "workspace_id": id, "method": parts.method.as_str(), "path": parts.uri.path() }),
+                    ip: origin.ip.clone(),
+                    request_id: origin.request_id.as_deref(),
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(workspace_not_found(&raw));
+        };
+        Ok(Ws { tx, id, role, active, caller, origin, params })
+    }
+}
+
+impl Ws {
+    pub fn require(&self, required: Role) -> Result<(), ApiError> {
+        if self.role.at_least(required) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "insufficient_role",
+                format!("Insufficient permissions. Required: {}, Current: {}", required.as_str(), self.role.as_str()),
+            ))
+        }
+    }
+
+    pub fn path_id(&self, name: &str, what: &str) -> Result<Uuid, ApiError> {
+        path_uuid(&self.params, name, what)
+    }
+
+    pub async fn audit(&mut self, action: &str, details: serde_json::Value) -> Result<(), ApiError> {
+        audit::record(
+            &mut *self.tx,
+            audit::Event {
+                tenant: Some(self.id),
+                actor: Some(self.caller.id()),
+                action,
+                details,
+                ip: self.origin.ip.clone(),
+                request_id: self.origin.request_id.as_deref(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), ApiError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A JSON request body: `application/json`, within the body limit, and deserialised with the
+/// path of any bad field reported as `loc`.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim();
+                v.eq_ignore_ascii_case("application/json") || (v.starts_with("application/") && v.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType("Expected a JSON body with Content-Type: application/json".into()));
+        }
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(1_048_576);
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(_) => ApiError::PayloadTooLarge(limit),
+            other => ApiError::BadRequest(other.body_text()),
+        })?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// The configured body limit, for the 413 message.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut loc = vec![json!("body")];
+        for seg in e.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Seq { index } => loc.push(json!(index)),
+                serde_path_to_error::Segment::Map { key } => loc.push(json!(key)),
+                serde_path_to_error::Segment::Enum { variant } => loc.push(json!(variant)),
+                serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        let inner = e.into_inner();
+        let kind = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "json_invalid",
+            _ if inner.to_string().starts_with("missing field") => "missing",
+            _ => "type_error",
+        };
+        // serde's messages name types and fields, never the submitted values of strings.
+        let msg = inner.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        ApiError::Validation(ValidationErrors(vec![FieldError { loc, msg, kind }]))
+    })
+}
+
+/// Query parameters (repeated keys such as `?tags=a&tags=b` become lists).
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or_default();
+        serde_html_form::from_str(q)
+            .map(Query)
+            .map_err(|e| ApiError::field(FieldError { loc: vec![json!("query")], msg: e.to_string(), kind: "value_error" }))
+    }
+}

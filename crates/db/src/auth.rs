@@ -1,0 +1,105 @@
+//! Sessions, rotating refresh tokens and e-mail verification tokens. Token identifiers are
+//! stored only as SHA-256 hashes: a copy of the database cannot be replayed as credentials.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::Tx;
+
+pub async fn create_session(db: impl PgExecutor<'_>, user: Uuid, expires_at: DateTime<Utc>) -> sqlx::Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(user)
+        .bind(expires_at)
+        .execute(db)
+        .await?;
+    Ok(id)
+}
+
+pub async fn revoke_session(db: impl PgExecutor<'_>, session: Uuid, reason: &str) -> sqlx::Result<bool> {
+    let r = sqlx::query("UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL")
+        .bind(session)
+        .bind(reason)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn insert_refresh_token(
+    db: impl PgExecutor<'_>,
+    jti_hash: &[u8],
+    session: Uuid,
+    tenant: Option<Uuid>,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO refresh_tokens (jti_hash, session_id, tenant_id, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(jti_hash)
+        .bind(session)
+        .bind(tenant)
+        .bind(expires_at)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// First use of a live token: it is now spent.
+    Fresh { session: Uuid, user: Uuid, tenant: Option<Uuid> },
+    /// The token was already spent: someone replayed it, so its whole session was revoked.
+    Reused { session: Uuid, user: Uuid },
+    /// Unknown, expired, or its session is revoked or expired.
+    Invalid,
+}
+
+/// Spends a refresh token atomically. Concurrent presentations of one token: exactly one
+/// wins, the others see it spent and revoke the session (reuse detection).
+pub async fn use_refresh_token(tx: &mut Tx, jti_hash: &[u8]) -> sqlx::Result<RefreshUse> {
+    let row: Option<(Uuid, Uuid, Option<Uuid>, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+        "SELECT t.session_id, s.user_id, t.tenant_id, t.used_at, \
+                (t.expires_at > now() AND s.expires_at > now() AND s.revoked_at IS NULL) AS live \
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.jti_hash = $1 FOR UPDATE OF t",
+    )
+    .bind(jti_hash)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((session, user, tenant, used_at, live)) = row else { return Ok(RefreshUse::Invalid) };
+    if used_at.is_some() {
+        revoke_session(&mut **tx, session, "refresh_token_reuse").await?;
+        return Ok(RefreshUse::Reused { session, user });
+    }
+    if !live {
+        return Ok(RefreshUse::Invalid);
+    }
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE jti_hash = $1").bind(jti_hash).execute(&mut **tx).await?;
+    Ok(RefreshUse::Fresh { session, user, tenant })
+}
+
+pub async fn insert_verification_token(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8],
+    user: Uuid,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO email_verification_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(token_hash)
+        .bind(user)
+        .bind(expires_at)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Spends a verification token: the user it belongs to, if it was live and unused.
+pub async fn use_verification_token(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "UPDATE email_verification_tokens SET used_at = now() \
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id",
+    )
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await
+}

@@ -1,0 +1,75 @@
+//! Users are global (not tenant-scoped): a person logs in before choosing a workspace.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::{DbError, DbResult};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub hashed_password: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub is_verified: bool,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, email, hashed_password, first_name, last_name, is_verified, is_active, created_at, updated_at";
+
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub hashed_password: &'a str,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub is_verified: bool,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, u: &NewUser<'_>) -> DbResult<User> {
+    sqlx::query_as(&format!(
+        "INSERT INTO users (id, email, hashed_password, first_name, last_name, is_verified) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(u.email)
+    .bind(u.hashed_password)
+    .bind(u.first_name)
+    .bind(u.last_name)
+    .bind(u.is_verified)
+    .fetch_one(db)
+    .await
+    .map_err(DbError::from_sqlx)
+}
+
+pub async fn by_email(db: impl PgExecutor<'_>, email: &str) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE email = $1")).bind(email).fetch_optional(db).await
+}
+
+pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(db).await
+}
+
+/// The user behind an access token, provided the token's session is still live.
+pub async fn by_id_with_live_session(pool: &PgPool, id: Uuid, session: Uuid) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users u WHERE u.id = $1 AND EXISTS \
+         (SELECT 1 FROM sessions s WHERE s.id = $2 AND s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now())"
+    ))
+    .bind(id)
+    .bind(session)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn mark_verified(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET is_verified = true WHERE id = $1").bind(id).execute(db).await?;
+    Ok(())
+}
+
+pub async fn set_password(db: impl PgExecutor<'_>, id: Uuid, hashed: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET hashed_password = $2 WHERE id = $1").bind(id).bind(hashed).execute(db).await?;
+    Ok(())
+}
