@@ -44,7 +44,10 @@ impl ApiError {
     }
 
     pub fn forbidden(code: &'static str, msg: impl Into<String>) -> Self {
-        ApiError::Forbidden { code, message: msg.into() }
+        ApiError::Forbidden {
+            code,
+            message: msg.into(),
+        }
     }
 
     pub fn field(e: FieldError) -> Self {
@@ -62,7 +65,9 @@ impl ApiError {
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error"),
@@ -106,22 +111,32 @@ impl IntoResponse for ApiError {
         let (message, detail) = match &self {
             ApiError::Validation(errors) => {
                 let first = errors.0.first().map(|e| e.msg.clone()).unwrap_or_default();
-                (format!("Invalid input: {first}"), serde_json::to_value(&errors.0).unwrap_or(Value::Null))
+                (
+                    format!("Invalid input: {first}"),
+                    serde_json::to_value(&errors.0).unwrap_or(Value::Null),
+                )
             }
             // Never expose internals; the request id ties the client's report to the log line.
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
-                ("An unexpected error occurred".to_string(), Value::String("An unexpected error occurred".into()))
+                (
+                    "An unexpected error occurred".to_string(),
+                    Value::String("An unexpected error occurred".into()),
+                )
             }
             other => (other.to_string(), Value::String(other.to_string())),
         };
         let mut response = error_body(status, code, &message, detail);
         match self {
             ApiError::Unauthorized(_) => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::TooManyRequests { retry_after, .. } => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             }
             _ => {}
         }

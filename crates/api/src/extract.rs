@@ -38,31 +38,47 @@ pub struct Origin {
 impl<S: Send + Sync> FromRequestParts<S> for Origin {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Origin { ip: parts.extensions.get::<ClientIp>().map(|c| c.0.to_string()), request_id: current_request_id() })
+        Ok(Origin {
+            ip: parts.extensions.get::<ClientIp>().map(|c| c.0.to_string()),
+            request_id: current_request_id(),
+        })
     }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim().to_string())
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .then(|| token.trim().to_string())
 }
 
 /// A token from the `Authorization` header, else from `cookie` (the original's cookies carry
 /// a `Bearer ` prefix; both forms are accepted). Cookie-borne credentials on a state-changing
 /// request must be accompanied by the double-submit CSRF header.
-pub fn credential(headers: &HeaderMap, method: &Method, cookie: &str) -> Result<Option<String>, ApiError> {
+pub fn credential(
+    headers: &HeaderMap,
+    method: &Method,
+    cookie: &str,
+) -> Result<Option<String>, ApiError> {
     if let Some(t) = bearer(headers) {
         return Ok(Some(t));
     }
     let jar = CookieJar::from_headers(headers);
-    let Some(c) = jar.get(cookie) else { return Ok(None) };
+    let Some(c) = jar.get(cookie) else {
+        return Ok(None);
+    };
     let token = c.value().trim_matches('"');
     let token = token.strip_prefix("Bearer ").unwrap_or(token).to_string();
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
-        let expected = jar.get(CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
-        let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let expected = jar
+            .get(CSRF_COOKIE)
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let sent = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) {
             return Err(ApiError::forbidden(
                 "csrf_failed",
@@ -104,11 +120,18 @@ impl FromRequestParts<AppState> for AuthUser {
         if let Some(u) = parts.extensions.get::<AuthUser>() {
             return Ok(u.clone());
         }
-        let token = credential(&parts.headers, &parts.method, ACCESS_COOKIE)?.ok_or_else(|| ApiError::unauthorized("Authentication required"))?;
-        let claims = state.keys().verify(&token, TokenType::Access).map_err(token_error)?;
-        let user = ghostworks_db::users::by_id_with_live_session(state.db(), claims.sub, claims.sid)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("Session expired or revoked; log in again"))?;
+        let token = credential(&parts.headers, &parts.method, ACCESS_COOKIE)?
+            .ok_or_else(|| ApiError::unauthorized("Authentication required"))?;
+        let claims = state
+            .keys()
+            .verify(&token, TokenType::Access)
+            .map_err(token_error)?;
+        let user =
+            ghostworks_db::users::by_id_with_live_session(state.db(), claims.sub, claims.sid)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::unauthorized("Session expired or revoked; log in again")
+                })?;
         if !user.is_active {
             return Err(ApiError::unauthorized("User account is inactive"));
         }
@@ -119,9 +142,14 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 /// Parses a UUID path segment; anything malformed is simply "not found".
-pub fn path_uuid(params: &HashMap<String, String>, name: &str, what: &str) -> Result<Uuid, ApiError> {
+pub fn path_uuid(
+    params: &HashMap<String, String>,
+    name: &str,
+    what: &str,
+) -> Result<Uuid, ApiError> {
     let raw = params.get(name).map(String::as_str).unwrap_or_default();
-    raw.parse().map_err(|_| ApiError::NotFound(format!("{what} not found: {raw}")))
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("{what} not found: {raw}")))
 }
 
 pub fn workspace_not_found(id: &str) -> ApiError {
@@ -149,7 +177,9 @@ impl FromRequestParts<AppState> for Ws {
             .map_err(|_| ApiError::NotFound("Not Found".into()))?;
         let raw = params.get("workspace_id").cloned().unwrap_or_default();
         let caller = AuthUser::from_request_parts(parts, state).await?;
-        let origin = Origin::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
+        let origin = Origin::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|e| match e {});
         let id: Uuid = raw.parse().map_err(|_| workspace_not_found(&raw))?;
         let mut tx = ghostworks_db::scoped(state.db(), Some(id), Some(caller.id())).await?;
         let Some((role, active)) = workspaces::role_of(&mut tx, id, caller.id()).await? else {
@@ -170,7 +200,15 @@ impl FromRequestParts<AppState> for Ws {
             tx.commit().await?;
             return Err(workspace_not_found(&raw));
         };
-        Ok(Ws { tx, id, role, active, caller, origin, params })
+        Ok(Ws {
+            tx,
+            id,
+            role,
+            active,
+            caller,
+            origin,
+            params,
+        })
     }
 }
 
@@ -181,7 +219,11 @@ impl Ws {
         } else {
             Err(ApiError::forbidden(
                 "insufficient_role",
-                format!("Insufficient permissions. Required: {}, Current: {}", required.as_str(), self.role.as_str()),
+                format!(
+                    "Insufficient permissions. Required: {}, Current: {}",
+                    required.as_str(),
+                    self.role.as_str()
+                ),
             ))
         }
     }
@@ -190,7 +232,11 @@ impl Ws {
         path_uuid(&self.params, name, what)
     }
 
-    pub async fn audit(&mut self, action: &str, details: serde_json::Value) -> Result<(), ApiError> {
+    pub async fn audit(
+        &mut self,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), ApiError> {
         audit::record(
             &mut *self.tx,
             audit::Event {
@@ -226,12 +272,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| {
                 let v = v.trim();
-                v.eq_ignore_ascii_case("application/json") || (v.starts_with("application/") && v.ends_with("+json"))
+                v.eq_ignore_ascii_case("application/json")
+                    || (v.starts_with("application/") && v.ends_with("+json"))
             });
         if !is_json {
-            return Err(ApiError::UnsupportedMediaType("Expected a JSON body with Content-Type: application/json".into()));
+            return Err(ApiError::UnsupportedMediaType(
+                "Expected a JSON body with Content-Type: application/json".into(),
+            ));
         }
-        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(1_048_576);
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(1_048_576);
         let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
             BytesRejection::FailedToBufferBody(_) => ApiError::PayloadTooLarge(limit),
             other => ApiError::BadRequest(other.body_text()),
@@ -258,7 +311,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         let inner = e.into_inner();
         let kind = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "json_invalid",
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "json_invalid"
+            }
             _ if inner.to_string().starts_with("missing field") => "missing",
             _ => "type_error",
         };
@@ -276,8 +331,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or_default();
-        serde_html_form::from_str(q)
-            .map(Query)
-            .map_err(|e| ApiError::field(FieldError { loc: vec![json!("query")], msg: e.to_string(), kind: "value_error" }))
+        serde_html_form::from_str(q).map(Query).map_err(|e| {
+            ApiError::field(FieldError {
+                loc: vec![json!("query")],
+                msg: e.to_string(),
+                kind: "value_error",
+            })
+        })
     }
 }

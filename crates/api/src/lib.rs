@@ -47,15 +47,26 @@ impl AppState {
     /// Connects to PostgreSQL and Redis (failing fast, with the variable to fix, when either
     /// is unreachable).
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let db = ghostworks_db::connect(config.database_url.expose(), config.database_pool_size, "ghostworks-api")
+        let db = ghostworks_db::connect(
+            config.database_url.expose(),
+            config.database_pool_size,
+            "ghostworks-api",
+        )
+        .await
+        .context("DATABASE_URL: cannot connect to PostgreSQL")?;
+        let redis = redis::Client::open(config.redis_url.expose())
+            .context("REDIS_URL: not a valid Redis URL")?;
+        let redis = redis::aio::ConnectionManager::new(redis)
             .await
-            .context("DATABASE_URL: cannot connect to PostgreSQL")?;
-        let redis = redis::Client::open(config.redis_url.expose()).context("REDIS_URL: not a valid Redis URL")?;
-        let redis = redis::aio::ConnectionManager::new(redis).await.context("REDIS_URL: cannot connect to Redis")?;
+            .context("REDIS_URL: cannot connect to Redis")?;
         Self::new(config, db, redis).await
     }
 
-    pub async fn new(config: Config, db: PgPool, redis: redis::aio::ConnectionManager) -> anyhow::Result<Self> {
+    pub async fn new(
+        config: Config,
+        db: PgPool,
+        redis: redis::aio::ConnectionManager,
+    ) -> anyhow::Result<Self> {
         let dummy_hash = auth::password::hash(auth::random_token()).await?;
         Ok(AppState(Arc::new(Inner {
             keys: auth::tokens::Keys::new(config.jwt_secret.expose().as_bytes()),
@@ -93,9 +104,19 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let cfg = state.config();
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(cfg.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok())))
+        .allow_origin(AllowOrigin::list(
+            cfg.cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -103,7 +124,11 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static(extract::CSRF_HEADER),
         ])
-        .expose_headers([header::ETAG, HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .expose_headers([
+            header::ETAG,
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+        ])
         .max_age(std::time::Duration::from_secs(600));
     let body_limit = cfg.max_body_bytes;
     #[allow(deprecated)] // TimeoutLayer::new: the status-code variant is not in every 0.6 release
@@ -113,9 +138,18 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::Extension(BodyLimit(body_limit)))
         .layer(timeout)
         .layer(cors)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::track_metrics))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::client_ip))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::track_metrics,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::client_ip,
+        ))
         .layer(axum::middleware::from_fn(middleware::request_context))
         .layer(CatchPanicLayer::new())
         .with_state(state)
@@ -128,6 +162,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

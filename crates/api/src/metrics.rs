@@ -2,7 +2,8 @@
 //! keep working (with `endpoint` the route template instead of the raw path).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -23,13 +24,21 @@ impl Metrics {
     pub fn new(environment: &str) -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by method, route template and status code"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by method, route template and status code",
+            ),
             &["method", "endpoint", "status_code"],
         )
         .unwrap();
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route template")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route template",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["method", "endpoint"],
         )
         .unwrap();
@@ -38,33 +47,48 @@ impl Metrics {
             &["method", "endpoint"],
         )
         .unwrap();
-        let registrations = IntCounter::new("user_registrations_total", "Users registered").unwrap();
+        let registrations =
+            IntCounter::new("user_registrations_total", "Users registered").unwrap();
         let auth_attempts = IntCounterVec::new(
             Opts::new("authentication_attempts_total", "Login attempts by outcome"),
             &["success", "method"],
         )
         .unwrap();
-        let artifacts_created = IntCounter::new("artifacts_created_total", "Artifacts created").unwrap();
+        let artifacts_created =
+            IntCounter::new("artifacts_created_total", "Artifacts created").unwrap();
         let workspace_operations = IntCounterVec::new(
             Opts::new("workspace_operations_total", "Workspace operations by kind"),
             &["operation"],
         )
         .unwrap();
         let rate_limited = IntCounterVec::new(
-            Opts::new("rate_limited_requests_total", "Requests refused by a rate limit or an account lockout"),
+            Opts::new(
+                "rate_limited_requests_total",
+                "Requests refused by a rate limit or an account lockout",
+            ),
             &["bucket"],
         )
         .unwrap();
-        let cross_tenant_denied =
-            IntCounter::new("cross_tenant_denied_total", "Requests for a workspace the caller is not a member of").unwrap();
-        let refresh_reuse =
-            IntCounter::new("refresh_token_reuse_total", "Replayed refresh tokens (their sessions were revoked)").unwrap();
+        let cross_tenant_denied = IntCounter::new(
+            "cross_tenant_denied_total",
+            "Requests for a workspace the caller is not a member of",
+        )
+        .unwrap();
+        let refresh_reuse = IntCounter::new(
+            "refresh_token_reuse_total",
+            "Replayed refresh tokens (their sessions were revoked)",
+        )
+        .unwrap();
         let info = IntGaugeVec::new(
-            Opts::new("ghostworks_build_info", "Build and environment of this process"),
+            Opts::new(
+                "ghostworks_build_info",
+                "Build and environment of this process",
+            ),
             &["version", "service", "environment"],
         )
         .unwrap();
-        info.with_label_values(&[env!("CARGO_PKG_VERSION"), "ghostworks-api", environment]).set(1);
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), "ghostworks-api", environment])
+            .set(1);
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -99,7 +123,9 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("exposition format is UTF-8")
     }
 }

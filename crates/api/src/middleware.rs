@@ -32,7 +32,12 @@ pub fn current_request_id() -> Option<String> {
 /// a fresh UUID is used.
 fn accept_request_id(v: Option<&HeaderValue>) -> String {
     v.and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        })
         .map(String::from)
         .unwrap_or_else(|| Uuid::new_v4().to_string())
 }
@@ -56,7 +61,9 @@ pub async fn request_context(req: Request, next: Next) -> Response {
         tracing::info!(target: "access", status, duration_ms = started.elapsed().as_secs_f64() * 1000.0, "request served");
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), v.clone());
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), v.clone());
         response.headers_mut().insert(X_CORRELATION_ID.clone(), v);
     }
     response
@@ -75,9 +82,17 @@ fn envelope(response: Response) -> Response {
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "Not Found".to_string()),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "Method Not Allowed".to_string()),
-        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "The request took too long and was cancelled".to_string()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "Request body is too large".to_string()),
-        s if s.is_server_error() => ("internal_server_error", "An unexpected error occurred".to_string()),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "The request took too long and was cancelled".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "Request body is too large".to_string())
+        }
+        s if s.is_server_error() => (
+            "internal_server_error",
+            "An unexpected error occurred".to_string(),
+        ),
         s => ("error", s.canonical_reason().unwrap_or("Error").to_string()),
     };
     let allow = response.headers().get(header::ALLOW).cloned();
@@ -98,7 +113,9 @@ pub fn resolve_client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[I
     if !is_trusted(&peer) {
         return peer;
     }
-    let Some(xff) = forwarded_for else { return peer };
+    let Some(xff) = forwarded_for else {
+        return peer;
+    };
     let mut client = peer;
     for hop in xff.rsplit(',').map(str::trim) {
         match hop.parse::<IpAddr>() {
@@ -116,7 +133,10 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let xff = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let xff = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
     let ip = resolve_client_ip(peer, xff, &state.config().trusted_proxies);
     req.extensions_mut().insert(ClientIp(ip));
     next.run(req).await
@@ -125,7 +145,11 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
 /// Golden-signal metrics per route template (never the raw path: ids would explode the
 /// label set).
 pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let endpoint = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let m = &state.metrics();
     let in_progress = m.http_in_progress.with_label_values(&[&method, &endpoint]);
@@ -133,32 +157,62 @@ pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Ne
     let started = Instant::now();
     let response = next.run(req).await;
     in_progress.dec();
-    m.http_duration.with_label_values(&[&method, &endpoint]).observe(started.elapsed().as_secs_f64());
-    m.http_requests.with_label_values(&[&method, &endpoint, response.status().as_str()]).inc();
+    m.http_duration
+        .with_label_values(&[&method, &endpoint])
+        .observe(started.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[&method, &endpoint, response.status().as_str()])
+        .inc();
     response
 }
 
-const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+const API_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Security headers on every response. A handler may set its own CSP (the docs page does).
-pub async fn security_headers(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+pub async fn security_headers(
+    State(state): State<AppState>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
     let is_api = req.uri().path().starts_with("/api/");
     let mut response = next.run(req).await;
     let h = response.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
-    h.insert("permissions-policy", HeaderValue::from_static("geolocation=(), microphone=(), camera=(), payment=()"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
-    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("geolocation=(), microphone=(), camera=(), payment=()"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(API_CSP));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(API_CSP),
+        );
     }
     if is_api && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if state.config().environment == Environment::Production {
-        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
     }
     h.remove(header::SERVER);
     response
@@ -173,16 +227,28 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let peer: IpAddr = "10.0.0.5".parse().unwrap();
         let outsider: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(resolve_client_ip(outsider, Some("1.2.3.4"), &trusted), outsider);
-        assert_eq!(resolve_client_ip(peer, Some("1.2.3.4, 203.0.113.9, 10.0.0.7"), &trusted), outsider);
+        assert_eq!(
+            resolve_client_ip(outsider, Some("1.2.3.4"), &trusted),
+            outsider
+        );
+        assert_eq!(
+            resolve_client_ip(peer, Some("1.2.3.4, 203.0.113.9, 10.0.0.7"), &trusted),
+            outsider
+        );
         assert_eq!(resolve_client_ip(peer, None, &trusted), peer);
         assert_eq!(resolve_client_ip(peer, Some("garbage"), &trusted), peer);
     }
 
     #[test]
     fn request_ids_are_sanitised() {
-        assert_eq!(accept_request_id(Some(&HeaderValue::from_static("abc-123"))), "abc-123");
-        assert_ne!(accept_request_id(Some(&HeaderValue::from_static("bad id\u{7f}"))), "bad id");
+        assert_eq!(
+            accept_request_id(Some(&HeaderValue::from_static("abc-123"))),
+            "abc-123"
+        );
+        assert_ne!(
+            accept_request_id(Some(&HeaderValue::from_static("bad id\u{7f}"))),
+            "bad id"
+        );
         assert_eq!(accept_request_id(None).len(), 36);
     }
 }

@@ -38,7 +38,12 @@ return {n, redis.call('TTL', KEYS[1])}
 
 impl Limiter {
     pub fn new(redis: ConnectionManager, prefix: &str, enabled: bool) -> Self {
-        Self { redis, prefix: prefix.to_string(), enabled, window_script: Script::new(WINDOW_LUA) }
+        Self {
+            redis,
+            prefix: prefix.to_string(),
+            enabled,
+            window_script: Script::new(WINDOW_LUA),
+        }
     }
 
     fn key(&self, parts: &[&str]) -> String {
@@ -47,7 +52,13 @@ impl Limiter {
 
     async fn hit(&self, key: &str, window: Duration) -> Option<(u64, u64)> {
         let mut conn = self.redis.clone();
-        match self.window_script.key(key).arg(window.as_secs()).invoke_async::<(u64, i64)>(&mut conn).await {
+        match self
+            .window_script
+            .key(key)
+            .arg(window.as_secs())
+            .invoke_async::<(u64, i64)>(&mut conn)
+            .await
+        {
             Ok((n, ttl)) => Some((n, ttl.max(1) as u64)),
             Err(e) => {
                 tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
@@ -61,7 +72,13 @@ impl Limiter {
         if !self.enabled {
             return Ok(());
         }
-        match self.hit(&self.key(&["rl", limit.bucket, client]), Duration::from_secs(60)).await {
+        match self
+            .hit(
+                &self.key(&["rl", limit.bucket, client]),
+                Duration::from_secs(60),
+            )
+            .await
+        {
             Some((n, ttl)) if n > u64::from(limit.per_minute) => Err(ttl),
             _ => Ok(()),
         }
@@ -74,13 +91,22 @@ impl Limiter {
         }
         let mut conn = self.redis.clone();
         let key = self.key(&["login-failures", account]);
-        let (count, ttl): (Option<u64>, i64) =
-            redis::pipe().get(&key).ttl(&key).query_async(&mut conn).await.ok()?;
+        let (count, ttl): (Option<u64>, i64) = redis::pipe()
+            .get(&key)
+            .ttl(&key)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
         (count.unwrap_or(0) >= u64::from(max_failures)).then(|| ttl.max(1) as u64)
     }
 
     /// Records a failed login; true when this failure locked the account.
-    pub async fn record_failure(&self, account: &str, max_failures: u32, lockout: Duration) -> bool {
+    pub async fn record_failure(
+        &self,
+        account: &str,
+        max_failures: u32,
+        lockout: Duration,
+    ) -> bool {
         if !self.enabled {
             return false;
         }
@@ -93,7 +119,11 @@ impl Limiter {
         }
         let mut conn = self.redis.clone();
         let key = self.key(&["login-failures", account]);
-        if let Err(e) = redis::cmd("DEL").arg(&key).query_async::<()>(&mut conn).await {
+        if let Err(e) = redis::cmd("DEL")
+            .arg(&key)
+            .query_async::<()>(&mut conn)
+            .await
+        {
             tracing::warn!(error = %e, "could not clear login failures");
         }
     }
@@ -115,7 +145,9 @@ pub fn limit_for(method: &Method, route: &str) -> Option<Limit> {
         ("POST", "/api/v1/auth/register") => l("register", 5),
         ("POST", "/api/v1/auth/login") => l("login", 5),
         ("POST", "/api/v1/auth/refresh") => l("refresh", 10),
-        ("POST", "/api/v1/auth/verify-email" | "/api/v1/auth/resend-verification") => l("verification", 10),
+        ("POST", "/api/v1/auth/verify-email" | "/api/v1/auth/resend-verification") => {
+            l("verification", 10)
+        }
         ("POST", "/api/v1/workspaces" | "/api/v1/workspaces/") => l("workspace_create", 10),
         ("GET", "/api/v1/workspaces" | "/api/v1/workspaces/") => l("workspace_list", 60),
         ("POST", r) if r == artifacts => l("artifact_write", 30),
@@ -128,16 +160,33 @@ pub fn limit_for(method: &Method, route: &str) -> Option<Limit> {
 /// Route layer: refuses the request with 429 and `Retry-After` once the client's window for
 /// the route's limit is full.
 pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or_default();
-    let Some(limit) = limit_for(req.method(), route) else { return next.run(req).await };
-    let client = req.extensions().get::<ClientIp>().map(|c| c.0.to_string()).unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str())
+        .unwrap_or_default();
+    let Some(limit) = limit_for(req.method(), route) else {
+        return next.run(req).await;
+    };
+    let client = req
+        .extensions()
+        .get::<ClientIp>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
     match state.limiter().check(limit, &client).await {
         Ok(()) => next.run(req).await,
         Err(retry_after) => {
-            state.metrics().rate_limited.with_label_values(&[limit.bucket]).inc();
+            state
+                .metrics()
+                .rate_limited
+                .with_label_values(&[limit.bucket])
+                .inc();
             ApiError::TooManyRequests {
                 retry_after,
-                message: format!("Too many requests: at most {} per minute. Retry in {retry_after} s.", limit.per_minute),
+                message: format!(
+                    "Too many requests: at most {} per minute. Retry in {retry_after} s.",
+                    limit.per_minute
+                ),
             }
             .into_response()
         }

@@ -106,7 +106,14 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Secrets shipped in examples and templates; never acceptable outside development.
-const EXAMPLE_SECRET_MARKERS: &[&str] = &["change", "example", "your-secret", "secret-key", "placeholder", "dev-only"];
+const EXAMPLE_SECRET_MARKERS: &[&str] = &[
+    "change",
+    "example",
+    "your-secret",
+    "secret-key",
+    "placeholder",
+    "dev-only",
+];
 const MIN_SECRET_BYTES: usize = 32;
 
 struct Reader<'a> {
@@ -116,7 +123,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn raw(&self, name: &str) -> Option<String> {
-        self.vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        self.vars
+            .get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
 
     /// A secret from `NAME` or from the file named by `NAME_FILE` (not both).
@@ -124,14 +134,19 @@ impl Reader<'_> {
         let file_var = format!("{name}_FILE");
         match (self.raw(name), self.raw(&file_var)) {
             (Some(_), Some(_)) => {
-                self.errors.push(format!("{name}: set either {name} or {file_var}, not both"));
+                self.errors
+                    .push(format!("{name}: set either {name} or {file_var}, not both"));
                 None
             }
             (Some(v), None) => Some(Secret(v)),
             (None, Some(path)) => match std::fs::read_to_string(Path::new(&path)) {
-                Ok(v) if !v.trim().is_empty() => Some(Secret(v.trim_end_matches(['\r', '\n']).to_string())),
+                Ok(v) if !v.trim().is_empty() => {
+                    Some(Secret(v.trim_end_matches(['\r', '\n']).to_string()))
+                }
                 Ok(_) => {
-                    self.errors.push(format!("{file_var}: the file {path} is empty; put the secret in it"));
+                    self.errors.push(format!(
+                        "{file_var}: the file {path} is empty; put the secret in it"
+                    ));
                     None
                 }
                 Err(e) => {
@@ -145,7 +160,9 @@ impl Reader<'_> {
 
     fn required_secret(&mut self, name: &str, hint: &str) -> Secret {
         self.secret(name).unwrap_or_else(|| {
-            self.errors.push(format!("{name}: missing; set {name} (or {name}_FILE), {hint}"));
+            self.errors.push(format!(
+                "{name}: missing; set {name} (or {name}_FILE), {hint}"
+            ));
             Secret(String::new())
         })
     }
@@ -154,7 +171,8 @@ impl Reader<'_> {
         match self.raw(name) {
             None => default,
             Some(v) => v.parse().unwrap_or_else(|_| {
-                self.errors.push(format!("{name}: '{v}' is not valid; expected {expected}"));
+                self.errors
+                    .push(format!("{name}: '{v}' is not valid; expected {expected}"));
                 default
             }),
         }
@@ -167,7 +185,9 @@ impl Reader<'_> {
                 "1" | "true" | "yes" | "on" => true,
                 "0" | "false" | "no" | "off" => false,
                 _ => {
-                    self.errors.push(format!("{name}: '{v}' is not valid; expected true or false"));
+                    self.errors.push(format!(
+                        "{name}: '{v}' is not valid; expected true or false"
+                    ));
                     default
                 }
             },
@@ -176,14 +196,22 @@ impl Reader<'_> {
 
     fn list(&self, name: &str) -> Vec<String> {
         self.raw(name)
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
 
 fn postgres_url(r: &mut Reader<'_>, name: &str, s: &Secret) {
     if !s.0.is_empty() && !(s.0.starts_with("postgres://") || s.0.starts_with("postgresql://")) {
-        r.errors.push(format!("{name}: must be a postgres:// or postgresql:// URL"));
+        r.errors.push(format!(
+            "{name}: must be a postgres:// or postgresql:// URL"
+        ));
     }
 }
 
@@ -196,13 +224,20 @@ impl Config {
     /// Reads `KEY=VALUE` lines of an env file (comments and blank lines ignored; quotes
     /// stripped), on top of nothing else: the file alone must be a complete configuration.
     pub fn from_env_file(path: &Path) -> Result<Self, ConfigErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigErrors(vec![format!("--env-file: cannot read {} ({e})", path.display())]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![format!(
+                "--env-file: cannot read {} ({e})",
+                path.display()
+            )])
+        })?;
         Self::from_vars(&parse_env_file(&text))
     }
 
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
-        let mut r = Reader { vars, errors: Vec::new() };
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
         let environment = match r.raw("GHOSTWORKS_ENV").as_deref() {
             None | Some("development") => Environment::Development,
             Some("staging") => Environment::Staging,
@@ -213,23 +248,54 @@ impl Config {
             }
         };
         let production = environment == Environment::Production;
-        let bind = r.parse("GHOSTWORKS_BIND", SocketAddr::from(([0, 0, 0, 0], 8000)), "an address such as 0.0.0.0:8000");
-        let database_url = r.required_secret("DATABASE_URL", "e.g. postgres://ghostworks_api:PASSWORD@localhost:5432/ghostworks");
+        let bind = r.parse(
+            "GHOSTWORKS_BIND",
+            SocketAddr::from(([0, 0, 0, 0], 8000)),
+            "an address such as 0.0.0.0:8000",
+        );
+        let database_url = r.required_secret(
+            "DATABASE_URL",
+            "e.g. postgres://ghostworks_api:PASSWORD@localhost:5432/ghostworks",
+        );
         postgres_url(&mut r, "DATABASE_URL", &database_url);
         let database_admin_url = r.secret("DATABASE_ADMIN_URL");
         if let Some(u) = &database_admin_url {
             postgres_url(&mut r, "DATABASE_ADMIN_URL", u);
         }
-        let database_pool_size = r.parse("DATABASE_POOL_SIZE", 10u32, "a number of connections (1-1000)");
+        if environment != Environment::Development {
+            for (name, value) in [
+                ("DATABASE_URL", Some(&database_url)),
+                ("DATABASE_ADMIN_URL", database_admin_url.as_ref()),
+            ] {
+                if value.is_some_and(|v| v.0.to_ascii_lowercase().contains("change_me")) {
+                    r.errors.push(format!("{name}: still holds the template's CHANGE_ME placeholder; put the real credentials in it (or in {name}_FILE)"));
+                }
+            }
+        }
+        let database_pool_size = r.parse(
+            "DATABASE_POOL_SIZE",
+            10u32,
+            "a number of connections (1-1000)",
+        );
         if !(1..=1000).contains(&database_pool_size) {
-            r.errors.push("DATABASE_POOL_SIZE: must be between 1 and 1000".into());
+            r.errors
+                .push("DATABASE_POOL_SIZE: must be between 1 and 1000".into());
         }
         let redis_url = r.required_secret("REDIS_URL", "e.g. redis://localhost:6379/0");
-        if !redis_url.0.is_empty() && !(redis_url.0.starts_with("redis://") || redis_url.0.starts_with("rediss://") || redis_url.0.starts_with("redis+unix://") || redis_url.0.starts_with("unix://")) {
-            r.errors.push("REDIS_URL: must be a redis://, rediss:// or unix:// URL".into());
+        if !redis_url.0.is_empty()
+            && !(redis_url.0.starts_with("redis://")
+                || redis_url.0.starts_with("rediss://")
+                || redis_url.0.starts_with("redis+unix://")
+                || redis_url.0.starts_with("unix://"))
+        {
+            r.errors
+                .push("REDIS_URL: must be a redis://, rediss:// or unix:// URL".into());
         }
         let redis_key_prefix = r.raw("REDIS_KEY_PREFIX").unwrap_or_else(|| "gw".into());
-        let jwt_secret = r.required_secret("JWT_SECRET_KEY", "a random string of at least 32 bytes (e.g. `openssl rand -hex 32`)");
+        let jwt_secret = r.required_secret(
+            "JWT_SECRET_KEY",
+            "a random string of at least 32 bytes (e.g. `openssl rand -hex 32`)",
+        );
         if environment != Environment::Development && !jwt_secret.0.is_empty() {
             if jwt_secret.0.len() < MIN_SECRET_BYTES {
                 r.errors.push(format!("JWT_SECRET_KEY: {} bytes is too short outside development; use at least {MIN_SECRET_BYTES} random bytes", jwt_secret.0.len()));
@@ -245,20 +311,30 @@ impl Config {
         }
         let refresh_days = r.parse("JWT_REFRESH_TOKEN_EXPIRE_DAYS", 7u64, "days (1-90)");
         if !(1..=90).contains(&refresh_days) {
-            r.errors.push("JWT_REFRESH_TOKEN_EXPIRE_DAYS: must be between 1 and 90".into());
+            r.errors
+                .push("JWT_REFRESH_TOKEN_EXPIRE_DAYS: must be between 1 and 90".into());
         }
         let require_email_verification = r.bool("REQUIRE_EMAIL_VERIFICATION", true);
         let rate_limit_enabled = r.bool("RATE_LIMIT_ENABLED", true);
         if production && !rate_limit_enabled {
             r.errors.push("RATE_LIMIT_ENABLED: cannot be false in production; login rate limits protect accounts".into());
         }
-        let login_max_failures = r.parse("LOGIN_MAX_FAILURES", 5u32, "a number of failed logins (1-100)");
+        let login_max_failures = r.parse(
+            "LOGIN_MAX_FAILURES",
+            5u32,
+            "a number of failed logins (1-100)",
+        );
         let login_lockout_secs = r.parse("LOGIN_LOCKOUT_SECONDS", 900u64, "seconds");
         let mut trusted_proxies = Vec::new();
         for item in r.list("TRUSTED_PROXIES") {
-            match item.parse::<IpNet>().or_else(|_| item.parse::<IpAddr>().map(IpNet::from)) {
+            match item
+                .parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+            {
                 Ok(net) => trusted_proxies.push(net),
-                Err(_) => r.errors.push(format!("TRUSTED_PROXIES: '{item}' is not an IP address or CIDR range")),
+                Err(_) => r.errors.push(format!(
+                    "TRUSTED_PROXIES: '{item}' is not an IP address or CIDR range"
+                )),
             }
         }
         let cors_origins = r.list("CORS_ORIGINS");
@@ -269,28 +345,40 @@ impl Config {
         }
         let cookie_secure = r.bool("COOKIE_SECURE", true);
         if production && !cookie_secure {
-            r.errors.push("COOKIE_SECURE: must be true in production (cookies only over TLS)".into());
+            r.errors
+                .push("COOKIE_SECURE: must be true in production (cookies only over TLS)".into());
         }
-        let cookie_samesite = match r.raw("COOKIE_SAMESITE").map(|v| v.to_ascii_lowercase()).as_deref() {
+        let cookie_samesite = match r
+            .raw("COOKIE_SAMESITE")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("lax") => SameSite::Lax,
             Some("strict") => SameSite::Strict,
             Some("none") => SameSite::None,
             Some(other) => {
-                r.errors.push(format!("COOKIE_SAMESITE: '{other}' is not valid; expected strict, lax or none"));
+                r.errors.push(format!(
+                    "COOKIE_SAMESITE: '{other}' is not valid; expected strict, lax or none"
+                ));
                 SameSite::Lax
             }
         };
         if cookie_samesite == SameSite::None && !cookie_secure {
-            r.errors.push("COOKIE_SAMESITE: none requires COOKIE_SECURE=true (browsers reject it otherwise)".into());
+            r.errors.push(
+                "COOKIE_SAMESITE: none requires COOKIE_SECURE=true (browsers reject it otherwise)"
+                    .into(),
+            );
         }
         let cookie_domain = r.raw("COOKIE_DOMAIN");
         let max_body_bytes = r.parse("MAX_BODY_BYTES", 1_048_576usize, "a size in bytes");
         if !(1024..=64 * 1_048_576).contains(&max_body_bytes) {
-            r.errors.push("MAX_BODY_BYTES: must be between 1024 and 67108864".into());
+            r.errors
+                .push("MAX_BODY_BYTES: must be between 1024 and 67108864".into());
         }
         let timeout_secs = r.parse("REQUEST_TIMEOUT_SECONDS", 30u64, "seconds (1-300)");
         if !(1..=300).contains(&timeout_secs) {
-            r.errors.push("REQUEST_TIMEOUT_SECONDS: must be between 1 and 300".into());
+            r.errors
+                .push("REQUEST_TIMEOUT_SECONDS: must be between 1 and 300".into());
         }
         let otel_endpoint = r.raw("OPENTELEMETRY_ENDPOINT");
         if let Some(e) = &otel_endpoint {
@@ -298,19 +386,27 @@ impl Config {
                 r.errors.push(format!("OPENTELEMETRY_ENDPOINT: '{e}' must be an http(s) URL such as http://otelcol:4317"));
             }
         }
-        let log_level = r.raw("LOG_LEVEL").map(|v| v.to_ascii_lowercase()).unwrap_or_else(|| "info".into());
+        let log_level = r
+            .raw("LOG_LEVEL")
+            .map(|v| v.to_ascii_lowercase())
+            .unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            r.errors.push(format!("LOG_LEVEL: '{log_level}' is not valid; expected error, warn, info, debug or trace"));
+            r.errors.push(format!(
+                "LOG_LEVEL: '{log_level}' is not valid; expected error, warn, info, debug or trace"
+            ));
         }
         if production && (log_level == "debug" || log_level == "trace") {
-            r.errors.push("LOG_LEVEL: debug and trace are not allowed in production; use info".into());
+            r.errors
+                .push("LOG_LEVEL: debug and trace are not allowed in production; use info".into());
         }
         let log_format = match r.raw("LOG_FORMAT").as_deref() {
             None if environment == Environment::Development => LogFormat::Pretty,
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
-                r.errors.push(format!("LOG_FORMAT: '{other}' is not valid; expected json or pretty"));
+                r.errors.push(format!(
+                    "LOG_FORMAT: '{other}' is not valid; expected json or pretty"
+                ));
                 LogFormat::Json
             }
         };
@@ -345,6 +441,32 @@ impl Config {
         })
     }
 
+    /// Just the schema owner's connection (`DATABASE_ADMIN_URL`, else `DATABASE_URL`), for
+    /// `migrate` and `seed`, which need no other setting.
+    pub fn admin_database_url(vars: &HashMap<String, String>) -> Result<Secret, ConfigErrors> {
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
+        let url = r
+            .secret("DATABASE_ADMIN_URL")
+            .or_else(|| r.secret("DATABASE_URL"));
+        match url {
+            Some(u) if r.errors.is_empty() => {
+                postgres_url(&mut r, "DATABASE_ADMIN_URL", &u);
+                if r.errors.is_empty() {
+                    Ok(u)
+                } else {
+                    Err(ConfigErrors(r.errors))
+                }
+            }
+            Some(_) => Err(ConfigErrors(r.errors)),
+            None => Err(ConfigErrors(vec![
+                "DATABASE_ADMIN_URL: missing; set DATABASE_ADMIN_URL (the schema owner) or DATABASE_URL (or their _FILE forms)".into(),
+            ])),
+        }
+    }
+
     /// The effective configuration as `NAME=value` lines, secrets redacted.
     pub fn redacted(&self) -> Vec<(&'static str, String)> {
         let opt = |o: &Option<String>| o.clone().unwrap_or_default();
@@ -352,27 +474,64 @@ impl Config {
             ("GHOSTWORKS_ENV", self.environment.as_str().into()),
             ("GHOSTWORKS_BIND", self.bind.to_string()),
             ("DATABASE_URL", redact_url(self.database_url.expose())),
-            ("DATABASE_ADMIN_URL", self.database_admin_url.as_ref().map(|s| redact_url(s.expose())).unwrap_or_default()),
+            (
+                "DATABASE_ADMIN_URL",
+                self.database_admin_url
+                    .as_ref()
+                    .map(|s| redact_url(s.expose()))
+                    .unwrap_or_default(),
+            ),
             ("DATABASE_POOL_SIZE", self.database_pool_size.to_string()),
             ("REDIS_URL", redact_url(self.redis_url.expose())),
             ("REDIS_KEY_PREFIX", self.redis_key_prefix.clone()),
-            ("JWT_SECRET_KEY", format!("*** ({} bytes)", self.jwt_secret.expose().len())),
-            ("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", (self.access_token_ttl.as_secs() / 60).to_string()),
-            ("JWT_REFRESH_TOKEN_EXPIRE_DAYS", (self.refresh_token_ttl.as_secs() / 86_400).to_string()),
-            ("REQUIRE_EMAIL_VERIFICATION", self.require_email_verification.to_string()),
+            (
+                "JWT_SECRET_KEY",
+                format!("*** ({} bytes)", self.jwt_secret.expose().len()),
+            ),
+            (
+                "JWT_ACCESS_TOKEN_EXPIRE_MINUTES",
+                (self.access_token_ttl.as_secs() / 60).to_string(),
+            ),
+            (
+                "JWT_REFRESH_TOKEN_EXPIRE_DAYS",
+                (self.refresh_token_ttl.as_secs() / 86_400).to_string(),
+            ),
+            (
+                "REQUIRE_EMAIL_VERIFICATION",
+                self.require_email_verification.to_string(),
+            ),
             ("RATE_LIMIT_ENABLED", self.rate_limit_enabled.to_string()),
             ("LOGIN_MAX_FAILURES", self.login_max_failures.to_string()),
-            ("LOGIN_LOCKOUT_SECONDS", self.login_lockout.as_secs().to_string()),
-            ("TRUSTED_PROXIES", self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+            (
+                "LOGIN_LOCKOUT_SECONDS",
+                self.login_lockout.as_secs().to_string(),
+            ),
+            (
+                "TRUSTED_PROXIES",
+                self.trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("CORS_ORIGINS", self.cors_origins.join(",")),
             ("COOKIE_SECURE", self.cookie_secure.to_string()),
-            ("COOKIE_SAMESITE", format!("{:?}", self.cookie_samesite).to_lowercase()),
+            (
+                "COOKIE_SAMESITE",
+                format!("{:?}", self.cookie_samesite).to_lowercase(),
+            ),
             ("COOKIE_DOMAIN", opt(&self.cookie_domain)),
             ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
-            ("REQUEST_TIMEOUT_SECONDS", self.request_timeout.as_secs().to_string()),
+            (
+                "REQUEST_TIMEOUT_SECONDS",
+                self.request_timeout.as_secs().to_string(),
+            ),
             ("OPENTELEMETRY_ENDPOINT", opt(&self.otel_endpoint)),
             ("LOG_LEVEL", self.log_level.clone()),
-            ("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
+            (
+                "LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
         ]
     }
 }
@@ -397,7 +556,11 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
         .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
         .map(|(k, v)| {
             let v = v.trim();
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))).unwrap_or(v);
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
             (k.trim().to_string(), v.to_string())
         })
         .collect()
@@ -408,7 +571,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const BASE: &[(&str, &str)] = &[
@@ -428,10 +594,25 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_variable() {
-        let e = Config::from_vars(&vars(&[("GHOSTWORKS_ENV", "production"), ("JWT_SECRET_KEY", "short"), ("COOKIE_SECURE", "false"), ("LOG_LEVEL", "debug")])).unwrap_err();
+        let e = Config::from_vars(&vars(&[
+            ("GHOSTWORKS_ENV", "production"),
+            ("JWT_SECRET_KEY", "short"),
+            ("COOKIE_SECURE", "false"),
+            ("LOG_LEVEL", "debug"),
+        ]))
+        .unwrap_err();
         let text = e.to_string();
-        for var in ["DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY", "COOKIE_SECURE", "LOG_LEVEL"] {
-            assert!(text.contains(&format!("{var}:")), "{var} missing from:\n{text}");
+        for var in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "JWT_SECRET_KEY",
+            "COOKIE_SECURE",
+            "LOG_LEVEL",
+        ] {
+            assert!(
+                text.contains(&format!("{var}:")),
+                "{var} missing from:\n{text}"
+            );
         }
     }
 
@@ -439,9 +620,15 @@ mod tests {
     fn production_rejects_example_secrets() {
         let mut v = vars(BASE);
         v.insert("GHOSTWORKS_ENV".into(), "production".into());
-        v.insert("JWT_SECRET_KEY".into(), "your-secret-key-change-in-production-please".into());
+        v.insert(
+            "JWT_SECRET_KEY".into(),
+            "your-secret-key-change-in-production-please".into(),
+        );
         let e = Config::from_vars(&v).unwrap_err();
-        assert!(e.0[0].starts_with("JWT_SECRET_KEY: looks like an example"), "{e}");
+        assert!(
+            e.0[0].starts_with("JWT_SECRET_KEY: looks like an example"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -452,9 +639,15 @@ mod tests {
         std::fs::write(&f, "from-a-file-0123456789abcdef0123456789\n").unwrap();
         let mut v = vars(&BASE[..2]);
         v.insert("JWT_SECRET_KEY_FILE".into(), f.display().to_string());
-        assert_eq!(Config::from_vars(&v).unwrap().jwt_secret.expose(), "from-a-file-0123456789abcdef0123456789");
+        assert_eq!(
+            Config::from_vars(&v).unwrap().jwt_secret.expose(),
+            "from-a-file-0123456789abcdef0123456789"
+        );
         v.insert("JWT_SECRET_KEY".into(), "both".into());
-        assert!(Config::from_vars(&v).unwrap_err().to_string().contains("not both"));
+        assert!(Config::from_vars(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -462,7 +655,10 @@ mod tests {
     fn redaction_hides_passwords() {
         let c = Config::from_vars(&vars(BASE)).unwrap();
         let text = format!("{:?} {:?}", c, c.redacted());
-        assert!(!text.contains("pw@") && !text.contains("0123456789abcdef"), "{text}");
+        assert!(
+            !text.contains("pw@") && !text.contains("0123456789abcdef"),
+            "{text}"
+        );
         assert!(text.contains("postgres://api:***@db/gw"));
     }
 

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use ghostworks_domain::artifact::{
-    substring_pattern, ArtifactChanges, ArtifactFields, ListQuery, SearchMode, SortField, SortOrder, TagMode,
+    substring_pattern, ArtifactChanges, ArtifactFields, ListQuery, SearchMode, SortField,
+    SortOrder, TagMode,
 };
 use serde_json::Value;
 use sqlx::{Postgres, QueryBuilder};
@@ -29,7 +30,12 @@ pub struct Artifact {
 
 const COLUMNS: &str = "id, tenant_id, name, description, tags, artifact_metadata, created_by, version, deleted_at, created_at, updated_at";
 
-pub async fn create(tx: &mut Tx, tenant: Uuid, creator: Uuid, f: &ArtifactFields) -> sqlx::Result<Artifact> {
+pub async fn create(
+    tx: &mut Tx,
+    tenant: Uuid,
+    creator: Uuid,
+    f: &ArtifactFields,
+) -> sqlx::Result<Artifact> {
     sqlx::query_as(&format!(
         "INSERT INTO artifacts (id, tenant_id, name, description, tags, artifact_metadata, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
@@ -47,11 +53,13 @@ pub async fn create(tx: &mut Tx, tenant: Uuid, creator: Uuid, f: &ArtifactFields
 
 /// A live (not deleted) artifact.
 pub async fn get(tx: &mut Tx, tenant: Uuid, id: Uuid) -> sqlx::Result<Option<Artifact>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM artifacts WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM artifacts WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// The outcome of a conditional write.
@@ -60,12 +68,20 @@ pub enum Write {
     Done(Artifact),
     NotFound,
     /// The artifact exists but its version is no longer the expected one.
-    VersionMismatch { current: i32 },
+    VersionMismatch {
+        current: i32,
+    },
 }
 
 /// Applies `changes` when the live artifact is at `expected` (or unconditionally), bumping
 /// its version, in one statement.
-pub async fn update(tx: &mut Tx, tenant: Uuid, id: Uuid, c: &ArtifactChanges, expected: Option<i32>) -> sqlx::Result<Write> {
+pub async fn update(
+    tx: &mut Tx,
+    tenant: Uuid,
+    id: Uuid,
+    c: &ArtifactChanges,
+    expected: Option<i32>,
+) -> sqlx::Result<Write> {
     let updated: Option<Artifact> = sqlx::query_as(&format!(
         "UPDATE artifacts SET name = COALESCE($3, name), \
              description = CASE WHEN $4 THEN $5 ELSE description END, \
@@ -85,7 +101,12 @@ pub async fn update(tx: &mut Tx, tenant: Uuid, id: Uuid, c: &ArtifactChanges, ex
     written(tx, tenant, id, updated).await
 }
 
-pub async fn soft_delete(tx: &mut Tx, tenant: Uuid, id: Uuid, expected: Option<i32>) -> sqlx::Result<Write> {
+pub async fn soft_delete(
+    tx: &mut Tx,
+    tenant: Uuid,
+    id: Uuid,
+    expected: Option<i32>,
+) -> sqlx::Result<Write> {
     let deleted: Option<Artifact> = sqlx::query_as(&format!(
         "UPDATE artifacts SET deleted_at = now(), version = version + 1 \
          WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL AND ($3::int IS NULL OR version = $3) RETURNING {COLUMNS}"
@@ -98,7 +119,12 @@ pub async fn soft_delete(tx: &mut Tx, tenant: Uuid, id: Uuid, expected: Option<i
     written(tx, tenant, id, deleted).await
 }
 
-async fn written(tx: &mut Tx, tenant: Uuid, id: Uuid, row: Option<Artifact>) -> sqlx::Result<Write> {
+async fn written(
+    tx: &mut Tx,
+    tenant: Uuid,
+    id: Uuid,
+    row: Option<Artifact>,
+) -> sqlx::Result<Write> {
     Ok(match row {
         Some(a) => Write::Done(a),
         None => match get(tx, tenant, id).await? {
@@ -111,7 +137,9 @@ async fn written(tx: &mut Tx, tenant: Uuid, id: Uuid, row: Option<Artifact>) -> 
 /// One page and the total number of matches, in a single round trip when the page is
 /// non-empty (the total rides along as a window count).
 pub async fn list(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<(Vec<Artifact>, i64)> {
-    let mut b = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS}, count(*) OVER () AS total FROM artifacts"));
+    let mut b = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {COLUMNS}, count(*) OVER () AS total FROM artifacts"
+    ));
     push_filters(&mut b, tenant, q);
     b.push(" ORDER BY ");
     let dir = match q.order {
@@ -130,7 +158,10 @@ pub async fn list(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<(Vec
     };
     // A stable tie-breaker keeps pages disjoint when sort keys repeat.
     b.push(", id").push(dir);
-    b.push(" LIMIT ").push_bind(q.limit).push(" OFFSET ").push_bind(q.offset);
+    b.push(" LIMIT ")
+        .push_bind(q.limit)
+        .push(" OFFSET ")
+        .push_bind(q.offset);
     let rows: Vec<(Artifact, i64)> = b
         .build()
         .try_map(|row: sqlx::postgres::PgRow| {
@@ -154,15 +185,23 @@ async fn count(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<i64> {
 }
 
 fn push_filters(b: &mut QueryBuilder<'_, Postgres>, tenant: Uuid, q: &ListQuery) {
-    b.push(" WHERE tenant_id = ").push_bind(tenant).push(" AND deleted_at IS NULL");
+    b.push(" WHERE tenant_id = ")
+        .push_bind(tenant)
+        .push(" AND deleted_at IS NULL");
     if let Some(text) = &q.q {
         match q.mode {
             SearchMode::Substring => {
                 let pattern = substring_pattern(text);
-                b.push(" AND (name ILIKE ").push_bind(pattern.clone()).push(" OR description ILIKE ").push_bind(pattern).push(")");
+                b.push(" AND (name ILIKE ")
+                    .push_bind(pattern.clone())
+                    .push(" OR description ILIKE ")
+                    .push_bind(pattern)
+                    .push(")");
             }
             SearchMode::Fulltext => {
-                b.push(" AND search_document @@ websearch_to_tsquery('english', ").push_bind(text.clone()).push(")");
+                b.push(" AND search_document @@ websearch_to_tsquery('english', ")
+                    .push_bind(text.clone())
+                    .push(")");
             }
         }
     }
@@ -202,5 +241,10 @@ pub async fn stats(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Stats> {
     .bind(tenant)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(Stats { total, active, distinct_tags: tags.len() as i64, top_tags: tags.into_iter().take(10).collect() })
+    Ok(Stats {
+        total,
+        active,
+        distinct_tags: tags.len() as i64,
+        top_tags: tags.into_iter().take(10).collect(),
+    })
 }

@@ -7,7 +7,11 @@ use uuid::Uuid;
 
 use crate::Tx;
 
-pub async fn create_session(db: impl PgExecutor<'_>, user: Uuid, expires_at: DateTime<Utc>) -> sqlx::Result<Uuid> {
+pub async fn create_session(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<Uuid> {
     let id = Uuid::new_v4();
     sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)")
         .bind(id)
@@ -18,7 +22,11 @@ pub async fn create_session(db: impl PgExecutor<'_>, user: Uuid, expires_at: Dat
     Ok(id)
 }
 
-pub async fn revoke_session(db: impl PgExecutor<'_>, session: Uuid, reason: &str) -> sqlx::Result<bool> {
+pub async fn revoke_session(
+    db: impl PgExecutor<'_>,
+    session: Uuid,
+    reason: &str,
+) -> sqlx::Result<bool> {
     let r = sqlx::query("UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL")
         .bind(session)
         .bind(reason)
@@ -48,7 +56,11 @@ pub async fn insert_refresh_token(
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefreshUse {
     /// First use of a live token: it is now spent.
-    Fresh { session: Uuid, user: Uuid, tenant: Option<Uuid> },
+    Fresh {
+        session: Uuid,
+        user: Uuid,
+        tenant: Option<Uuid>,
+    },
     /// The token was already spent: someone replayed it, so its whole session was revoked.
     Reused { session: Uuid, user: Uuid },
     /// Unknown, expired, or its session is revoked or expired.
@@ -66,7 +78,9 @@ pub async fn use_refresh_token(tx: &mut Tx, jti_hash: &[u8]) -> sqlx::Result<Ref
     .bind(jti_hash)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((session, user, tenant, used_at, live)) = row else { return Ok(RefreshUse::Invalid) };
+    let Some((session, user, tenant, used_at, live)) = row else {
+        return Ok(RefreshUse::Invalid);
+    };
     if used_at.is_some() {
         revoke_session(&mut **tx, session, "refresh_token_reuse").await?;
         return Ok(RefreshUse::Reused { session, user });
@@ -74,8 +88,15 @@ pub async fn use_refresh_token(tx: &mut Tx, jti_hash: &[u8]) -> sqlx::Result<Ref
     if !live {
         return Ok(RefreshUse::Invalid);
     }
-    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE jti_hash = $1").bind(jti_hash).execute(&mut **tx).await?;
-    Ok(RefreshUse::Fresh { session, user, tenant })
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE jti_hash = $1")
+        .bind(jti_hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(RefreshUse::Fresh {
+        session,
+        user,
+        tenant,
+    })
 }
 
 pub async fn insert_verification_token(
@@ -94,7 +115,10 @@ pub async fn insert_verification_token(
 }
 
 /// Spends a verification token: the user it belongs to, if it was live and unused.
-pub async fn use_verification_token(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<Option<Uuid>> {
+pub async fn use_verification_token(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar(
         "UPDATE email_verification_tokens SET used_at = now() \
          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id",

@@ -49,11 +49,17 @@ impl DbError {
 pub type DbResult<T> = Result<T, DbError>;
 
 /// Opens a pool. Statement and lock timeouts bound the damage of a runaway query.
-pub async fn connect(url: &str, max_connections: u32, application_name: &str) -> Result<PgPool, sqlx::Error> {
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    application_name: &str,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    let options = options
-        .application_name(application_name)
-        .options([("statement_timeout", "30s"), ("lock_timeout", "10s"), ("idle_in_transaction_session_timeout", "60s")]);
+    let options = options.application_name(application_name).options([
+        ("statement_timeout", "30s"),
+        ("lock_timeout", "10s"),
+        ("idle_in_transaction_session_timeout", "60s"),
+    ]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
@@ -68,33 +74,85 @@ pub async fn migrate(admin: &PgPool) -> Result<(), sqlx::migrate::MigrateError> 
     MIGRATOR.run(admin).await
 }
 
+/// Creates (if missing) a LOGIN role that is a member of [`APP_ROLE`]: what the API and the
+/// worker connect as. Role names cannot be bind parameters, so the name is checked instead.
+pub async fn ensure_login_role(
+    admin: &PgPool,
+    name: &str,
+    password: &str,
+) -> Result<(), sqlx::Error> {
+    assert!(
+        name.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        "role name {name:?}"
+    );
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(name)
+            .fetch_one(admin)
+            .await?;
+    if !exists {
+        let password: String = sqlx::query_scalar("SELECT quote_literal($1)")
+            .bind(password)
+            .fetch_one(admin)
+            .await?;
+        let created = sqlx::query(&format!(
+            "CREATE ROLE {name} LOGIN PASSWORD {password} IN ROLE {APP_ROLE}"
+        ))
+        .execute(admin)
+        .await;
+        // Another process may have won the race; the role is what matters.
+        if let Err(e) = created {
+            if !e.to_string().contains("already exists") {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One line per known migration: version, description, and whether it is applied.
 pub async fn migration_status(admin: &PgPool) -> Result<Vec<(i64, String, bool)>, sqlx::Error> {
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(admin)
-        .await
-        .or_else(|e| match &e {
-            sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(Vec::new()),
-            _ => Err(e),
-        })?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(admin)
+            .await
+            .or_else(|e| match &e {
+                sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+                _ => Err(e),
+            })?;
     Ok(MIGRATOR
         .iter()
         .filter(|m| !m.migration_type.is_down_migration())
-        .map(|m| (m.version, m.description.to_string(), applied.contains(&m.version)))
+        .map(|m| {
+            (
+                m.version,
+                m.description.to_string(),
+                applied.contains(&m.version),
+            )
+        })
         .collect())
 }
 
 /// Begins a transaction scoped to a tenant and/or user. The settings are transaction-local
 /// (`set_config(..., true)`), so they vanish at commit or rollback and never leak to the next
 /// user of the pooled connection. Without a tenant, row-level security shows no tenant rows.
-pub async fn scoped(pool: &PgPool, tenant: Option<Uuid>, user: Option<Uuid>) -> Result<Tx, sqlx::Error> {
+pub async fn scoped(
+    pool: &PgPool,
+    tenant: Option<Uuid>,
+    user: Option<Uuid>,
+) -> Result<Tx, sqlx::Error> {
     let mut tx = pool.begin().await?;
     set_scope(&mut tx, tenant, user).await?;
     Ok(tx)
 }
 
 /// Changes the scope of an open transaction (e.g. to each of a user's workspaces in turn).
-pub async fn set_scope(tx: &mut Tx, tenant: Option<Uuid>, user: Option<Uuid>) -> Result<(), sqlx::Error> {
+pub async fn set_scope(
+    tx: &mut Tx,
+    tenant: Option<Uuid>,
+    user: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
     let s = |id: Option<Uuid>| id.map(|u| u.to_string()).unwrap_or_default();
     sqlx::query("SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true)")
         .bind(s(tenant))
@@ -113,5 +171,7 @@ pub async fn ping(pool: &PgPool) -> Result<Duration, sqlx::Error> {
 
 /// Cross-tenant counts through the owner's `system_stats()` function.
 pub async fn system_stats(pool: &PgPool) -> Result<(i64, i64, i64, i64), sqlx::Error> {
-    sqlx::query_as("SELECT users, workspaces, artifacts, active_artifacts FROM system_stats()").fetch_one(pool).await
+    sqlx::query_as("SELECT users, workspaces, artifacts, active_artifacts FROM system_stats()")
+        .fetch_one(pool)
+        .await
 }

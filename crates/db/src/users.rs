@@ -45,15 +45,25 @@ pub async fn insert(db: impl PgExecutor<'_>, u: &NewUser<'_>) -> DbResult<User> 
 }
 
 pub async fn by_email(db: impl PgExecutor<'_>, email: &str) -> sqlx::Result<Option<User>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE email = $1")).bind(email).fetch_optional(db).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
+        .bind(email)
+        .fetch_optional(db)
+        .await
 }
 
 pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(db).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
 }
 
 /// The user behind an access token, provided the token's session is still live.
-pub async fn by_id_with_live_session(pool: &PgPool, id: Uuid, session: Uuid) -> sqlx::Result<Option<User>> {
+pub async fn by_id_with_live_session(
+    pool: &PgPool,
+    id: Uuid,
+    session: Uuid,
+) -> sqlx::Result<Option<User>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM users u WHERE u.id = $1 AND EXISTS \
          (SELECT 1 FROM sessions s WHERE s.id = $2 AND s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now())"
@@ -65,11 +75,18 @@ pub async fn by_id_with_live_session(pool: &PgPool, id: Uuid, session: Uuid) -> 
 }
 
 pub async fn mark_verified(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET is_verified = true WHERE id = $1").bind(id).execute(db).await?;
+    sqlx::query("UPDATE users SET is_verified = true WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
 pub async fn set_password(db: impl PgExecutor<'_>, id: Uuid, hashed: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET hashed_password = $2 WHERE id = $1").bind(id).bind(hashed).execute(db).await?;
+    sqlx::query("UPDATE users SET hashed_password = $2 WHERE id = $1")
+        .bind(id)
+        .bind(hashed)
+        .execute(db)
+        .await?;
     Ok(())
 }

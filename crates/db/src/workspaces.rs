@@ -46,34 +46,48 @@ pub struct RoleColumn(pub Role);
 impl TryFrom<String> for RoleColumn {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        s.parse().map(RoleColumn).map_err(|_| format!("unknown role {s}"))
+        s.parse()
+            .map(RoleColumn)
+            .map_err(|_| format!("unknown role {s}"))
     }
 }
 
 /// Creates a workspace with its creator as owner. The transaction must be scoped to `id`.
 pub async fn create(tx: &mut Tx, id: Uuid, owner: Uuid, w: &NewWorkspace) -> DbResult<Workspace> {
-    sqlx::query("INSERT INTO tenants (id, name, slug, description, settings) VALUES ($1, $2, $3, $4, $5)")
-        .bind(id)
-        .bind(&w.name)
-        .bind(&w.slug)
-        .bind(&w.description)
-        .bind(Value::Object(w.settings.clone()))
-        .execute(&mut **tx)
-        .await
-        .map_err(DbError::from_sqlx)?;
+    sqlx::query(
+        "INSERT INTO tenants (id, name, slug, description, settings) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(&w.name)
+    .bind(&w.slug)
+    .bind(&w.description)
+    .bind(Value::Object(w.settings.clone()))
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from_sqlx)?;
     add_member(tx, id, owner, Role::Owner).await?;
     Ok(get(tx, id).await?.expect("workspace just created"))
 }
 
 pub async fn get(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<Workspace>> {
-    sqlx::query_as(&format!("{WORKSPACE} WHERE t.id = $1")).bind(id).fetch_optional(&mut **tx).await
+    sqlx::query_as(&format!("{WORKSPACE} WHERE t.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
 }
 
 pub async fn by_slug(tx: &mut Tx, slug: &str) -> sqlx::Result<Option<Workspace>> {
-    sqlx::query_as(&format!("{WORKSPACE} WHERE t.slug = $1")).bind(slug).fetch_optional(&mut **tx).await
+    sqlx::query_as(&format!("{WORKSPACE} WHERE t.slug = $1"))
+        .bind(slug)
+        .fetch_optional(&mut **tx)
+        .await
 }
 
-pub async fn update(tx: &mut Tx, id: Uuid, u: &WorkspaceUpdateInput) -> sqlx::Result<Option<Workspace>> {
+pub async fn update(
+    tx: &mut Tx,
+    id: Uuid,
+    u: &WorkspaceUpdateInput,
+) -> sqlx::Result<Option<Workspace>> {
     sqlx::query(
         "UPDATE tenants SET name = COALESCE($2, name), description = COALESCE($3, description), \
          settings = COALESCE($4, settings), is_active = COALESCE($5, is_active) WHERE id = $1",
@@ -98,7 +112,10 @@ pub async fn memberships_of_user(tx: &mut Tx, user: Uuid) -> sqlx::Result<Vec<(U
     .bind(user)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows.into_iter().filter_map(|(t, r)| Some((t, r.parse().ok()?))).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(t, r)| Some((t, r.parse().ok()?)))
+        .collect())
 }
 
 /// The caller's active role in the scoped workspace, and whether the workspace is active.
@@ -126,11 +143,13 @@ pub async fn members(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Vec<Member>> {
 
 /// Any membership row of the user in the workspace, active or not.
 pub async fn member(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::Result<Option<Member>> {
-    sqlx::query_as(&format!("{MEMBER} WHERE m.tenant_id = $1 AND m.user_id = $2"))
-        .bind(tenant)
-        .bind(user)
-        .fetch_optional(&mut **tx)
-        .await
+    sqlx::query_as(&format!(
+        "{MEMBER} WHERE m.tenant_id = $1 AND m.user_id = $2"
+    ))
+    .bind(tenant)
+    .bind(user)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Adds a member, or reactivates a removed one with the new role.
@@ -172,10 +191,12 @@ pub async fn set_role(tx: &mut Tx, tenant: Uuid, user: Uuid, role: Role) -> sqlx
 }
 
 pub async fn deactivate_member(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE workspace_memberships SET is_active = false WHERE tenant_id = $1 AND user_id = $2")
-        .bind(tenant)
-        .bind(user)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE workspace_memberships SET is_active = false WHERE tenant_id = $1 AND user_id = $2",
+    )
+    .bind(tenant)
+    .bind(user)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

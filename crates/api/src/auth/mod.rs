@@ -24,8 +24,14 @@ use crate::AppState;
 use tokens::{hash_id, TokenType};
 
 /// The demo accounts of the seed data: never usable in production.
-pub const DEMO_EMAILS: &[&str] =
-    &["owner@acme.com", "admin@umbrella.com", "member@acme.com", "researcher@umbrella.com", "manager@acme.com"];
+pub const DEMO_EMAILS: &[&str] = &[
+    "owner@acme.com",
+    "manager@acme.com",
+    "member@acme.com",
+    "owner@umbrella.com",
+    "admin@umbrella.com",
+    "researcher@umbrella.com",
+];
 
 const VERIFICATION_TTL_HOURS: i64 = 48;
 
@@ -61,10 +67,17 @@ pub struct Registered {
     pub verification_token: String,
 }
 
-pub async fn register(state: &AppState, input: RegisterInput, origin: &Origin) -> ApiResult<Registered> {
+pub async fn register(
+    state: &AppState,
+    input: RegisterInput,
+    origin: &Origin,
+) -> ApiResult<Registered> {
     let mut errors = ValidationErrors::default();
     let email = errors.collect(email_field(&input.email));
-    errors.collect(check_password_strength(&input.password).map_err(|m| FieldError::body("password", "value_error", m)));
+    errors.collect(
+        check_password_strength(&input.password)
+            .map_err(|m| FieldError::body("password", "value_error", m)),
+    );
     let first = errors.collect(parse_person_name("first_name", input.first_name));
     let last = errors.collect(parse_person_name("last_name", input.last_name));
     if !errors.0.is_empty() {
@@ -75,7 +88,13 @@ pub async fn register(state: &AppState, input: RegisterInput, origin: &Origin) -
     let mut tx = state.db().begin().await?;
     let user = users::insert(
         &mut *tx,
-        &NewUser { email: email.as_str(), hashed_password: &hashed, first_name: first.as_deref(), last_name: last.as_deref(), is_verified: false },
+        &NewUser {
+            email: email.as_str(),
+            hashed_password: &hashed,
+            first_name: first.as_deref(),
+            last_name: last.as_deref(),
+            is_verified: false,
+        },
     )
     .await
     .map_err(|e| match e {
@@ -83,10 +102,21 @@ pub async fn register(state: &AppState, input: RegisterInput, origin: &Origin) -
         other => other.into(),
     })?;
     let verification_token = new_verification_token(&mut tx, user.id).await?;
-    audit_event(&mut tx, None, Some(user.id), "auth.registered", json!({}), origin).await?;
+    audit_event(
+        &mut tx,
+        None,
+        Some(user.id),
+        "auth.registered",
+        json!({}),
+        origin,
+    )
+    .await?;
     tx.commit().await?;
     state.metrics().registrations.inc();
-    Ok(Registered { user, verification_token })
+    Ok(Registered {
+        user,
+        verification_token,
+    })
 }
 
 async fn new_verification_token(tx: &mut Tx, user: Uuid) -> ApiResult<String> {
@@ -99,10 +129,14 @@ async fn new_verification_token(tx: &mut Tx, user: Uuid) -> ApiResult<String> {
 /// A fresh verification token for an unverified account, or None (unknown or already
 /// verified: the caller must not be able to tell which).
 pub async fn resend_verification(state: &AppState, email: &str) -> ApiResult<Option<String>> {
-    let Ok(email) = Email::parse(email) else { return Ok(None) };
+    let Ok(email) = Email::parse(email) else {
+        return Ok(None);
+    };
     let mut tx = state.db().begin().await?;
     let token = match users::by_email(&mut *tx, email.as_str()).await? {
-        Some(u) if !u.is_verified && u.is_active => Some(new_verification_token(&mut tx, u.id).await?),
+        Some(u) if !u.is_verified && u.is_active => {
+            Some(new_verification_token(&mut tx, u.id).await?)
+        }
         _ => None,
     };
     tx.commit().await?;
@@ -115,7 +149,15 @@ pub async fn verify_email(state: &AppState, token: &str, origin: &Origin) -> Api
         .await?
         .ok_or_else(|| ApiError::BadRequest("Invalid or expired verification token".into()))?;
     users::mark_verified(&mut *tx, user).await?;
-    audit_event(&mut tx, None, Some(user), "auth.email_verified", json!({}), origin).await?;
+    audit_event(
+        &mut tx,
+        None,
+        Some(user),
+        "auth.email_verified",
+        json!({}),
+        origin,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -127,12 +169,40 @@ pub struct Issued {
     pub refresh: String,
 }
 
-async fn issue(state: &AppState, tx: &mut Tx, user: &User, session: Uuid, workspace: Option<(Uuid, Role)>) -> ApiResult<Issued> {
+async fn issue(
+    state: &AppState,
+    tx: &mut Tx,
+    user: &User,
+    session: Uuid,
+    workspace: Option<(Uuid, Role)>,
+) -> ApiResult<Issued> {
     let cfg = state.config();
-    let (access, _) = state.keys().issue(TokenType::Access, user.id, &user.email, session, workspace, cfg.access_token_ttl);
-    let (refresh, jti) = state.keys().issue(TokenType::Refresh, user.id, &user.email, session, workspace, cfg.refresh_token_ttl);
-    let expires = Utc::now() + chrono::Duration::from_std(cfg.refresh_token_ttl).expect("bounded by config");
-    store::insert_refresh_token(&mut **tx, &hash_id(jti.as_bytes()), session, workspace.map(|w| w.0), expires).await?;
+    let (access, _) = state.keys().issue(
+        TokenType::Access,
+        user.id,
+        &user.email,
+        session,
+        workspace,
+        cfg.access_token_ttl,
+    );
+    let (refresh, jti) = state.keys().issue(
+        TokenType::Refresh,
+        user.id,
+        &user.email,
+        session,
+        workspace,
+        cfg.refresh_token_ttl,
+    );
+    let expires =
+        Utc::now() + chrono::Duration::from_std(cfg.refresh_token_ttl).expect("bounded by config");
+    store::insert_refresh_token(
+        &mut **tx,
+        &hash_id(jti.as_bytes()),
+        session,
+        workspace.map(|w| w.0),
+        expires,
+    )
+    .await?;
     Ok(Issued {
         body: TokenOut {
             access_token: access.clone(),
@@ -152,15 +222,28 @@ fn invalid_login() -> ApiError {
 pub async fn login(state: &AppState, input: LoginInput, origin: &Origin) -> ApiResult<Issued> {
     let email = email_field(&input.email).map_err(ApiError::field)?;
     if input.password.chars().count() > ghostworks_domain::limits::PASSWORD_MAX {
-        return Err(ApiError::field(FieldError::body("password", "string_too_long", "Password is too long")));
+        return Err(ApiError::field(FieldError::body(
+            "password",
+            "string_too_long",
+            "Password is too long",
+        )));
     }
     let cfg = state.config();
     if cfg.environment == Environment::Production && DEMO_EMAILS.contains(&email.as_str()) {
-        return Err(ApiError::unauthorized("Demo credentials are disabled in production environments"));
+        return Err(ApiError::unauthorized(
+            "Demo credentials are disabled in production environments",
+        ));
     }
     let limiter = state.limiter();
-    if let Some(retry_after) = limiter.lockout_remaining(email.as_str(), cfg.login_max_failures).await {
-        state.metrics().rate_limited.with_label_values(&["login_lockout"]).inc();
+    if let Some(retry_after) = limiter
+        .lockout_remaining(email.as_str(), cfg.login_max_failures)
+        .await
+    {
+        state
+            .metrics()
+            .rate_limited
+            .with_label_values(&["login_lockout"])
+            .inc();
         return Err(ApiError::TooManyRequests {
             retry_after,
             message: format!("Too many failed logins for this account. Retry in {retry_after} s."),
@@ -168,16 +251,37 @@ pub async fn login(state: &AppState, input: LoginInput, origin: &Origin) -> ApiR
     }
     let user = users::by_email(state.db(), email.as_str()).await?;
     // Unknown accounts still pay for one hash, so timing does not reveal which e-mails exist.
-    let stored = user.as_ref().map(|u| u.hashed_password.clone()).unwrap_or_else(|| state.dummy_hash().to_string());
+    let stored = user
+        .as_ref()
+        .map(|u| u.hashed_password.clone())
+        .unwrap_or_else(|| state.dummy_hash().to_string());
     let ok = password::verify(input.password, stored).await? && user.is_some();
     let attempts = &state.metrics().auth_attempts;
     let Some(user) = user.filter(|_| ok) else {
         attempts.with_label_values(&["false", "password"]).inc();
-        let locked = limiter.record_failure(email.as_str(), cfg.login_max_failures, cfg.login_lockout).await;
+        let locked = limiter
+            .record_failure(email.as_str(), cfg.login_max_failures, cfg.login_lockout)
+            .await;
         let mut tx = state.db().begin().await?;
-        audit_event(&mut tx, None, None, "auth.login_failed", json!({ "email_hash": hex::encode(&hash_id(email.as_str().as_bytes())[..8]) }), origin).await?;
+        audit_event(
+            &mut tx,
+            None,
+            None,
+            "auth.login_failed",
+            json!({ "email_hash": hex::encode(&hash_id(email.as_str().as_bytes())[..8]) }),
+            origin,
+        )
+        .await?;
         if locked {
-            audit_event(&mut tx, None, None, "auth.account_locked", json!({ "email_hash": hex::encode(&hash_id(email.as_str().as_bytes())[..8]) }), origin).await?;
+            audit_event(
+                &mut tx,
+                None,
+                None,
+                "auth.account_locked",
+                json!({ "email_hash": hex::encode(&hash_id(email.as_str().as_bytes())[..8]) }),
+                origin,
+            )
+            .await?;
         }
         tx.commit().await?;
         return Err(invalid_login());
@@ -186,14 +290,26 @@ pub async fn login(state: &AppState, input: LoginInput, origin: &Origin) -> ApiR
         return Err(ApiError::unauthorized("User account is inactive"));
     }
     if cfg.require_email_verification && !user.is_verified {
-        return Err(ApiError::forbidden("email_not_verified", "Verify your e-mail address before logging in"));
+        return Err(ApiError::forbidden(
+            "email_not_verified",
+            "Verify your e-mail address before logging in",
+        ));
     }
     limiter.clear_failures(email.as_str()).await;
     let mut tx = state.db().begin().await?;
-    let session_expires = Utc::now() + chrono::Duration::from_std(cfg.refresh_token_ttl).expect("bounded by config");
+    let session_expires =
+        Utc::now() + chrono::Duration::from_std(cfg.refresh_token_ttl).expect("bounded by config");
     let session = store::create_session(&mut *tx, user.id, session_expires).await?;
     let issued = issue(state, &mut tx, &user, session, None).await?;
-    audit_event(&mut tx, None, Some(user.id), "auth.login", json!({ "session_id": session }), origin).await?;
+    audit_event(
+        &mut tx,
+        None,
+        Some(user.id),
+        "auth.login",
+        json!({ "session_id": session }),
+        origin,
+    )
+    .await?;
     tx.commit().await?;
     attempts.with_label_values(&["true", "password"]).inc();
     Ok(issued)
@@ -202,18 +318,35 @@ pub async fn login(state: &AppState, input: LoginInput, origin: &Origin) -> ApiR
 /// Spends a refresh token and issues the next pair of its session, keeping its workspace
 /// context when the caller is still a member.
 pub async fn refresh(state: &AppState, token: &str, origin: &Origin) -> ApiResult<Issued> {
-    let claims = state.keys().verify(token, TokenType::Refresh).map_err(crate::extract::token_error)?;
+    let claims = state
+        .keys()
+        .verify(token, TokenType::Refresh)
+        .map_err(crate::extract::token_error)?;
     let mut tx = state.db().begin().await?;
     match store::use_refresh_token(&mut tx, &hash_id(claims.jti.as_bytes())).await? {
         RefreshUse::Invalid => Err(ApiError::unauthorized("Refresh token expired or revoked")),
         RefreshUse::Reused { session, user } => {
-            audit_event(&mut tx, None, Some(user), "auth.refresh_reuse_detected", json!({ "session_id": session }), origin).await?;
+            audit_event(
+                &mut tx,
+                None,
+                Some(user),
+                "auth.refresh_reuse_detected",
+                json!({ "session_id": session }),
+                origin,
+            )
+            .await?;
             tx.commit().await?;
             state.metrics().refresh_reuse.inc();
             tracing::warn!(user_id = %user, session_id = %session, "refresh token reuse: session revoked");
-            Err(ApiError::unauthorized("Refresh token reuse detected; the session has been revoked"))
+            Err(ApiError::unauthorized(
+                "Refresh token reuse detected; the session has been revoked",
+            ))
         }
-        RefreshUse::Fresh { session, user, tenant } => {
+        RefreshUse::Fresh {
+            session,
+            user,
+            tenant,
+        } => {
             let user = users::by_id(&mut *tx, user)
                 .await?
                 .filter(|u| u.is_active)
@@ -221,7 +354,9 @@ pub async fn refresh(state: &AppState, token: &str, origin: &Origin) -> ApiResul
             let workspace = match tenant {
                 Some(t) => {
                     ghostworks_db::set_scope(&mut tx, Some(t), Some(user.id)).await?;
-                    let role = workspaces::role_of(&mut tx, t, user.id).await?.map(|(r, _)| (t, r));
+                    let role = workspaces::role_of(&mut tx, t, user.id)
+                        .await?
+                        .map(|(r, _)| (t, r));
                     ghostworks_db::set_scope(&mut tx, None, None).await?;
                     role
                 }
@@ -237,20 +372,49 @@ pub async fn refresh(state: &AppState, token: &str, origin: &Origin) -> ApiResul
 pub async fn logout(state: &AppState, user: Uuid, session: Uuid, origin: &Origin) -> ApiResult<()> {
     let mut tx = state.db().begin().await?;
     store::revoke_session(&mut *tx, session, "logout").await?;
-    audit_event(&mut tx, None, Some(user), "auth.logout", json!({ "session_id": session }), origin).await?;
+    audit_event(
+        &mut tx,
+        None,
+        Some(user),
+        "auth.logout",
+        json!({ "session_id": session }),
+        origin,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Tokens scoped to a workspace the caller belongs to (checked by the caller's `Ws`).
-pub async fn switch(state: &AppState, tx: &mut Tx, user: &User, session: Uuid, workspace: Uuid, role: Role) -> ApiResult<Issued> {
+pub async fn switch(
+    state: &AppState,
+    tx: &mut Tx,
+    user: &User,
+    session: Uuid,
+    workspace: Uuid,
+    role: Role,
+) -> ApiResult<Issued> {
     issue(state, tx, user, session, Some((workspace, role))).await
 }
 
-async fn audit_event(tx: &mut Tx, tenant: Option<Uuid>, actor: Option<Uuid>, action: &str, details: serde_json::Value, origin: &Origin) -> ApiResult<()> {
+async fn audit_event(
+    tx: &mut Tx,
+    tenant: Option<Uuid>,
+    actor: Option<Uuid>,
+    action: &str,
+    details: serde_json::Value,
+    origin: &Origin,
+) -> ApiResult<()> {
     audit::record(
         &mut **tx,
-        audit::Event { tenant, actor, action, details, ip: origin.ip.clone(), request_id: origin.request_id.as_deref() },
+        audit::Event {
+            tenant,
+            actor,
+            action,
+            details,
+            ip: origin.ip.clone(),
+            request_id: origin.request_id.as_deref(),
+        },
     )
     .await?;
     Ok(())
@@ -261,18 +425,59 @@ async fn audit_event(tx: &mut Tx, tenant: Option<Uuid>, actor: Option<Uuid>, act
 pub fn set_session_cookies(state: &AppState, jar: CookieJar, issued: &Issued) -> CookieJar {
     let cfg = state.config();
     let csrf = random_token();
-    jar.add(cookie(state, ACCESS_COOKIE, issued.access.clone(), "/", cfg.access_token_ttl, true))
-        .add(cookie(state, REFRESH_COOKIE, issued.refresh.clone(), "/api/v1/auth", cfg.refresh_token_ttl, true))
-        .add(cookie(state, CSRF_COOKIE, csrf, "/", cfg.refresh_token_ttl, false))
+    jar.add(cookie(
+        state,
+        ACCESS_COOKIE,
+        issued.access.clone(),
+        "/",
+        cfg.access_token_ttl,
+        true,
+    ))
+    .add(cookie(
+        state,
+        REFRESH_COOKIE,
+        issued.refresh.clone(),
+        "/api/v1/auth",
+        cfg.refresh_token_ttl,
+        true,
+    ))
+    .add(cookie(
+        state,
+        CSRF_COOKIE,
+        csrf,
+        "/",
+        cfg.refresh_token_ttl,
+        false,
+    ))
 }
 
 pub fn clear_session_cookies(state: &AppState, jar: CookieJar) -> CookieJar {
-    [(ACCESS_COOKIE, "/", true), (REFRESH_COOKIE, "/api/v1/auth", true), (CSRF_COOKIE, "/", false)]
-        .into_iter()
-        .fold(jar, |jar, (name, path, http_only)| jar.add(cookie(state, name, String::new(), path, std::time::Duration::ZERO, http_only)))
+    [
+        (ACCESS_COOKIE, "/", true),
+        (REFRESH_COOKIE, "/api/v1/auth", true),
+        (CSRF_COOKIE, "/", false),
+    ]
+    .into_iter()
+    .fold(jar, |jar, (name, path, http_only)| {
+        jar.add(cookie(
+            state,
+            name,
+            String::new(),
+            path,
+            std::time::Duration::ZERO,
+            http_only,
+        ))
+    })
 }
 
-fn cookie(state: &AppState, name: &'static str, value: String, path: &'static str, ttl: std::time::Duration, http_only: bool) -> Cookie<'static> {
+fn cookie(
+    state: &AppState,
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    ttl: std::time::Duration,
+    http_only: bool,
+) -> Cookie<'static> {
     let cfg = state.config();
     let mut c = Cookie::build((name, value))
         .path(path)

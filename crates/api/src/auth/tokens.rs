@@ -51,7 +51,11 @@ impl Keys {
         validation.leeway = 0;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "nbf", "sub"]);
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -78,14 +82,20 @@ impl Keys {
             nbf: now,
             jti,
         };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 encoding cannot fail");
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding cannot fail");
         (token, jti)
     }
 
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, TokenError> {
-        let claims = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|_| TokenError::Invalid)?.claims;
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| TokenError::Invalid)?
+            .claims;
         if claims.token_type != expected {
-            return Err(TokenError::WrongType { expected, got: claims.token_type });
+            return Err(TokenError::WrongType {
+                expected,
+                got: claims.token_type,
+            });
         }
         Ok(claims)
     }
@@ -110,9 +120,12 @@ mod tests {
             let b = s.as_bytes();
             let mut out = String::new();
             for c in b.chunks(3) {
-                let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+                let n = (u32::from(c[0]) << 16)
+                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                    | u32::from(*c.get(2).unwrap_or(&0));
                 for i in 0..=c.len() {
-                    out.write_char(A[((n >> (18 - 6 * i)) & 63) as usize] as char).unwrap();
+                    out.write_char(A[((n >> (18 - 6 * i)) & 63) as usize] as char)
+                        .unwrap();
                 }
             }
             out
@@ -122,18 +135,43 @@ mod tests {
     #[test]
     fn round_trip_and_type_check() {
         let k = Keys::new(b"0123456789abcdef0123456789abcdef");
-        let (t, _) = k.issue(TokenType::Access, Uuid::new_v4(), "a@b.com", Uuid::new_v4(), None, Duration::from_secs(60));
+        let (t, _) = k.issue(
+            TokenType::Access,
+            Uuid::new_v4(),
+            "a@b.com",
+            Uuid::new_v4(),
+            None,
+            Duration::from_secs(60),
+        );
         assert!(k.verify(&t, TokenType::Access).is_ok());
-        assert!(matches!(k.verify(&t, TokenType::Refresh), Err(TokenError::WrongType { .. })));
-        assert_eq!(Keys::new(b"another-key-another-key-another!!").verify(&t, TokenType::Access).unwrap_err(), TokenError::Invalid);
+        assert!(matches!(
+            k.verify(&t, TokenType::Refresh),
+            Err(TokenError::WrongType { .. })
+        ));
+        assert_eq!(
+            Keys::new(b"another-key-another-key-another!!")
+                .verify(&t, TokenType::Access)
+                .unwrap_err(),
+            TokenError::Invalid
+        );
     }
 
     #[test]
     fn alg_none_is_rejected() {
         let k = Keys::new(b"0123456789abcdef0123456789abcdef");
-        let (t, _) = k.issue(TokenType::Access, Uuid::new_v4(), "a@b.com", Uuid::new_v4(), None, Duration::from_secs(60));
+        let (t, _) = k.issue(
+            TokenType::Access,
+            Uuid::new_v4(),
+            "a@b.com",
+            Uuid::new_v4(),
+            None,
+            Duration::from_secs(60),
+        );
         let payload = t.split('.').nth(1).unwrap();
         let forged = format!("{}.{payload}.", b64(r#"{"alg":"none","typ":"JWT"}"#));
-        assert_eq!(k.verify(&forged, TokenType::Access).unwrap_err(), TokenError::Invalid);
+        assert_eq!(
+            k.verify(&forged, TokenType::Access).unwrap_err(),
+            TokenError::Invalid
+        );
     }
 }

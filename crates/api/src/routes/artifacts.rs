@@ -3,7 +3,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use ghostworks_db::artifacts::{self, Write};
-use ghostworks_domain::artifact::{ArtifactInput, ArtifactPatchInput, ListParams, SearchMode, SortField, SortOrder, TagMode};
+use ghostworks_domain::artifact::{
+    ArtifactInput, ArtifactPatchInput, ListParams, SearchMode, SortField, SortOrder, TagMode,
+};
 use ghostworks_domain::{FieldError, ValidationErrors};
 use serde::Deserialize;
 use serde_json::json;
@@ -39,23 +41,43 @@ pub struct ListQueryParams {
     offset: Option<i64>,
 }
 
-fn parse_time(field: &str, raw: Option<String>, end_of_day: bool) -> Result<Option<DateTime<Utc>>, FieldError> {
-    let Some(raw) = raw.filter(|s| !s.trim().is_empty()) else { return Ok(None) };
+fn parse_time(
+    field: &str,
+    raw: Option<String>,
+    end_of_day: bool,
+) -> Result<Option<DateTime<Utc>>, FieldError> {
+    let Some(raw) = raw.filter(|s| !s.trim().is_empty()) else {
+        return Ok(None);
+    };
     if let Ok(t) = DateTime::parse_from_rfc3339(raw.trim()) {
         return Ok(Some(t.with_timezone(&Utc)));
     }
     if let Ok(d) = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
-        let t = if end_of_day { d.and_hms_micro_opt(23, 59, 59, 999_999) } else { d.and_hms_opt(0, 0, 0) };
+        let t = if end_of_day {
+            d.and_hms_micro_opt(23, 59, 59, 999_999)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        };
         return Ok(t.map(|t| t.and_utc()));
     }
-    Err(FieldError::query(field, "datetime_parsing", format!("{field} must be an RFC 3339 date-time (2024-01-15T10:30:00Z) or a date (2024-01-15)")))
+    Err(FieldError::query(
+        field,
+        "datetime_parsing",
+        format!(
+            "{field} must be an RFC 3339 date-time (2024-01-15T10:30:00Z) or a date (2024-01-15)"
+        ),
+    ))
 }
 
 impl ListQueryParams {
     fn into_params(self) -> Result<ListParams, ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        let created_after = errors.collect(parse_time("created_after", self.created_after, false)).flatten();
-        let created_before = errors.collect(parse_time("created_before", self.created_before, true)).flatten();
+        let created_after = errors
+            .collect(parse_time("created_after", self.created_after, false))
+            .flatten();
+        let created_before = errors
+            .collect(parse_time("created_before", self.created_before, true))
+            .flatten();
         errors.into_result(|| ListParams {
             q: self.q,
             mode: self.search_mode.unwrap_or_default(),
@@ -84,7 +106,9 @@ fn with_etag(status: StatusCode, a: artifacts::Artifact) -> Response {
 
 /// The version an `If-Match` header demands (`"3"`, `W/"3"`; `*` means any).
 fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
-    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
     let v = v.to_str().unwrap_or_default().trim();
     if v == "*" {
         return Ok(None);
@@ -93,7 +117,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
         .trim_matches('"')
         .parse()
         .map(Some)
-        .map_err(|_| ApiError::PreconditionFailed(format!("If-Match {v} names no version of this artifact")))
+        .map_err(|_| {
+            ApiError::PreconditionFailed(format!("If-Match {v} names no version of this artifact"))
+        })
 }
 
 /// Settles a conditional write: `If-Match` failures are 412, body `version` failures 409.
@@ -113,7 +139,11 @@ fn settle(w: Write, by_header: bool, id: &str) -> ApiResult<artifacts::Artifact>
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/artifacts", tag = "artifacts", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), request_body = ArtifactInput,
     responses((status = 201, body = ArtifactOut), (status = 404), (status = 422), (status = 429)))]
-pub async fn create(axum::extract::State(state): axum::extract::State<AppState>, mut ws: Ws, Body(input): Body<ArtifactInput>) -> ApiResult<Response> {
+pub async fn create(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut ws: Ws,
+    Body(input): Body<ArtifactInput>,
+) -> ApiResult<Response> {
     let fields = input.validate()?;
     let a = artifacts::create(&mut ws.tx, ws.id, ws.caller.id(), &fields).await?;
     ws.commit().await?;
@@ -156,7 +186,11 @@ pub async fn stats(mut ws: Ws) -> ApiResult<Json<ArtifactStatsOut>> {
     Ok(Json(ArtifactStatsOut {
         total_artifacts: s.total,
         active_artifacts: s.active,
-        most_used_tags: s.top_tags.into_iter().map(|(tag, count)| TagCount { tag, count }).collect(),
+        most_used_tags: s
+            .top_tags
+            .into_iter()
+            .map(|(tag, count)| TagCount { tag, count })
+            .collect(),
         total_tags: s.distinct_tags,
     }))
 }
@@ -165,15 +199,29 @@ pub async fn stats(mut ws: Ws) -> ApiResult<Json<ArtifactStatsOut>> {
     params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)), responses((status = 200, body = ArtifactOut), (status = 404)))]
 pub async fn get(mut ws: Ws) -> ApiResult<Response> {
     let id = ws.path_id("artifact_id", "Artifact")?;
-    let a = artifacts::get(&mut ws.tx, ws.id, id).await?.ok_or_else(|| ApiError::NotFound(format!("Artifact not found: {id}")))?;
+    let a = artifacts::get(&mut ws.tx, ws.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Artifact not found: {id}")))?;
     ws.commit().await?;
     Ok(with_etag(StatusCode::OK, a))
 }
 
-async fn write(mut ws: Ws, headers: &HeaderMap, changes: ghostworks_domain::artifact::ArtifactChanges, body_version: Option<i32>) -> ApiResult<Response> {
+async fn write(
+    mut ws: Ws,
+    headers: &HeaderMap,
+    changes: ghostworks_domain::artifact::ArtifactChanges,
+    body_version: Option<i32>,
+) -> ApiResult<Response> {
     let id = ws.path_id("artifact_id", "Artifact")?;
     let header_version = if_match(headers)?;
-    let w = artifacts::update(&mut ws.tx, ws.id, id, &changes, header_version.or(body_version)).await?;
+    let w = artifacts::update(
+        &mut ws.tx,
+        ws.id,
+        id,
+        &changes,
+        header_version.or(body_version),
+    )
+    .await?;
     let a = settle(w, header_version.is_some(), &id.to_string())?;
     ws.commit().await?;
     Ok(with_etag(StatusCode::OK, a))
@@ -183,7 +231,11 @@ async fn write(mut ws: Ws, headers: &HeaderMap, changes: ghostworks_domain::arti
     params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)), request_body = ArtifactInput,
     description = "Full replacement: omitted optional fields reset to empty. Send `If-Match: \"<version>\"` (412 on mismatch) or `version` in the body (409 on mismatch) to avoid lost updates.",
     responses((status = 200, body = ArtifactOut), (status = 404), (status = 409), (status = 412), (status = 422)))]
-pub async fn replace(ws: Ws, headers: HeaderMap, Body(input): Body<ArtifactInput>) -> ApiResult<Response> {
+pub async fn replace(
+    ws: Ws,
+    headers: HeaderMap,
+    Body(input): Body<ArtifactInput>,
+) -> ApiResult<Response> {
     let version = input.version;
     let f = input.validate()?;
     let changes = ghostworks_domain::artifact::ArtifactChanges {
@@ -199,7 +251,11 @@ pub async fn replace(ws: Ws, headers: HeaderMap, Body(input): Body<ArtifactInput
     params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)), request_body = ArtifactPatchInput,
     description = "Partial update: only present fields change; `description: null` clears it; null name, tags or metadata are rejected.",
     responses((status = 200, body = ArtifactOut), (status = 404), (status = 409), (status = 412), (status = 422)))]
-pub async fn patch(ws: Ws, headers: HeaderMap, Body(input): Body<ArtifactPatchInput>) -> ApiResult<Response> {
+pub async fn patch(
+    ws: Ws,
+    headers: HeaderMap,
+    Body(input): Body<ArtifactPatchInput>,
+) -> ApiResult<Response> {
     let (changes, version) = input.validate()?;
     write(ws, &headers, changes, version).await
 }
@@ -212,7 +268,11 @@ pub async fn delete(mut ws: Ws, headers: HeaderMap) -> ApiResult<StatusCode> {
     let expected = if_match(&headers)?;
     let w = artifacts::soft_delete(&mut ws.tx, ws.id, id, expected).await?;
     let a = settle(w, true, &id.to_string())?;
-    ws.audit("artifact.deleted", json!({"artifact_id": a.id, "name": a.name})).await?;
+    ws.audit(
+        "artifact.deleted",
+        json!({"artifact_id": a.id, "name": a.name}),
+    )
+    .await?;
     ws.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

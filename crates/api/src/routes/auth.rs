@@ -14,7 +14,11 @@ use crate::AppState;
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterInput,
     responses((status = 201, body = RegisterOut), (status = 409), (status = 422), (status = 429)))]
-pub async fn register(State(state): State<AppState>, origin: Origin, Body(input): Body<RegisterInput>) -> ApiResult<(StatusCode, Json<RegisterOut>)> {
+pub async fn register(
+    State(state): State<AppState>,
+    origin: Origin,
+    Body(input): Body<RegisterInput>,
+) -> ApiResult<(StatusCode, Json<RegisterOut>)> {
     let r = auth::register(&state, input, &origin).await?;
     let dev = state.config().environment == Environment::Development;
     Ok((
@@ -31,25 +35,51 @@ pub async fn register(State(state): State<AppState>, origin: Origin, Body(input)
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginInput,
     responses((status = 200, body = TokenOut), (status = 401), (status = 403), (status = 422), (status = 429)))]
-pub async fn login(State(state): State<AppState>, origin: Origin, jar: CookieJar, Body(input): Body<LoginInput>) -> ApiResult<(CookieJar, Json<TokenOut>)> {
+pub async fn login(
+    State(state): State<AppState>,
+    origin: Origin,
+    jar: CookieJar,
+    Body(input): Body<LoginInput>,
+) -> ApiResult<(CookieJar, Json<TokenOut>)> {
     let issued = auth::login(&state, input, &origin).await?;
-    Ok((auth::set_session_cookies(&state, jar, &issued), Json(issued.body)))
+    Ok((
+        auth::set_session_cookies(&state, jar, &issued),
+        Json(issued.body),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
     description = "The refresh token comes as `Authorization: Bearer` or the `refresh_token` cookie. Each token works once; a replayed token revokes its session.",
     responses((status = 200, body = TokenOut), (status = 401)))]
-pub async fn refresh(State(state): State<AppState>, origin: Origin, jar: CookieJar, method: Method, headers: HeaderMap) -> ApiResult<(CookieJar, Json<TokenOut>)> {
-    let token = credential(&headers, &method, REFRESH_COOKIE)?.ok_or_else(|| ApiError::unauthorized("Refresh token required"))?;
+pub async fn refresh(
+    State(state): State<AppState>,
+    origin: Origin,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<(CookieJar, Json<TokenOut>)> {
+    let token = credential(&headers, &method, REFRESH_COOKIE)?
+        .ok_or_else(|| ApiError::unauthorized("Refresh token required"))?;
     let issued = auth::refresh(&state, &token, &origin).await?;
-    Ok((auth::set_session_cookies(&state, jar, &issued), Json(issued.body)))
+    Ok((
+        auth::set_session_cookies(&state, jar, &issued),
+        Json(issued.body),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Message), (status = 401)))]
-pub async fn logout(State(state): State<AppState>, user: AuthUser, origin: Origin, jar: CookieJar) -> ApiResult<(CookieJar, Json<Message>)> {
+pub async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    origin: Origin,
+    jar: CookieJar,
+) -> ApiResult<(CookieJar, Json<Message>)> {
     auth::logout(&state, user.id(), user.claims.sid, &origin).await?;
-    Ok((auth::clear_session_cookies(&state, jar), Json(Message::new("Logged out successfully"))))
+    Ok((
+        auth::clear_session_cookies(&state, jar),
+        Json(Message::new("Logged out successfully")),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
@@ -63,7 +93,12 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json
             let ws = workspaces::get(&mut tx, t).await?;
             tx.commit().await?;
             match (role, ws) {
-                (Some((role, _)), Some(w)) => Some(CurrentWorkspace { id: w.id, name: w.name, slug: w.slug, role }),
+                (Some((role, _)), Some(w)) => Some(CurrentWorkspace {
+                    id: w.id,
+                    name: w.name,
+                    slug: w.slug,
+                    role,
+                }),
                 _ => None,
             }
         }
@@ -81,7 +116,11 @@ pub struct VerifyParams {
 #[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", params(VerifyParams),
     description = "Marks the token's account verified. Tokens are single-use and expire after 48 hours; no login is needed (the link comes from an e-mail).",
     responses((status = 200, body = Message), (status = 400), (status = 422)))]
-pub async fn verify_email(State(state): State<AppState>, origin: Origin, Query(p): Query<VerifyParams>) -> ApiResult<Json<Message>> {
+pub async fn verify_email(
+    State(state): State<AppState>,
+    origin: Origin,
+    Query(p): Query<VerifyParams>,
+) -> ApiResult<Json<Message>> {
     auth::verify_email(&state, &p.verification_token, &origin).await?;
     Ok(Json(Message::new("Email verified successfully")))
 }
@@ -94,7 +133,10 @@ pub struct ResendInput {
 #[utoipa::path(post, path = "/api/v1/auth/resend-verification", tag = "auth", request_body = ResendInput,
     description = "Issues a new verification token when the address belongs to an unverified account. The answer is the same either way.",
     responses((status = 202, body = Message)))]
-pub async fn resend_verification(State(state): State<AppState>, Body(input): Body<ResendInput>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    Body(input): Body<ResendInput>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let token = auth::resend_verification(&state, &input.email).await?;
     let mut body = serde_json::json!({ "message": "If the account exists and is unverified, a new verification e-mail is on its way" });
     if state.config().environment == Environment::Development {

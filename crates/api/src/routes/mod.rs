@@ -28,14 +28,32 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/me", get(auth::me))
         .route("/api/v1/auth/verify-email", post(auth::verify_email))
-        .route("/api/v1/auth/resend-verification", post(auth::resend_verification))
+        .route(
+            "/api/v1/auth/resend-verification",
+            post(auth::resend_verification),
+        )
         // Both spellings: the original redirected the slash-less one, which broke its clients.
-        .route("/api/v1/workspaces", post(workspaces::create).get(workspaces::list))
-        .route("/api/v1/workspaces/", post(workspaces::create).get(workspaces::list))
+        .route(
+            "/api/v1/workspaces",
+            post(workspaces::create).get(workspaces::list),
+        )
+        .route(
+            "/api/v1/workspaces/",
+            post(workspaces::create).get(workspaces::list),
+        )
         .route(ws, get(workspaces::get).put(workspaces::update))
-        .route(&format!("{ws}/members"), get(workspaces::members).post(workspaces::add_member))
-        .route(&format!("{ws}/members/{{user_id}}/role"), put(workspaces::change_role))
-        .route(&format!("{ws}/members/{{user_id}}"), delete(workspaces::remove_member))
+        .route(
+            &format!("{ws}/members"),
+            get(workspaces::members).post(workspaces::add_member),
+        )
+        .route(
+            &format!("{ws}/members/{{user_id}}/role"),
+            put(workspaces::change_role),
+        )
+        .route(
+            &format!("{ws}/members/{{user_id}}"),
+            delete(workspaces::remove_member),
+        )
         .route(&format!("{ws}/switch"), post(workspaces::switch))
         .route(art, post(artifacts::create).get(artifacts::list))
         // Registered before `{artifact_id}` matters in the original; axum prefers static segments anyway.
@@ -43,7 +61,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route(&format!("{art}/stats"), get(artifacts::stats))
         .route(
             &format!("{art}/{{artifact_id}}"),
-            get(artifacts::get).put(artifacts::replace).patch(artifacts::patch).delete(artifacts::delete),
+            get(artifacts::get)
+                .put(artifacts::replace)
+                .patch(artifacts::patch)
+                .delete(artifacts::delete),
         )
         .route_layer(axum::middleware::from_fn_with_state(state, enforce))
 }

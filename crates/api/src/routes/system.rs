@@ -13,14 +13,18 @@ use crate::AppState;
 static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 pub async fn root() -> Json<Value> {
-    Json(json!({"message": "Ghostworks SaaS API", "version": env!("CARGO_PKG_VERSION"), "docs": "/docs", "health": "/health", "metrics": "/metrics"}))
+    Json(
+        json!({"message": "Ghostworks SaaS API", "version": env!("CARGO_PKG_VERSION"), "docs": "/docs", "health": "/health", "metrics": "/metrics"}),
+    )
 }
 
 /// Liveness: answers while the process can serve, without touching any dependency.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200)))]
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     STARTED.get_or_init(Instant::now);
-    Json(json!({"status": "healthy", "timestamp": now_rfc3339(), "version": env!("CARGO_PKG_VERSION"), "environment": state.config().environment.as_str()}))
+    Json(
+        json!({"status": "healthy", "timestamp": now_rfc3339(), "version": env!("CARGO_PKG_VERSION"), "environment": state.config().environment.as_str()}),
+    )
 }
 
 async fn dependencies(state: &AppState) -> (bool, Value) {
@@ -49,14 +53,25 @@ async fn dependencies(state: &AppState) -> (bool, Value) {
 #[utoipa::path(get, path = "/health/ready", tag = "system", responses((status = 200), (status = 503)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (ok, services) = dependencies(&state).await;
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"status": if ok { "ready" } else { "not_ready" }, "services": services})))
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if ok { "ready" } else { "not_ready" }, "services": services})),
+    )
 }
 
 #[utoipa::path(get, path = "/health/detailed", tag = "system", responses((status = 200), (status = 503)))]
 pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (ok, services) = dependencies(&state).await;
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let uptime = STARTED.get_or_init(Instant::now).elapsed().as_secs_f64();
     (
         status,
@@ -72,30 +87,55 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics().render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
 }
 
 /// Global counts (no tenant data). 503 when the database is down: never invented numbers.
 #[utoipa::path(get, path = "/api/v1/system/stats", tag = "system", responses((status = 200, body = SystemStatsOut), (status = 503)))]
 pub async fn stats(State(state): State<AppState>) -> ApiResult<Json<SystemStatsOut>> {
-    let (users, workspaces, artifacts, active_artifacts) = ghostworks_db::system_stats(state.db()).await.map_err(|e| {
-        tracing::warn!(error = %e, "system stats unavailable");
-        ApiError::Unavailable("Statistics are unavailable right now".into())
-    })?;
-    Ok(Json(SystemStatsOut { users, workspaces, artifacts, active_artifacts, timestamp: now_rfc3339() }))
+    let (users, workspaces, artifacts, active_artifacts) =
+        ghostworks_db::system_stats(state.db()).await.map_err(|e| {
+            tracing::warn!(error = %e, "system stats unavailable");
+            ApiError::Unavailable("Statistics are unavailable right now".into())
+        })?;
+    Ok(Json(SystemStatsOut {
+        users,
+        workspaces,
+        artifacts,
+        active_artifacts,
+        timestamp: now_rfc3339(),
+    }))
 }
 
 pub async fn openapi() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-cache")], Json(crate::openapi::spec()))
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Json(crate::openapi::spec()),
+    )
 }
 
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A self-contained API reference rendered from /openapi.json (no CDN: works offline).
 pub async fn docs() -> impl IntoResponse {
-    ([(header::CONTENT_SECURITY_POLICY, DOCS_CSP)], Html(include_str!("../../assets/docs.html")))
+    (
+        [(header::CONTENT_SECURITY_POLICY, DOCS_CSP)],
+        Html(include_str!("../../assets/docs.html")),
+    )
 }
 
 pub async fn docs_js() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], include_str!("../../assets/docs.js"))
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../assets/docs.js"),
+    )
 }

@@ -17,27 +17,52 @@ use crate::AppState;
 
 #[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])), request_body = WorkspaceInput,
     responses((status = 201, body = WorkspaceOut), (status = 409), (status = 422)))]
-pub async fn create(State(state): State<AppState>, user: AuthUser, Body(input): Body<WorkspaceInput>) -> ApiResult<(StatusCode, Json<WorkspaceOut>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Body(input): Body<WorkspaceInput>,
+) -> ApiResult<(StatusCode, Json<WorkspaceOut>)> {
     let new = input.validate()?;
     let id = Uuid::new_v4();
     let mut tx = ghostworks_db::scoped(state.db(), Some(id), Some(user.id())).await?;
-    let ws = workspaces::create(&mut tx, id, user.id(), &new).await.map_err(|e| match e {
-        DbError::Conflict(_) => ApiError::Conflict(format!("Workspace with slug '{}' already exists", new.slug)),
-        other => other.into(),
-    })?;
+    let ws = workspaces::create(&mut tx, id, user.id(), &new)
+        .await
+        .map_err(|e| match e {
+            DbError::Conflict(_) => {
+                ApiError::Conflict(format!("Workspace with slug '{}' already exists", new.slug))
+            }
+            other => other.into(),
+        })?;
     ghostworks_db::audit::record(
         &mut *tx,
-        ghostworks_db::audit::Event { tenant: Some(id), actor: Some(user.id()), action: "workspace.created", details: json!({"slug": new.slug}), ip: None, request_id: None },
+        ghostworks_db::audit::Event {
+            tenant: Some(id),
+            actor: Some(user.id()),
+            action: "workspace.created",
+            details: json!({"slug": new.slug}),
+            ip: None,
+            request_id: None,
+        },
     )
     .await?;
     tx.commit().await?;
-    state.metrics().workspace_operations.with_label_values(&["create"]).inc();
-    Ok((StatusCode::CREATED, Json(WorkspaceOut::new(ws, Role::Owner))))
+    state
+        .metrics()
+        .workspace_operations
+        .with_label_values(&["create"])
+        .inc();
+    Ok((
+        StatusCode::CREATED,
+        Json(WorkspaceOut::new(ws, Role::Owner)),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])),
     responses((status = 200, body = Vec<WorkspaceOut>)))]
-pub async fn list(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<WorkspaceOut>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<Json<Vec<WorkspaceOut>>> {
     let mut tx = ghostworks_db::scoped(state.db(), None, Some(user.id())).await?;
     let mine = workspaces::memberships_of_user(&mut tx, user.id()).await?;
     let mut out = Vec::with_capacity(mine.len());
@@ -55,7 +80,10 @@ pub async fn list(State(state): State<AppState>, user: AuthUser) -> ApiResult<Js
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), responses((status = 200, body = WorkspaceOut), (status = 404)))]
 pub async fn get(mut ws: Ws) -> ApiResult<Json<WorkspaceOut>> {
-    let w = workspaces::get(&mut ws.tx, ws.id).await?.filter(|w| w.is_active).ok_or_else(|| ApiError::NotFound("Workspace not found".into()))?;
+    let w = workspaces::get(&mut ws.tx, ws.id)
+        .await?
+        .filter(|w| w.is_active)
+        .ok_or_else(|| ApiError::NotFound("Workspace not found".into()))?;
     let role = ws.role;
     ws.commit().await?;
     Ok(Json(WorkspaceOut::new(w, role)))
@@ -65,21 +93,35 @@ pub async fn get(mut ws: Ws) -> ApiResult<Json<WorkspaceOut>> {
     params(("workspace_id" = Uuid, Path)), request_body = WorkspaceUpdateInput,
     description = "Partial update (absent or null fields stay as they are); admin or owner.",
     responses((status = 200, body = WorkspaceOut), (status = 403), (status = 404), (status = 422)))]
-pub async fn update(mut ws: Ws, Body(input): Body<WorkspaceUpdateInput>) -> ApiResult<Json<WorkspaceOut>> {
+pub async fn update(
+    mut ws: Ws,
+    Body(input): Body<WorkspaceUpdateInput>,
+) -> ApiResult<Json<WorkspaceOut>> {
     ws.require(Role::Admin)?;
     let input = input.validate()?;
-    let w = workspaces::update(&mut ws.tx, ws.id, &input).await?.ok_or_else(|| ApiError::NotFound("Workspace not found".into()))?;
-    ws.audit("workspace.updated", json!({"fields": changed_fields(&input)})).await?;
+    let w = workspaces::update(&mut ws.tx, ws.id, &input)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Workspace not found".into()))?;
+    ws.audit(
+        "workspace.updated",
+        json!({"fields": changed_fields(&input)}),
+    )
+    .await?;
     let role = ws.role;
     ws.commit().await?;
     Ok(Json(WorkspaceOut::new(w, role)))
 }
 
 fn changed_fields(u: &WorkspaceUpdateInput) -> Vec<&'static str> {
-    [("name", u.name.is_some()), ("description", u.description.is_some()), ("settings", u.settings.is_some()), ("is_active", u.is_active.is_some())]
-        .into_iter()
-        .filter_map(|(n, set)| set.then_some(n))
-        .collect()
+    [
+        ("name", u.name.is_some()),
+        ("description", u.description.is_some()),
+        ("settings", u.settings.is_some()),
+        ("is_active", u.is_active.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, set)| set.then_some(n))
+    .collect()
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/members", tag = "workspaces", security(("bearer" = [])),
@@ -100,29 +142,59 @@ pub struct AddMemberInput {
     params(("workspace_id" = Uuid, Path)), request_body = AddMemberInput,
     description = "Adds an existing user (admin or owner; only an owner can add an owner). A removed member is re-activated.",
     responses((status = 201, body = MemberAdded), (status = 403), (status = 404), (status = 409), (status = 422)))]
-pub async fn add_member(State(state): State<AppState>, mut ws: Ws, Body(input): Body<AddMemberInput>) -> ApiResult<(StatusCode, Json<MemberAdded>)> {
+pub async fn add_member(
+    State(state): State<AppState>,
+    mut ws: Ws,
+    Body(input): Body<AddMemberInput>,
+) -> ApiResult<(StatusCode, Json<MemberAdded>)> {
     ws.require(Role::Admin)?;
     if input.role == Role::Owner {
         ws.require(Role::Owner)?;
     }
-    let email = Email::parse(&input.email).map_err(|m| ApiError::field(FieldError::body("email", "value_error", m)))?;
+    let email = Email::parse(&input.email)
+        .map_err(|m| ApiError::field(FieldError::body("email", "value_error", m)))?;
     let user = users::by_email(&mut *ws.tx, email.as_str())
         .await?
         .filter(|u| u.is_active)
-        .ok_or_else(|| ApiError::NotFound(format!("User with email '{}' not found", email.as_str())))?;
-    if workspaces::member(&mut ws.tx, ws.id, user.id).await?.is_some_and(|m| m.is_active) {
-        return Err(ApiError::Conflict("User is already a member of this workspace".into()));
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("User with email '{}' not found", email.as_str()))
+        })?;
+    if workspaces::member(&mut ws.tx, ws.id, user.id)
+        .await?
+        .is_some_and(|m| m.is_active)
+    {
+        return Err(ApiError::Conflict(
+            "User is already a member of this workspace".into(),
+        ));
     }
     workspaces::add_member(&mut ws.tx, ws.id, user.id, input.role).await?;
-    ws.audit("member.added", json!({"user_id": user.id, "role": input.role})).await?;
+    ws.audit(
+        "member.added",
+        json!({"user_id": user.id, "role": input.role}),
+    )
+    .await?;
     ws.commit().await?;
-    state.metrics().workspace_operations.with_label_values(&["invite_member"]).inc();
-    Ok((StatusCode::CREATED, Json(MemberAdded { message: "Member invited successfully".into(), user_id: user.id, email: user.email, role: input.role })))
+    state
+        .metrics()
+        .workspace_operations
+        .with_label_values(&["invite_member"])
+        .inc();
+    Ok((
+        StatusCode::CREATED,
+        Json(MemberAdded {
+            message: "Member invited successfully".into(),
+            user_id: user.id,
+            email: user.email,
+            role: input.role,
+        }),
+    ))
 }
 
 fn rule_error(e: MembershipRuleError) -> ApiError {
     match e {
-        MembershipRuleError::Insufficient { .. } => ApiError::forbidden("insufficient_role", e.to_string()),
+        MembershipRuleError::Insufficient { .. } => {
+            ApiError::forbidden("insufficient_role", e.to_string())
+        }
         MembershipRuleError::OwnRole => ApiError::BadRequest(e.to_string()),
         MembershipRuleError::LastOwner => ApiError::Conflict(e.to_string()),
     }
@@ -151,11 +223,27 @@ pub struct RoleInput {
 pub async fn change_role(mut ws: Ws, Body(input): Body<RoleInput>) -> ApiResult<Json<RoleChanged>> {
     ws.require(Role::Admin)?;
     let (user, old, owners) = target(&mut ws).await?;
-    check_membership_change(ws.role, user == ws.caller.id(), old, Some(input.role), owners).map_err(rule_error)?;
+    check_membership_change(
+        ws.role,
+        user == ws.caller.id(),
+        old,
+        Some(input.role),
+        owners,
+    )
+    .map_err(rule_error)?;
     workspaces::set_role(&mut ws.tx, ws.id, user, input.role).await?;
-    ws.audit("member.role_changed", json!({"user_id": user, "old_role": old, "new_role": input.role})).await?;
+    ws.audit(
+        "member.role_changed",
+        json!({"user_id": user, "old_role": old, "new_role": input.role}),
+    )
+    .await?;
     ws.commit().await?;
-    Ok(Json(RoleChanged { message: "Member role updated successfully".into(), user_id: user, old_role: old, new_role: input.role }))
+    Ok(Json(RoleChanged {
+        message: "Member role updated successfully".into(),
+        user_id: user,
+        old_role: old,
+        new_role: input.role,
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/workspaces/{workspace_id}/members/{user_id}", tag = "workspaces", security(("bearer" = [])),
@@ -164,11 +252,16 @@ pub async fn change_role(mut ws: Ws, Body(input): Body<RoleInput>) -> ApiResult<
     responses((status = 200, body = MemberRemoved), (status = 403), (status = 404), (status = 409)))]
 pub async fn remove_member(mut ws: Ws) -> ApiResult<Json<MemberRemoved>> {
     let (user, old, owners) = target(&mut ws).await?;
-    check_membership_change(ws.role, user == ws.caller.id(), old, None, owners).map_err(rule_error)?;
+    check_membership_change(ws.role, user == ws.caller.id(), old, None, owners)
+        .map_err(rule_error)?;
     workspaces::deactivate_member(&mut ws.tx, ws.id, user).await?;
-    ws.audit("member.removed", json!({"user_id": user, "role": old})).await?;
+    ws.audit("member.removed", json!({"user_id": user, "role": old}))
+        .await?;
     ws.commit().await?;
-    Ok(Json(MemberRemoved { message: "Member removed successfully".into(), user_id: user }))
+    Ok(Json(MemberRemoved {
+        message: "Member removed successfully".into(),
+        user_id: user,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/switch", tag = "workspaces", security(("bearer" = [])),
@@ -178,8 +271,21 @@ pub async fn switch(State(state): State<AppState>, mut ws: Ws) -> ApiResult<Json
         return Err(workspace_not_found(&ws.id.to_string()));
     }
     let caller = ws.caller.clone();
-    let issued = crate::auth::switch(&state, &mut ws.tx, &caller.user, caller.claims.sid, ws.id, ws.role).await?;
+    let issued = crate::auth::switch(
+        &state,
+        &mut ws.tx,
+        &caller.user,
+        caller.claims.sid,
+        ws.id,
+        ws.role,
+    )
+    .await?;
     let (id, role) = (ws.id, ws.role);
     ws.commit().await?;
-    Ok(Json(SwitchOut { message: "Workspace switched successfully".into(), workspace_id: id, role, tokens: issued.body }))
+    Ok(Json(SwitchOut {
+        message: "Workspace switched successfully".into(),
+        workspace_id: id,
+        role,
+        tokens: issued.body,
+    }))
 }

@@ -1,0 +1,109 @@
+//! `ghostworks dev`: a complete local stack from nothing but the installed PostgreSQL 15 and
+//! Redis binaries. Configured servers (DATABASE_URL, REDIS_URL) are used as they are.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use ghostworks_config::Config;
+use ghostworks_devstack::{Postgres, Redis};
+use sqlx::Connection;
+
+const DATABASE: &str = "ghostworks";
+const APP_LOGIN: &str = "ghostworks_api";
+
+pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("--data-dir: cannot create {}", data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(data_dir)?;
+    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    let defaults = [
+        ("GHOSTWORKS_ENV", "development"),
+        ("COOKIE_SECURE", "false"),
+        ("GHOSTWORKS_BIND", "127.0.0.1:8000"),
+        ("LOG_FORMAT", "pretty"),
+    ];
+    for (k, v) in defaults {
+        vars.entry(k.into()).or_insert_with(|| v.into());
+    }
+    crate::telemetry::init(
+        vars.get("LOG_LEVEL").map(String::as_str).unwrap_or("info"),
+        ghostworks_config::LogFormat::Pretty,
+    );
+
+    let mut postgres = None;
+    if !vars.contains_key("DATABASE_URL") {
+        println!(
+            "starting a private PostgreSQL in {}",
+            data_dir.join("postgres").display()
+        );
+        let pg = Postgres::start(&data_dir.join("postgres"), true)?;
+        let mut conn = sqlx::PgConnection::connect(&pg.url("postgres")).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(DATABASE)
+                .fetch_one(&mut conn)
+                .await?;
+        if !exists {
+            sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
+                .execute(&mut conn)
+                .await?;
+        }
+        conn.close().await?;
+        vars.insert("DATABASE_ADMIN_URL".into(), pg.url(DATABASE));
+        vars.insert(
+            "DATABASE_URL".into(),
+            format!("postgres://{APP_LOGIN}@127.0.0.1:{}/{DATABASE}", pg.port),
+        );
+        postgres = Some(pg);
+    }
+    let mut redis = None;
+    if !vars.contains_key("REDIS_URL") {
+        let r = Redis::start(&data_dir.join("redis"), true)?;
+        vars.insert("REDIS_URL".into(), r.url());
+        redis = Some(r);
+    }
+    if !vars.contains_key("JWT_SECRET_KEY") && !vars.contains_key("JWT_SECRET_KEY_FILE") {
+        let path = data_dir.join("jwt_secret");
+        if !path.exists() {
+            std::fs::write(&path, ghostworks_api::auth::random_token())?;
+        }
+        vars.insert("JWT_SECRET_KEY_FILE".into(), path.display().to_string());
+    }
+
+    let result = stack(&vars, postgres.is_some()).await;
+    if let Some(pg) = postgres {
+        pg.stop()?;
+    }
+    if let Some(mut r) = redis {
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+    }
+    result
+}
+
+async fn stack(vars: &HashMap<String, String>, private_db: bool) -> anyhow::Result<()> {
+    let admin = Config::admin_database_url(vars).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::migrate(admin.expose()).await?;
+    let pool = ghostworks_db::connect(admin.expose(), 2, "ghostworks-dev").await?;
+    if private_db {
+        ghostworks_db::ensure_login_role(&pool, APP_LOGIN, APP_LOGIN).await?;
+    }
+    println!("{}", crate::seed::demo(&pool).await?);
+    pool.close().await;
+    let config =
+        Config::from_vars(vars).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let bind = config.bind;
+    println!();
+    println!("Ghostworks is running:");
+    println!("  API        http://{bind}/");
+    println!("  API docs   http://{bind}/docs");
+    println!("  health     http://{bind}/health/ready");
+    println!("  metrics    http://{bind}/metrics");
+    println!(
+        "  log in as  owner@acme.com / {} (Acme owner), or any demo account",
+        crate::seed::DEMO_PASSWORD
+    );
+    println!("Ctrl-C stops everything; data stays in the data directory.");
+    crate::serve(config).await
+}
