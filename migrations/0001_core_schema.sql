@@ -110,10 +110,11 @@ CREATE TABLE sessions (
 );
 CREATE INDEX ix_sessions_user ON sessions (user_id);
 
+-- workspace_id is the context a refresh keeps (not tenant-owned data: no RLS, like sessions).
 CREATE TABLE refresh_tokens (
-    jti_hash   bytea PRIMARY KEY,
-    session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    tenant_id  uuid,
+    jti_hash     bytea PRIMARY KEY,
+    session_id   uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    workspace_id uuid,
     expires_at timestamptz NOT NULL,
     used_at    timestamptz,
     created_at timestamptz NOT NULL DEFAULT now()

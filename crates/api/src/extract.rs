@@ -297,7 +297,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// Parses a JSON object body. Anything else that is valid JSON is refused: serde would
+/// otherwise read a struct from an array, field by field in declaration order.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(ApiError::field(FieldError {
+            loc: vec![json!("body")],
+            msg: "Input should be a JSON object".into(),
+            kind: "dict_type",
+        }));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let mut loc = vec![json!("body")];
@@ -320,6 +332,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         // serde's messages name types and fields, never the submitted values of strings.
         let msg = inner.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        // A missing field is reported at its own location, not its parent's.
+        if let Some(field) = msg
+            .strip_prefix("missing field `")
+            .and_then(|r| r.strip_suffix('`'))
+        {
+            loc.push(json!(field));
+        }
         ApiError::Validation(ValidationErrors(vec![FieldError { loc, msg, kind }]))
     })
 }

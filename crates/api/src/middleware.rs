@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use ghostworks_config::{Environment, IpNet};
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::error_body;
@@ -50,11 +51,12 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let started = Instant::now();
     let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    // Every log line of the request carries its id, method and path.
     let mut response = REQUEST_ID
-        .scope(id.clone(), async move {
-            let response = next.run(req).await;
-            envelope(response)
-        })
+        .scope(
+            id.clone(),
+            async move { envelope(next.run(req).await) }.instrument(span.clone()),
+        )
         .await;
     let status = response.status().as_u16();
     span.in_scope(|| {
@@ -95,12 +97,14 @@ fn envelope(response: Response) -> Response {
         ),
         s => ("error", s.canonical_reason().unwrap_or("Error").to_string()),
     };
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let mut out = error_body(status, code, &message, Value::String(message.clone()));
-    if let Some(allow) = allow {
-        out.headers_mut().insert(header::ALLOW, allow);
-    }
-    out
+    // Only the body is replaced: the headers the inner layers set (security headers, CORS,
+    // Cache-Control, Allow) stay.
+    let (mut parts, _) = response.into_parts();
+    let (out, body) =
+        error_body(status, code, &message, Value::String(message.clone())).into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(out.headers);
+    Response::from_parts(parts, body)
 }
 
 /// The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest
@@ -246,7 +250,7 @@ mod tests {
             "abc-123"
         );
         assert_ne!(
-            accept_request_id(Some(&HeaderValue::from_static("bad id\u{7f}"))),
+            accept_request_id(Some(&HeaderValue::from_static("bad id"))),
             "bad id"
         );
         assert_eq!(accept_request_id(None).len(), 36);

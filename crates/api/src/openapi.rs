@@ -18,6 +18,14 @@ use crate::routes;
         routes::artifacts::create, routes::artifacts::list, routes::artifacts::search, routes::artifacts::stats,
         routes::artifacts::get, routes::artifacts::replace, routes::artifacts::patch, routes::artifacts::delete,
     ),
+    components(schemas(
+        ghostworks_domain::artifact::SearchMode,
+        ghostworks_domain::artifact::TagMode,
+        ghostworks_domain::artifact::SortField,
+        ghostworks_domain::artifact::SortOrder,
+        ghostworks_domain::Role,
+        ghostworks_domain::FieldError,
+    )),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

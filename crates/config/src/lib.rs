@@ -207,8 +207,12 @@ impl Reader<'_> {
     }
 }
 
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    schemes.iter().any(|s| url.starts_with(s))
+}
+
 fn postgres_url(r: &mut Reader<'_>, name: &str, s: &Secret) {
-    if !s.0.is_empty() && !(s.0.starts_with("postgres://") || s.0.starts_with("postgresql://")) {
+    if !s.0.is_empty() && !has_scheme(&s.0, &["postgres://", "postgresql://"]) {
         r.errors.push(format!(
             "{name}: must be a postgres:// or postgresql:// URL"
         ));
@@ -283,10 +287,10 @@ impl Config {
         }
         let redis_url = r.required_secret("REDIS_URL", "e.g. redis://localhost:6379/0");
         if !redis_url.0.is_empty()
-            && !(redis_url.0.starts_with("redis://")
-                || redis_url.0.starts_with("rediss://")
-                || redis_url.0.starts_with("redis+unix://")
-                || redis_url.0.starts_with("unix://"))
+            && !has_scheme(
+                &redis_url.0,
+                &["redis://", "rediss://", "redis+unix://", "unix://"],
+            )
         {
             r.errors
                 .push("REDIS_URL: must be a redis://, rediss:// or unix:// URL".into());

@@ -42,7 +42,7 @@ pub async fn insert_refresh_token(
     tenant: Option<Uuid>,
     expires_at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO refresh_tokens (jti_hash, session_id, tenant_id, expires_at) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO refresh_tokens (jti_hash, session_id, workspace_id, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(jti_hash)
         .bind(session)
         .bind(tenant)
@@ -67,11 +67,14 @@ pub enum RefreshUse {
     Invalid,
 }
 
+/// session, user, workspace, when it was spent, and whether it is still live.
+type RefreshRow = (Uuid, Uuid, Option<Uuid>, Option<DateTime<Utc>>, bool);
+
 /// Spends a refresh token atomically. Concurrent presentations of one token: exactly one
 /// wins, the others see it spent and revoke the session (reuse detection).
 pub async fn use_refresh_token(tx: &mut Tx, jti_hash: &[u8]) -> sqlx::Result<RefreshUse> {
-    let row: Option<(Uuid, Uuid, Option<Uuid>, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
-        "SELECT t.session_id, s.user_id, t.tenant_id, t.used_at, \
+    let row: Option<RefreshRow> = sqlx::query_as(
+        "SELECT t.session_id, s.user_id, t.workspace_id, t.used_at, \
                 (t.expires_at > now() AND s.expires_at > now() AND s.revoked_at IS NULL) AS live \
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.jti_hash = $1 FOR UPDATE OF t",
     )

@@ -25,7 +25,9 @@ impl Email {
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
-            && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+            && local
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
         if !local_ok {
             return Err("Email has an invalid part before the @ sign");
         }
@@ -89,10 +91,18 @@ pub fn check_password_strength(password: &str) -> Result<(), &'static str> {
 /// characters. Stored verbatim otherwise (escaping is the renderer's job).
 pub fn parse_person_name(field: &str, raw: Option<String>) -> Result<Option<String>, FieldError> {
     let Some(raw) = raw else { return Ok(None) };
-    let cleaned: String = raw.chars().filter(|c| *c != '\0' && *c != '\r').map(|c| if c == '\n' { ' ' } else { c }).collect();
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| *c != '\0' && *c != '\r')
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
     let trimmed = cleaned.trim();
     if trimmed.chars().count() > PERSON_NAME_MAX {
-        return Err(FieldError::body(field, "string_too_long", "Name must be at most 50 characters"));
+        return Err(FieldError::body(
+            field,
+            "string_too_long",
+            "Name must be at most 50 characters",
+        ));
     }
     Ok(Some(trimmed.to_string()))
 }
@@ -114,18 +124,43 @@ mod tests {
 
     #[test]
     fn email_is_lower_cased_and_checked() {
-        assert_eq!(Email::parse(" Alice@Example.COM ").unwrap().as_str(), "alice@example.com");
-        for bad in ["", "no-at", "@x.com", "a@b", "a@-x.com", "a..b@x.com", "a@x.test", "a@x.localhost", "a b@x.com"] {
+        assert_eq!(
+            Email::parse(" Alice@Example.COM ").unwrap().as_str(),
+            "alice@example.com"
+        );
+        for bad in [
+            "",
+            "no-at",
+            "@x.com",
+            "a@b",
+            "a@-x.com",
+            "a..b@x.com",
+            "a@x.test",
+            "a@x.localhost",
+            "a b@x.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
 
     #[test]
     fn password_policy_reports_first_failure() {
-        assert_eq!(check_password_strength("Ab1!"), Err("Password must be at least 8 characters long"));
-        assert_eq!(check_password_strength("abcdefg1!"), Err("Password must contain at least one uppercase letter"));
-        assert_eq!(check_password_strength("ABCDEFG1!"), Err("Password must contain at least one lowercase letter"));
-        assert_eq!(check_password_strength("Abcdefgh!"), Err("Password must contain at least one digit"));
+        assert_eq!(
+            check_password_strength("Ab1!"),
+            Err("Password must be at least 8 characters long")
+        );
+        assert_eq!(
+            check_password_strength("abcdefg1!"),
+            Err("Password must contain at least one uppercase letter")
+        );
+        assert_eq!(
+            check_password_strength("ABCDEFG1!"),
+            Err("Password must contain at least one lowercase letter")
+        );
+        assert_eq!(
+            check_password_strength("Abcdefgh!"),
+            Err("Password must contain at least one digit")
+        );
         assert!(check_password_strength("Abcdefg1~").is_err());
         assert!(check_password_strength("Abcdefg1!").is_ok());
         assert!(check_password_strength(&format!("Ab1!{}", "x".repeat(124))).is_ok());
@@ -134,8 +169,14 @@ mod tests {
 
     #[test]
     fn names_are_cleaned_and_bounded() {
-        assert_eq!(parse_person_name("first_name", Some(" A\nB\r ".into())).unwrap(), Some("A B".into()));
-        assert_eq!(parse_person_name("first_name", Some("<b>&'".into())).unwrap(), Some("<b>&'".into()));
+        assert_eq!(
+            parse_person_name("first_name", Some(" A\nB\r ".into())).unwrap(),
+            Some("A B".into())
+        );
+        assert_eq!(
+            parse_person_name("first_name", Some("<b>&'".into())).unwrap(),
+            Some("<b>&'".into())
+        );
         assert!(parse_person_name("first_name", Some("x".repeat(51))).is_err());
         assert_eq!(full_name(Some(""), None, "bob@x.com"), "bob");
         assert_eq!(full_name(Some("A"), Some("B"), "bob@x.com"), "A B");

@@ -105,7 +105,9 @@ impl ArtifactPatchInput {
     pub fn validate(self) -> Result<(ArtifactChanges, Option<i32>), ValidationErrors> {
         let mut errors = ValidationErrors::default();
         let mut changes = ArtifactChanges::default();
-        let not_null = |field: &str| FieldError::body(field, "null_not_allowed", format!("{field} cannot be null"));
+        let not_null = |field: &str| {
+            FieldError::body(field, "null_not_allowed", format!("{field} cannot be null"))
+        };
         match self.name {
             Patch::Absent => {}
             Patch::Null => errors.push(not_null("name")),
@@ -137,17 +139,33 @@ impl ArtifactPatchInput {
 fn parse_name(raw: &str) -> Result<String, FieldError> {
     let n = raw.chars().count();
     if n == 0 {
-        return Err(FieldError::body("name", "string_too_short", "Name must have at least 1 character"));
+        return Err(FieldError::body(
+            "name",
+            "string_too_short",
+            "Name must have at least 1 character",
+        ));
     }
     if n > ARTIFACT_NAME_MAX {
-        return Err(FieldError::body("name", "string_too_long", "Name must be at most 255 characters"));
+        return Err(FieldError::body(
+            "name",
+            "string_too_long",
+            "Name must be at most 255 characters",
+        ));
     }
     let trimmed = raw.trim();
     if trimmed.is_empty() {
-        return Err(FieldError::body("name", "value_error", "Name cannot be empty"));
+        return Err(FieldError::body(
+            "name",
+            "value_error",
+            "Name cannot be empty",
+        ));
     }
     if trimmed.contains('\0') {
-        return Err(FieldError::body("name", "value_error", "Name contains invalid characters"));
+        return Err(FieldError::body(
+            "name",
+            "value_error",
+            "Name contains invalid characters",
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -156,10 +174,18 @@ fn parse_description(raw: Option<String>) -> Result<Option<String>, FieldError> 
     let Some(raw) = raw else { return Ok(None) };
     let trimmed = raw.trim();
     if trimmed.chars().count() > ARTIFACT_DESCRIPTION_MAX {
-        return Err(FieldError::body("description", "string_too_long", "Description cannot exceed 2000 characters"));
+        return Err(FieldError::body(
+            "description",
+            "string_too_long",
+            "Description cannot exceed 2000 characters",
+        ));
     }
     if trimmed.contains('\0') {
-        return Err(FieldError::body("description", "value_error", "Description contains invalid characters"));
+        return Err(FieldError::body(
+            "description",
+            "value_error",
+            "Description contains invalid characters",
+        ));
     }
     Ok((!trimmed.is_empty()).then(|| trimmed.to_string()))
 }
@@ -173,7 +199,10 @@ pub fn normalise_tag(raw: &str) -> Result<Option<String>, &'static str> {
     if t.chars().count() > ARTIFACT_TAG_MAX {
         return Err("Tag length cannot exceed 50 characters");
     }
-    if !t.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c.is_whitespace()) {
+    if !t
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c.is_whitespace())
+    {
         return Err("Tags can only contain letters, numbers, hyphens, underscores, and spaces");
     }
     Ok(Some(t.to_lowercase()))
@@ -183,7 +212,11 @@ pub fn normalise_tag(raw: &str) -> Result<Option<String>, &'static str> {
 /// keeping the first occurrence.
 pub fn parse_tags(raw: Vec<String>) -> Result<Vec<String>, FieldError> {
     if raw.len() > ARTIFACT_TAGS_MAX {
-        return Err(FieldError::body("tags", "too_long", "Maximum 20 tags allowed"));
+        return Err(FieldError::body(
+            "tags",
+            "too_long",
+            "Maximum 20 tags allowed",
+        ));
     }
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
     for (i, t) in raw.iter().enumerate() {
@@ -191,7 +224,11 @@ pub fn parse_tags(raw: Vec<String>) -> Result<Vec<String>, FieldError> {
             Ok(Some(tag)) if !out.contains(&tag) => out.push(tag),
             Ok(_) => {}
             Err(msg) => {
-                return Err(FieldError { loc: vec!["body".into(), "tags".into(), i.into()], msg: msg.into(), kind: "value_error" })
+                return Err(FieldError {
+                    loc: vec!["body".into(), "tags".into(), i.into()],
+                    msg: msg.into(),
+                    kind: "value_error",
+                })
             }
         }
     }
@@ -206,19 +243,28 @@ fn parse_metadata(raw: Map<String, Value>) -> Result<Map<String, Value>, FieldEr
     for (k, v) in &raw {
         let key_ok = !k.is_empty()
             && k.chars().count() <= METADATA_KEY_MAX
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
         if !key_ok {
-            return Err(err(format!("Metadata key '{k}' must be 1-100 characters of letters, digits, '_', '-' or '.'")));
+            return Err(err(format!(
+                "Metadata key '{k}' must be 1-100 characters of letters, digits, '_', '-' or '.'"
+            )));
         }
         match v {
             Value::String(s) if s.chars().count() > METADATA_STRING_MAX => {
-                return Err(err(format!("Metadata value for '{k}' exceeds 1000 characters")));
+                return Err(err(format!(
+                    "Metadata value for '{k}' exceeds 1000 characters"
+                )));
             }
             Value::String(s) if s.contains('\0') => {
-                return Err(err(format!("Metadata value for '{k}' contains invalid characters")));
+                return Err(err(format!(
+                    "Metadata value for '{k}' contains invalid characters"
+                )));
             }
             Value::Array(_) | Value::Object(_) => {
-                return Err(err("Metadata values must be strings, numbers, booleans, or null".into()));
+                return Err(err(
+                    "Metadata values must be strings, numbers, booleans, or null".into(),
+                ));
             }
             _ => {}
         }
@@ -237,7 +283,14 @@ mod tests {
 
     #[test]
     fn tags_are_normalised() {
-        let tags = parse_tags(vec!["  API  ".into(), "Test".into(), "api".into(), "".into(), "TEST".into()]).unwrap();
+        let tags = parse_tags(vec![
+            "  API  ".into(),
+            "Test".into(),
+            "api".into(),
+            "".into(),
+            "TEST".into(),
+        ])
+        .unwrap();
         assert_eq!(tags, vec!["api", "test"]);
         assert!(parse_tags(vec!["x".into(); 21]).is_err());
         assert!(parse_tags(vec!["a,b".into()]).is_err());
@@ -246,29 +299,42 @@ mod tests {
 
     #[test]
     fn create_reports_every_bad_field() {
-        let e = input(json!({"name": "  ", "description": "x".repeat(2001), "artifact_metadata": {"a": [1]}}))
-            .validate()
-            .unwrap_err();
+        let e = input(
+            json!({"name": "  ", "description": "x".repeat(2001), "artifact_metadata": {"a": [1]}}),
+        )
+        .validate()
+        .unwrap_err();
         let fields: Vec<_> = e.0.iter().map(|f| f.loc[1].clone()).collect();
-        assert_eq!(fields, vec![json!("name"), json!("description"), json!("artifact_metadata")]);
+        assert_eq!(
+            fields,
+            vec![
+                json!("name"),
+                json!("description"),
+                json!("artifact_metadata")
+            ]
+        );
     }
 
     #[test]
     fn names_keep_markup_characters() {
-        let f = input(json!({"name": " <b>Tom & Jerry's</b> ", "description": "   "})).validate().unwrap();
+        let f = input(json!({"name": " <b>Tom & Jerry's</b> ", "description": "   "}))
+            .validate()
+            .unwrap();
         assert_eq!(f.name, "<b>Tom & Jerry's</b>");
         assert_eq!(f.description, None);
     }
 
     #[test]
     fn patch_distinguishes_absent_null_and_value() {
-        let p: ArtifactPatchInput = serde_json::from_value(json!({"description": null, "tags": ["A"]})).unwrap();
+        let p: ArtifactPatchInput =
+            serde_json::from_value(json!({"description": null, "tags": ["A"]})).unwrap();
         let (c, v) = p.validate().unwrap();
         assert_eq!(c.description, Some(None));
         assert_eq!(c.tags, Some(vec!["a".to_string()]));
         assert_eq!(c.name, None);
         assert_eq!(v, None);
-        let p: ArtifactPatchInput = serde_json::from_value(json!({"name": null, "artifact_metadata": null})).unwrap();
+        let p: ArtifactPatchInput =
+            serde_json::from_value(json!({"name": null, "artifact_metadata": null})).unwrap();
         assert_eq!(p.validate().unwrap_err().0.len(), 2);
     }
 }
@@ -346,18 +412,39 @@ impl ListParams {
         let mut errors = ValidationErrors::default();
         let limit = self.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
         if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-            errors.push(FieldError::query("limit", "out_of_range", "limit must be between 1 and 100"));
+            errors.push(FieldError::query(
+                "limit",
+                "out_of_range",
+                "limit must be between 1 and 100",
+            ));
         }
         let offset = self.offset.unwrap_or(0);
         if offset < 0 {
-            errors.push(FieldError::query("offset", "out_of_range", "offset must be 0 or more"));
+            errors.push(FieldError::query(
+                "offset",
+                "out_of_range",
+                "offset must be 0 or more",
+            ));
         }
-        let q = self.q.map(|q| q.trim().to_string()).filter(|q| !q.is_empty());
-        if q.as_ref().is_some_and(|q| q.chars().count() > SEARCH_QUERY_MAX) {
-            errors.push(FieldError::query("q", "string_too_long", "q must be at most 200 characters"));
+        let q = self
+            .q
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty());
+        if q.as_ref()
+            .is_some_and(|q| q.chars().count() > SEARCH_QUERY_MAX)
+        {
+            errors.push(FieldError::query(
+                "q",
+                "string_too_long",
+                "q must be at most 200 characters",
+            ));
         }
         if self.tags.len() > FILTER_TAGS_MAX {
-            errors.push(FieldError::query("tags", "too_long", "at most 20 tags can be filtered on"));
+            errors.push(FieldError::query(
+                "tags",
+                "too_long",
+                "at most 20 tags can be filtered on",
+            ));
         }
         let mut tags = Vec::new();
         for t in &self.tags {
@@ -369,13 +456,21 @@ impl ListParams {
         }
         if let (Some(a), Some(b)) = (self.created_after, self.created_before) {
             if a > b {
-                errors.push(FieldError::query("created_after", "value_error", "created_after must not be later than created_before"));
+                errors.push(FieldError::query(
+                    "created_after",
+                    "value_error",
+                    "created_after must not be later than created_before",
+                ));
             }
         }
         let fulltext = self.mode == SearchMode::Fulltext && q.is_some();
         let sort = match self.sort {
             Some(SortField::Relevance) if !fulltext => {
-                errors.push(FieldError::query("sort", "value_error", "sort=relevance needs q and search_mode=fulltext"));
+                errors.push(FieldError::query(
+                    "sort",
+                    "value_error",
+                    "sort=relevance needs q and search_mode=fulltext",
+                ));
                 SortField::CreatedAt
             }
             Some(s) => s,
@@ -423,18 +518,44 @@ mod query_tests {
     #[test]
     fn defaults_and_limits() {
         let q = ListParams::default().validate(false).unwrap();
-        assert_eq!((q.limit, q.offset, q.sort, q.order), (20, 0, SortField::CreatedAt, SortOrder::Desc));
-        let e = ListParams { limit: Some(101), offset: Some(-1), ..Default::default() }.validate(false).unwrap_err();
+        assert_eq!(
+            (q.limit, q.offset, q.sort, q.order),
+            (20, 0, SortField::CreatedAt, SortOrder::Desc)
+        );
+        let e = ListParams {
+            limit: Some(101),
+            offset: Some(-1),
+            ..Default::default()
+        }
+        .validate(false)
+        .unwrap_err();
         assert_eq!(e.0.len(), 2);
-        assert!(ListParams { limit: Some(0), ..Default::default() }.validate(false).is_err());
+        assert!(ListParams {
+            limit: Some(0),
+            ..Default::default()
+        }
+        .validate(false)
+        .is_err());
     }
 
     #[test]
     fn filter_tags_are_normalised_and_search_defaults_sort() {
-        let q = ListParams { tags: vec![" API ".into(), "api".into()], q: Some("x".into()), ..Default::default() }.validate(true).unwrap();
+        let q = ListParams {
+            tags: vec![" API ".into(), "api".into()],
+            q: Some("x".into()),
+            ..Default::default()
+        }
+        .validate(true)
+        .unwrap();
         assert_eq!(q.tags, vec!["api"]);
         assert_eq!((q.sort, q.order), (SortField::Name, SortOrder::Asc));
-        let q = ListParams { q: Some("x".into()), mode: SearchMode::Fulltext, ..Default::default() }.validate(false).unwrap();
+        let q = ListParams {
+            q: Some("x".into()),
+            mode: SearchMode::Fulltext,
+            ..Default::default()
+        }
+        .validate(false)
+        .unwrap();
         assert_eq!(q.sort, SortField::Relevance);
     }
 

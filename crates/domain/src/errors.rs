@@ -12,11 +12,19 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn body(field: &str, kind: &'static str, msg: impl Into<String>) -> Self {
-        Self { loc: vec!["body".into(), field.into()], msg: msg.into(), kind }
+        Self {
+            loc: vec!["body".into(), field.into()],
+            msg: msg.into(),
+            kind,
+        }
     }
 
     pub fn query(field: &str, kind: &'static str, msg: impl Into<String>) -> Self {
-        Self { loc: vec!["query".into(), field.into()], msg: msg.into(), kind }
+        Self {
+            loc: vec!["query".into(), field.into()],
+            msg: msg.into(),
+            kind,
+        }
     }
 }
 

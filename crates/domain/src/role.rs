@@ -1,7 +1,19 @@
 use serde::{Deserialize, Serialize};
 
 /// A member's role in a workspace, ordered by power: member < admin < owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Member,
@@ -39,7 +51,10 @@ impl std::str::FromStr for Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipRuleError {
     #[error("Insufficient permissions. Required: {required}, Current: {current}")]
-    Insufficient { required: &'static str, current: &'static str },
+    Insufficient {
+        required: &'static str,
+        current: &'static str,
+    },
     #[error("Cannot change your own role")]
     OwnRole,
     #[error("A workspace must keep at least one owner")]
@@ -57,11 +72,18 @@ pub fn check_membership_change(
     owners: i64,
 ) -> Result<(), MembershipRuleError> {
     let touches_owner = from == Role::Owner || to == Some(Role::Owner);
-    let required = if touches_owner { Role::Owner } else { Role::Admin };
+    let required = if touches_owner {
+        Role::Owner
+    } else {
+        Role::Admin
+    };
     // Leaving a workspace is always allowed (subject to the last-owner rule).
     let leaving = actor_is_target && to.is_none();
     if !leaving && !actor.at_least(required) {
-        return Err(MembershipRuleError::Insufficient { required: required.as_str(), current: actor.as_str() });
+        return Err(MembershipRuleError::Insufficient {
+            required: required.as_str(),
+            current: actor.as_str(),
+        });
     }
     if actor_is_target && to.is_some() {
         return Err(MembershipRuleError::OwnRole);
@@ -87,8 +109,14 @@ mod tests {
 
     #[test]
     fn last_owner_cannot_leave_or_be_demoted() {
-        assert_eq!(check_membership_change(Owner, true, Owner, None, 1), Err(MembershipRuleError::LastOwner));
-        assert_eq!(check_membership_change(Owner, false, Owner, Some(Admin), 1), Err(MembershipRuleError::LastOwner));
+        assert_eq!(
+            check_membership_change(Owner, true, Owner, None, 1),
+            Err(MembershipRuleError::LastOwner)
+        );
+        assert_eq!(
+            check_membership_change(Owner, false, Owner, Some(Admin), 1),
+            Err(MembershipRuleError::LastOwner)
+        );
         assert!(check_membership_change(Owner, false, Owner, Some(Admin), 2).is_ok());
         assert!(check_membership_change(Owner, true, Owner, None, 2).is_ok());
     }
@@ -96,6 +124,9 @@ mod tests {
     #[test]
     fn members_may_leave_but_not_change_their_own_role() {
         assert!(check_membership_change(Member, true, Member, None, 1).is_ok());
-        assert_eq!(check_membership_change(Owner, true, Owner, Some(Admin), 3), Err(MembershipRuleError::OwnRole));
+        assert_eq!(
+            check_membership_change(Owner, true, Owner, Some(Admin), 3),
+            Err(MembershipRuleError::OwnRole)
+        );
     }
 }

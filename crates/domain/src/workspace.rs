@@ -41,15 +41,27 @@ pub struct NewWorkspace {
 
 fn parse_name(raw: &str) -> Result<String, FieldError> {
     match raw.chars().count() {
-        0 => Err(FieldError::body("name", "string_too_short", "Name must have at least 1 character")),
-        n if n > WORKSPACE_NAME_MAX => Err(FieldError::body("name", "string_too_long", "Name must be at most 255 characters")),
+        0 => Err(FieldError::body(
+            "name",
+            "string_too_short",
+            "Name must have at least 1 character",
+        )),
+        n if n > WORKSPACE_NAME_MAX => Err(FieldError::body(
+            "name",
+            "string_too_long",
+            "Name must be at most 255 characters",
+        )),
         _ => Ok(raw.to_string()),
     }
 }
 
 fn parse_description(raw: &str) -> Result<String, FieldError> {
     if raw.chars().count() > WORKSPACE_DESCRIPTION_MAX {
-        return Err(FieldError::body("description", "string_too_long", "Description must be at most 1000 characters"));
+        return Err(FieldError::body(
+            "description",
+            "string_too_long",
+            "Description must be at most 1000 characters",
+        ));
     }
     Ok(raw.to_string())
 }
@@ -58,11 +70,17 @@ fn parse_description(raw: &str) -> Result<String, FieldError> {
 pub fn parse_slug(raw: &str) -> Result<String, FieldError> {
     let ok = !raw.is_empty()
         && raw.len() <= WORKSPACE_SLUG_MAX
-        && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok {
         Ok(raw.to_string())
     } else {
-        Err(FieldError::body("slug", "string_pattern_mismatch", "Slug must be 1-100 characters of a-z, 0-9 and '-'"))
+        Err(FieldError::body(
+            "slug",
+            "string_pattern_mismatch",
+            "Slug must be 1-100 characters of a-z, 0-9 and '-'",
+        ))
     }
 }
 
@@ -71,7 +89,9 @@ impl WorkspaceInput {
         let mut errors = ValidationErrors::default();
         let name = errors.collect(parse_name(&self.name));
         let slug = errors.collect(parse_slug(&self.slug));
-        let description = self.description.map(|d| errors.collect(parse_description(&d)));
+        let description = self
+            .description
+            .map(|d| errors.collect(parse_description(&d)));
         errors.into_result(|| NewWorkspace {
             name: name.unwrap(),
             slug: slug.unwrap(),

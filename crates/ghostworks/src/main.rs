@@ -2,6 +2,7 @@
 
 mod dev;
 mod probe;
+mod score;
 mod seed;
 mod telemetry;
 
@@ -54,6 +55,22 @@ enum Command {
         /// Where the private servers keep their data.
         #[arg(long, default_value = ".data")]
         data_dir: PathBuf,
+    },
+    /// Write the CI score report (kiro_score.json) from the CI outputs in a directory.
+    ///
+    /// Reads test-output.log (cargo test / tarpaulin output), cobertura.xml and
+    /// coverage-frontend.xml (Cobertura), load.json (load benchmark), playwright.json
+    /// (Playwright JSON reporter), deny.json (`cargo deny --format json check`),
+    /// schemathesis.xml (JUnit) and build.json. Every file is optional, but a component
+    /// without its file scores 0 and is reported as not measured. Prints a summary; exit
+    /// status 1 when the grade blocks deployment, 2 when it needs an override, else 0.
+    Score {
+        /// The directory holding the CI outputs.
+        #[arg(long, default_value = "target/ci")]
+        dir: PathBuf,
+        /// Where to write the report.
+        #[arg(long, default_value = "kiro_score.json")]
+        output: PathBuf,
     },
 }
 
@@ -179,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Dev { data_dir } => dev::run(&data_dir).await?,
+        Command::Score { dir, output } => return score::run(&dir, &output),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,7 +26,10 @@ pub struct Spawn {
 pub fn spawn() -> Spawn {
     let mut vars = HashMap::new();
     for (k, v) in [
-        ("JWT_SECRET_KEY", "test-secret-0123456789abcdef0123456789abcdef"),
+        (
+            "JWT_SECRET_KEY",
+            "test-secret-0123456789abcdef0123456789abcdef",
+        ),
         ("RATE_LIMIT_ENABLED", "false"),
         ("REQUIRE_EMAIL_VERIFICATION", "true"),
         ("COOKIE_SECURE", "false"),
@@ -54,9 +57,21 @@ impl Spawn {
         let state = AppState::connect(config).await.expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(ghostworks_api::serve(state.clone(), listener, std::future::pending()));
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { url, db, client, state }
+        tokio::spawn(ghostworks_api::serve(
+            state.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        TestApp {
+            url,
+            db,
+            client,
+            state,
+        }
     }
 }
 
@@ -73,7 +88,13 @@ pub struct User {
 }
 
 impl TestApp {
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut r = self.client.request(method, format!("{}{path}", self.url));
         if let Some(t) = token {
             r = r.bearer_auth(t);
@@ -84,11 +105,20 @@ impl TestApp {
         r.send().await.expect("request sent")
     }
 
-    pub async fn json(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let r = self.call(method, path, token, body).await;
         let status = r.status();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -102,18 +132,41 @@ impl TestApp {
     /// Registers, verifies (through the development-only token) and logs in.
     pub async fn user(&self) -> User {
         let email = format!("{}@example.com", unique("user"));
-        let (s, reg) = self.post("/api/v1/auth/register", None, json!({"email": email, "password": PASSWORD, "first_name": "Test"})).await;
+        let (s, reg) = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": email, "password": PASSWORD, "first_name": "Test"}),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{reg}");
-        let token = reg["verification_token"].as_str().expect("development exposes the token");
-        let r = self.call(Method::POST, &format!("/api/v1/auth/verify-email?verification_token={token}"), None, None).await;
+        let token = reg["verification_token"]
+            .as_str()
+            .expect("development exposes the token");
+        let r = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/auth/verify-email?verification_token={token}"),
+                None,
+                None,
+            )
+            .await;
         assert_eq!(r.status(), StatusCode::OK);
         self.login(&email).await
     }
 
     pub async fn login(&self, email: &str) -> User {
-        let (s, body) = self.post("/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await;
+        let (s, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{body}");
-        let (_, me) = self.get("/api/v1/auth/me", body["access_token"].as_str().unwrap()).await;
+        let (_, me) = self
+            .get("/api/v1/auth/me", body["access_token"].as_str().unwrap())
+            .await;
         User {
             id: me["id"].as_str().unwrap().to_string(),
             email: email.to_string(),
@@ -125,18 +178,36 @@ impl TestApp {
     /// Creates a workspace owned by `owner`; returns its id.
     pub async fn workspace(&self, owner: &User) -> String {
         let slug = unique("ws-");
-        let (s, body) = self.post("/api/v1/workspaces/", Some(&owner.token), json!({"name": "Test WS", "slug": slug})).await;
+        let (s, body) = self
+            .post(
+                "/api/v1/workspaces/",
+                Some(&owner.token),
+                json!({"name": "Test WS", "slug": slug}),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().to_string()
     }
 
     pub async fn add_member(&self, ws: &str, admin: &User, member: &User, role: &str) {
-        let (s, body) = self.post(&format!("/api/v1/workspaces/{ws}/members"), Some(&admin.token), json!({"email": member.email, "role": role})).await;
+        let (s, body) = self
+            .post(
+                &format!("/api/v1/workspaces/{ws}/members"),
+                Some(&admin.token),
+                json!({"email": member.email, "role": role}),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{body}");
     }
 
     pub async fn artifact(&self, ws: &str, user: &User, body: Value) -> Value {
-        let (s, a) = self.post(&format!("/api/v1/workspaces/{ws}/artifacts"), Some(&user.token), body).await;
+        let (s, a) = self
+            .post(
+                &format!("/api/v1/workspaces/{ws}/artifacts"),
+                Some(&user.token),
+                body,
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{a}");
         a
     }

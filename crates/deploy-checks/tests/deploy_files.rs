@@ -1,0 +1,1297 @@
+//! Offline checks of every deployment file, run by `cargo test --workspace`.
+//!
+//! Each check uses the real validator (Compose v5, hadolint, check-jsonschema, kubectl
+//! kustomize + kubernetes-validate, promtool). A missing validator FAILS the test with the
+//! command that installs it (`scripts/install-deps.sh` installs them all); nothing is skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ghostworks_deploy_checks::{
+    assert_no_violations, files_under, repo_root, require_tool, run, run_ok, yaml_docs,
+};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------
+// Compose
+
+/// Secret files that docker-compose.prod.yml mounts (placeholders for validation only).
+const PROD_SECRETS: &[&str] = &[
+    "jwt_secret",
+    "database_url",
+    "database_admin_url",
+    "redis_url",
+    "postgres_password",
+    "api_db_password",
+    "grafana_admin_password",
+];
+
+/// Long-running services that cannot have a Compose healthcheck, and why. Such a service may
+/// never be the target of a `service_healthy` dependency.
+const HEALTHCHECK_EXEMPT: &[(&str, &str)] = &[(
+    "otelcol",
+    "the otel/opentelemetry-collector-contrib image is FROM scratch: no shell or HTTP client \
+     to probe its health_check extension (:13133) from inside the container",
+)];
+
+/// Variables that hold credentials: in production only their `_FILE` form may be set.
+const SECRET_VARS: &[&str] = &[
+    "JWT_SECRET_KEY",
+    "DATABASE_URL",
+    "DATABASE_ADMIN_URL",
+    "REDIS_URL",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stack {
+    /// docker-compose.yml alone.
+    Base,
+    /// docker-compose.yml + docker-compose.override.yml (`docker compose up`).
+    Dev,
+    /// docker-compose.yml + docker-compose.prod.yml (staging and production).
+    Prod,
+    /// docker-compose.test.yml alone (throw-away datastores for tests).
+    Test,
+}
+
+struct Combo {
+    label: &'static str,
+    files: &'static [&'static str],
+    env_file: Option<&'static str>,
+    stack: Stack,
+}
+
+/// Every compose file combination the project documents (README, deploy/README.md, CI).
+const COMBOS: &[Combo] = &[
+    Combo {
+        label: "base",
+        files: &["docker-compose.yml"],
+        env_file: None,
+        stack: Stack::Base,
+    },
+    Combo {
+        label: "development",
+        files: &["docker-compose.yml", "docker-compose.override.yml"],
+        env_file: None,
+        stack: Stack::Dev,
+    },
+    Combo {
+        label: "production",
+        files: &["docker-compose.yml", "docker-compose.prod.yml"],
+        env_file: Some(".env.production"),
+        stack: Stack::Prod,
+    },
+    Combo {
+        label: "staging",
+        files: &["docker-compose.yml", "docker-compose.prod.yml"],
+        env_file: Some(".env.staging"),
+        stack: Stack::Prod,
+    },
+    Combo {
+        label: "ci container stage",
+        files: &[
+            "docker-compose.yml",
+            "docker-compose.prod.yml",
+            "docker-compose.ci.yml",
+        ],
+        env_file: Some(".env.production"),
+        stack: Stack::Prod,
+    },
+    Combo {
+        label: "test",
+        files: &["docker-compose.test.yml"],
+        env_file: None,
+        stack: Stack::Test,
+    },
+];
+
+/// A scratch directory with an empty `.env` replacement and placeholder secret files.
+struct ComposeEnv {
+    dir: tempfile::TempDir,
+}
+
+impl ComposeEnv {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("empty.env"), "").unwrap();
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        for s in PROD_SECRETS {
+            std::fs::write(secrets.join(s), "validation-placeholder\n").unwrap();
+        }
+        ComposeEnv { dir }
+    }
+
+    /// `docker-compose [--env-file empty] -f ... <args>` from the repository root, with a
+    /// clean environment so the developer's shell cannot change the result.
+    fn command(&self, combo: &Combo, args: &[&str]) -> Command {
+        let mut cmd = Command::new(require_tool("docker-compose"));
+        cmd.current_dir(repo_root()).env_clear();
+        for var in ["PATH", "HOME", "TMPDIR"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        cmd.env("GHOSTWORKS_SECRETS_DIR", self.dir.path().join("secrets"));
+        if let Some(f) = combo.env_file {
+            cmd.env("GHOSTWORKS_ENV_FILE", f);
+        }
+        cmd.arg("--env-file").arg(self.dir.path().join("empty.env"));
+        for f in combo.files {
+            cmd.args(["-f", f]);
+        }
+        cmd.args(args);
+        cmd
+    }
+}
+
+fn compose_version_is_v2_or_later() {
+    let out = run_ok(
+        Command::new(require_tool("docker-compose")).args(["version", "--short"]),
+        "docker-compose version",
+    );
+    let major: u32 = out
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        major >= 2,
+        "docker-compose {} is the legacy v1, which rejects the current Compose spec; {}",
+        out.trim(),
+        ghostworks_deploy_checks::install_hint("docker-compose")
+    );
+}
+
+#[test]
+fn every_compose_file_is_covered() {
+    let root = repo_root();
+    let covered: BTreeSet<&str> = COMBOS
+        .iter()
+        .flat_map(|c| c.files.iter().copied())
+        .collect();
+    let mut uncovered = Vec::new();
+    for entry in std::fs::read_dir(&root).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let compose = (name.starts_with("docker-compose") || name.starts_with("compose"))
+            && (name.ends_with(".yml") || name.ends_with(".yaml"));
+        if compose && !covered.contains(name.as_str()) {
+            uncovered.push(format!(
+                "{name} is not validated: add its combination to COMBOS in {}",
+                file!()
+            ));
+        }
+    }
+    assert_no_violations("compose files", &uncovered);
+}
+
+#[test]
+fn compose_combinations_validate_and_follow_the_rules() {
+    compose_version_is_v2_or_later();
+    let env = ComposeEnv::new();
+    for combo in COMBOS {
+        // (a) the Compose v5 validator itself.
+        run_ok(
+            &mut env.command(combo, &["config", "-q"]),
+            &format!("compose {} ({})", combo.label, combo.files.join(" + ")),
+        );
+        // (b) the project's rules, on the merged model Compose would run.
+        let json = run_ok(
+            &mut env.command(combo, &["config", "--format", "json"]),
+            &format!("compose {} as JSON", combo.label),
+        );
+        let model: Value = serde_json::from_str(&json).expect("compose config JSON");
+        let violations = compose_rules(combo.stack, &model);
+        assert_no_violations(
+            &format!("compose {} ({})", combo.label, combo.files.join(" + ")),
+            &violations,
+        );
+    }
+}
+
+fn services(model: &Value) -> Vec<(&str, &Value)> {
+    model["services"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
+        .unwrap_or_default()
+}
+
+fn str_list(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn has_healthcheck(svc: &Value) -> bool {
+    let hc = &svc["healthcheck"];
+    if !hc.is_object() || hc["disable"] == true {
+        return false;
+    }
+    match &hc["test"] {
+        Value::String(s) => !s.trim().is_empty(),
+        Value::Array(a) => !a.is_empty() && a[0] != "NONE",
+        _ => false,
+    }
+}
+
+fn depends_condition<'a>(svc: &'a Value, on: &str) -> Option<&'a str> {
+    svc["depends_on"][on]["condition"].as_str()
+}
+
+fn is_ghostworks_service(svc: &Value) -> bool {
+    let image = svc["image"].as_str().unwrap_or("");
+    let dockerfile = svc["build"]["dockerfile"].as_str().unwrap_or("");
+    image.contains("ghostworks") || dockerfile.ends_with("deploy/Dockerfile")
+}
+
+fn compose_rules(stack: Stack, model: &Value) -> Vec<String> {
+    let mut v = Vec::new();
+    let svcs = services(model);
+    if svcs.is_empty() {
+        v.push("no services".into());
+    }
+
+    // Services something waits on to *finish* are one-shots (migrate).
+    let mut one_shots = BTreeSet::new();
+    let mut healthy_targets = BTreeSet::new();
+    for (_, s) in &svcs {
+        if let Some(deps) = s["depends_on"].as_object() {
+            for (dep, d) in deps {
+                match d["condition"].as_str() {
+                    Some("service_completed_successfully") => {
+                        one_shots.insert(dep.clone());
+                    }
+                    Some("service_healthy") => {
+                        healthy_targets.insert(dep.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    for (name, s) in &svcs {
+        // Long-running services: a healthcheck and a restart policy.
+        if one_shots.contains(*name) {
+            if s["restart"].as_str().is_some_and(|r| r != "no") {
+                v.push(format!(
+                    "{name}: one-shot service must not restart (restart: \"no\")"
+                ));
+            }
+            continue;
+        }
+        match s["restart"].as_str() {
+            None => v.push(format!(
+                "{name}: long-running service without a restart policy"
+            )),
+            Some(r) if stack != Stack::Test => {
+                if !(r == "always" || r == "unless-stopped" || r.starts_with("on-failure")) {
+                    v.push(format!(
+                        "{name}: restart \"{r}\" does not bring a long-running service back"
+                    ));
+                }
+            }
+            Some(_) => {}
+        }
+        if !has_healthcheck(s) {
+            match HEALTHCHECK_EXEMPT.iter().find(|(n, _)| n == name) {
+                Some(_) if healthy_targets.contains(*name) => v.push(format!(
+                    "{name}: has no healthcheck but another service waits for service_healthy on it"
+                )),
+                Some(_) => {}
+                None => v.push(format!(
+                    "{name}: long-running service without a healthcheck"
+                )),
+            }
+        }
+        // Outside production everything is published on loopback only.
+        if stack != Stack::Prod {
+            for p in s["ports"].as_array().into_iter().flatten() {
+                if p["host_ip"].as_str() != Some("127.0.0.1") {
+                    v.push(format!("{name}: port {p} is not bound to 127.0.0.1"));
+                }
+            }
+        }
+    }
+
+    // Start-up order of the application.
+    if stack != Stack::Test {
+        let api = &model["services"]["api"];
+        if api.is_null() {
+            v.push("api service missing".into());
+        } else {
+            for (dep, want) in [
+                ("postgres", "service_healthy"),
+                ("redis", "service_healthy"),
+                ("migrate", "service_completed_successfully"),
+            ] {
+                if depends_condition(api, dep) != Some(want) {
+                    v.push(format!(
+                        "api: depends_on {dep} must have condition {want} (has {:?})",
+                        depends_condition(api, dep)
+                    ));
+                }
+            }
+        }
+        let migrate = &model["services"]["migrate"];
+        if depends_condition(migrate, "postgres") != Some("service_healthy") {
+            v.push("migrate: depends_on postgres must have condition service_healthy".into());
+        }
+    }
+
+    if stack == Stack::Prod {
+        prod_rules(model, &svcs, &mut v);
+    }
+    v
+}
+
+fn prod_rules(model: &Value, svcs: &[(&str, &Value)], v: &mut Vec<String>) {
+    let ghostworks: Vec<_> = svcs
+        .iter()
+        .filter(|(_, s)| is_ghostworks_service(s))
+        .collect();
+    for needed in ["api", "migrate"] {
+        if !ghostworks.iter().any(|(n, _)| *n == needed) {
+            v.push(format!("{needed}: not recognised as a ghostworks service"));
+        }
+    }
+    for (name, s) in &ghostworks {
+        if s["read_only"] != true {
+            v.push(format!("{name}: read_only must be true"));
+        }
+        if !str_list(&s["cap_drop"]).contains(&"ALL") {
+            v.push(format!("{name}: cap_drop must contain ALL"));
+        }
+        if !str_list(&s["cap_add"]).is_empty() {
+            v.push(format!("{name}: must not add capabilities"));
+        }
+        if !str_list(&s["security_opt"])
+            .iter()
+            .any(|o| *o == "no-new-privileges:true" || *o == "no-new-privileges")
+        {
+            v.push(format!(
+                "{name}: security_opt must contain no-new-privileges:true"
+            ));
+        }
+        if s["user"].as_str() != Some("1001:1001") {
+            v.push(format!(
+                "{name}: user must be \"1001:1001\" (is {})",
+                s["user"]
+            ));
+        }
+
+        // Secrets only as mounted files, referenced through *_FILE.
+        let env = s["environment"].as_object().cloned().unwrap_or_default();
+        for var in SECRET_VARS {
+            if env.contains_key(*var) {
+                v.push(format!(
+                    "{name}: {var} is set as a plain value; use {var}_FILE"
+                ));
+            }
+        }
+        let targets: BTreeSet<String> = s["secrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| {
+                x["target"].as_str().map(str::to_owned).or_else(|| {
+                    x["source"]
+                        .as_str()
+                        .map(|src| format!("/run/secrets/{src}"))
+                })
+            })
+            .collect();
+        for (var, val) in &env {
+            if let (true, Some(path)) = (var.ends_with("_FILE"), val.as_str()) {
+                if !targets.contains(path) {
+                    v.push(format!(
+                        "{name}: {var}={path} is not a secret mounted into the service"
+                    ));
+                }
+            }
+        }
+        let required: &[&str] = match *name {
+            "api" => &["DATABASE_URL_FILE", "REDIS_URL_FILE", "JWT_SECRET_KEY_FILE"],
+            "migrate" => &["DATABASE_ADMIN_URL_FILE"],
+            _ => &[],
+        };
+        for var in required {
+            if !env.contains_key(*var) {
+                v.push(format!("{name}: {var} missing"));
+            }
+        }
+    }
+
+    // Top-level secrets come from files, never from inline/environment values.
+    for (sname, sdef) in model["secrets"].as_object().into_iter().flatten() {
+        if sdef["file"].as_str().is_none() && sdef["external"] != true {
+            v.push(format!(
+                "secret {sname}: must be a file (or external) secret"
+            ));
+        }
+    }
+
+    // Log rotation everywhere.
+    for (name, s) in svcs {
+        let log = &s["logging"];
+        let driver = log["driver"].as_str().unwrap_or("");
+        let rotated = driver == "local"
+            || (driver == "json-file"
+                && log["options"]["max-size"].is_string()
+                && log["options"]["max-file"].is_string());
+        if !rotated {
+            v.push(format!(
+                "{name}: logging must rotate (json-file with max-size and max-file)"
+            ));
+        }
+    }
+
+    // Datastores: only on internal networks, nothing published.
+    let networks = &model["networks"];
+    for store in ["postgres", "redis"] {
+        let s = &model["services"][store];
+        if s.is_null() {
+            v.push(format!("{store}: service missing"));
+            continue;
+        }
+        let nets: Vec<&String> = s["networks"]
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        if nets.is_empty() {
+            v.push(format!(
+                "{store}: must be attached to an internal network explicitly"
+            ));
+        }
+        for n in nets {
+            if networks[n.as_str()]["internal"] != true {
+                v.push(format!("{store}: network {n} is not internal: true"));
+            }
+        }
+        if s["ports"].as_array().is_some_and(|p| !p.is_empty()) {
+            v.push(format!("{store}: must not publish ports in production"));
+        }
+        if s["network_mode"].is_string() {
+            v.push(format!(
+                "{store}: network_mode bypasses the internal network"
+            ));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// CI workflow and Dockerfiles
+
+#[test]
+fn github_workflows_match_the_schema() {
+    let root = repo_root();
+    let workflows = files_under(&root.join(".github/workflows"), &|n| {
+        n.ends_with(".yml") || n.ends_with(".yaml")
+    });
+    assert!(!workflows.is_empty(), "no workflow under .github/workflows");
+    let tool = require_tool("check-jsonschema");
+    for wf in workflows {
+        run_ok(
+            Command::new(&tool)
+                .current_dir(&root)
+                .args(["--builtin-schema", "vendor.github-workflows"])
+                .arg(&wf),
+            &format!("check-jsonschema {}", wf.display()),
+        );
+    }
+}
+
+fn is_dockerfile(name: &str) -> bool {
+    name == "Dockerfile"
+        || name == "Containerfile"
+        || name.starts_with("Dockerfile.")
+        || name.starts_with("Containerfile.")
+        || name.ends_with(".Dockerfile")
+        || name.ends_with(".dockerfile")
+}
+
+#[test]
+fn dockerfiles_pass_hadolint() {
+    let root = repo_root();
+    let dockerfiles = files_under(&root.join("deploy"), &is_dockerfile);
+    assert!(
+        dockerfiles.contains(&root.join("deploy/Dockerfile")),
+        "deploy/Dockerfile missing"
+    );
+    assert!(
+        root.join(".hadolint.yaml").is_file(),
+        ".hadolint.yaml missing"
+    );
+    let tool = require_tool("hadolint");
+    let mut findings = Vec::new();
+    for df in &dockerfiles {
+        let out = run(Command::new(&tool)
+            .current_dir(&root)
+            .args(["--no-color", "--config", ".hadolint.yaml"])
+            .arg(df));
+        if !out.status.success() {
+            findings.push(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    assert_no_violations(
+        &format!("hadolint ({} Dockerfiles under deploy/)", dockerfiles.len()),
+        &findings,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes
+
+const K8S_VERSION: &str = "1.30";
+const OVERLAYS: &[&str] = &["dev", "staging", "prod"];
+
+fn render_overlay(overlay: &str) -> String {
+    let root = repo_root();
+    run_ok(
+        Command::new(require_tool("kubectl"))
+            .current_dir(&root)
+            .arg("kustomize")
+            .arg(format!("deploy/k8s/overlays/{overlay}")),
+        &format!("kubectl kustomize deploy/k8s/overlays/{overlay}"),
+    )
+}
+
+#[test]
+fn every_overlay_is_checked() {
+    let dir = repo_root().join("deploy/k8s/overlays");
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| e.path().join("kustomization.yaml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    let mut want: Vec<String> = OVERLAYS.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(found, want, "overlays on disk vs OVERLAYS in {}", file!());
+}
+
+#[test]
+fn k8s_overlays_render_validate_and_are_hardened() {
+    let validate = require_tool("kubernetes-validate");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut namespaces = BTreeSet::new();
+    let mut images = BTreeSet::new();
+    for overlay in OVERLAYS {
+        let rendered = render_overlay(overlay);
+        let file = scratch.path().join(format!("{overlay}.yaml"));
+        std::fs::write(&file, &rendered).unwrap();
+        let docs = yaml_docs(&rendered)
+            .unwrap_or_else(|e| panic!("overlay {overlay}: rendered YAML does not parse: {e}"));
+
+        let out = run(Command::new(&validate)
+            .args(["--strict", "-k", K8S_VERSION])
+            .arg(&file));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && !text.contains("ERROR") && !text.contains("WARN"),
+            "kubernetes-validate --strict -k {K8S_VERSION} (overlay {overlay}) failed:\n{text}"
+        );
+        let passed = text.lines().filter(|l| l.contains(" passed ")).count();
+        assert_eq!(
+            passed,
+            docs.len(),
+            "overlay {overlay}: kubernetes-validate passed {passed} of {} objects:\n{text}",
+            docs.len()
+        );
+
+        let (ns, image, violations) = k8s_rules(&docs);
+        assert_no_violations(&format!("overlay {overlay}"), &violations);
+        namespaces.insert(ns);
+        images.insert(image);
+    }
+    assert_eq!(
+        namespaces.len(),
+        OVERLAYS.len(),
+        "overlays share a namespace: {namespaces:?}"
+    );
+    assert_eq!(
+        images.len(),
+        OVERLAYS.len(),
+        "overlays share an image tag: {images:?}"
+    );
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    docs.iter().filter(move |d| d["kind"] == kind)
+}
+
+/// Checks one rendered overlay; returns its namespace, api image and the violations.
+fn k8s_rules(docs: &[Value]) -> (String, String, Vec<String>) {
+    let mut v = Vec::new();
+
+    // One namespace for everything, and it enforces the restricted Pod Security profile.
+    let ns_obj = of_kind(docs, "Namespace").next();
+    let ns = ns_obj
+        .and_then(|n| n["metadata"]["name"].as_str())
+        .unwrap_or("")
+        .to_string();
+    if ns.is_empty() || ns == "default" {
+        v.push("a dedicated Namespace object is required".into());
+    } else if ns_obj.unwrap()["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        != "restricted"
+    {
+        v.push(format!(
+            "namespace {ns}: must enforce pod-security restricted"
+        ));
+    }
+    for d in docs.iter().filter(|d| d["kind"] != "Namespace") {
+        if d["metadata"]["namespace"].as_str() != Some(ns.as_str()) {
+            v.push(format!(
+                "{} {}: not in namespace {ns}",
+                d["kind"], d["metadata"]["name"]
+            ));
+        }
+    }
+
+    // No secret material in the output, ever.
+    for s in of_kind(docs, "Secret") {
+        if s.get("data").is_some() || s.get("stringData").is_some() {
+            v.push(format!(
+                "Secret {} is rendered with data",
+                s["metadata"]["name"]
+            ));
+        }
+    }
+    let mut config_keys = BTreeSet::new();
+    for cm in of_kind(docs, "ConfigMap") {
+        for k in cm["data"].as_object().into_iter().flatten().map(|(k, _)| k) {
+            config_keys.insert(k.clone());
+            if SECRET_VARS.contains(&k.as_str()) {
+                v.push(format!("ConfigMap {}: holds {k}", cm["metadata"]["name"]));
+            }
+        }
+    }
+    if !config_keys.contains("GHOSTWORKS_ENV") {
+        v.push("ConfigMap with GHOSTWORKS_ENV missing".into());
+    }
+
+    // The api Deployment.
+    let mut image = String::new();
+    match find(docs, "Deployment", "ghostworks-api") {
+        None => v.push("Deployment ghostworks-api missing".into()),
+        Some(dep) => {
+            let pod = &dep["spec"]["template"]["spec"];
+            pod_rules("Deployment ghostworks-api", pod, &mut v);
+            let c = &pod["containers"][0];
+            image = c["image"].as_str().unwrap_or("").to_string();
+            if !image.contains(':') || image.ends_with(":latest") {
+                v.push(format!(
+                    "api image {image:?} must carry a pinned tag (images: in the overlay)"
+                ));
+            }
+            if str_list(&c["args"]) != ["serve"] && str_list(&c["command"]) != ["serve"] {
+                v.push("api container must run `serve`".into());
+            }
+            let port_8000 = c["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["containerPort"] == 8000);
+            if !port_8000 {
+                v.push("api container must expose containerPort 8000".into());
+            }
+            for (probe, path) in [
+                ("readinessProbe", "/health/ready"),
+                ("livenessProbe", "/health"),
+            ] {
+                let p = &c[probe]["httpGet"];
+                let port_ok = p["port"] == 8000 || p["port"] == "http";
+                if p["path"] != path || !port_ok {
+                    v.push(format!("api {probe} must GET {path} on port 8000 (is {p})"));
+                }
+            }
+            for var in ["DATABASE_URL_FILE", "REDIS_URL_FILE", "JWT_SECRET_KEY_FILE"] {
+                if !env_names(c).contains(var) {
+                    v.push(format!("api container: {var} missing"));
+                }
+            }
+            let replicas = dep["spec"]["replicas"].as_i64().unwrap_or(0);
+            match find(docs, "HorizontalPodAutoscaler", "ghostworks-api") {
+                None => v.push("HorizontalPodAutoscaler ghostworks-api missing".into()),
+                Some(hpa) => {
+                    let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
+                    let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(0);
+                    if hpa["spec"]["scaleTargetRef"]["name"] != "ghostworks-api" {
+                        v.push("HPA must target Deployment ghostworks-api".into());
+                    }
+                    let cpu = hpa["spec"]["metrics"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|m| m["type"] == "Resource" && m["resource"]["name"] == "cpu");
+                    if !cpu {
+                        v.push("HPA must scale on CPU".into());
+                    }
+                    if !(min <= replicas && replicas <= max) {
+                        v.push(format!(
+                            "replicas {replicas} outside the HPA range {min}..={max}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    // The migrate Job.
+    match find(docs, "Job", "ghostworks-migrate") {
+        None => v.push("Job ghostworks-migrate missing".into()),
+        Some(job) => {
+            let pod = &job["spec"]["template"]["spec"];
+            pod_rules("Job ghostworks-migrate", pod, &mut v);
+            let c = &pod["containers"][0];
+            if str_list(&c["args"]) != ["migrate"] && str_list(&c["command"]) != ["migrate"] {
+                v.push("migrate container must run `migrate`".into());
+            }
+            if !env_names(c).contains("DATABASE_ADMIN_URL_FILE")
+                && !env_from_secret(c, "DATABASE_ADMIN_URL")
+            {
+                v.push("migrate: DATABASE_ADMIN_URL(_FILE) must come from a Secret".into());
+            }
+            if pod["restartPolicy"] != "Never" && pod["restartPolicy"] != "OnFailure" {
+                v.push("migrate Job: restartPolicy must be Never or OnFailure".into());
+            }
+            if c["image"].as_str().unwrap_or("") != image {
+                v.push("migrate Job and api Deployment must use the same image".into());
+            }
+        }
+    }
+
+    // Service, Ingress (no /metrics), PodDisruptionBudget.
+    if find(docs, "Service", "ghostworks-api").is_none() {
+        v.push("Service ghostworks-api missing".into());
+    }
+    match find(docs, "Ingress", "ghostworks-api") {
+        None => v.push("Ingress ghostworks-api missing".into()),
+        Some(ing) => {
+            for rule in ing["spec"]["rules"].as_array().into_iter().flatten() {
+                for p in rule["http"]["paths"].as_array().into_iter().flatten() {
+                    let path = p["path"].as_str().unwrap_or("");
+                    if path.starts_with("/metrics") || (path == "/" && p["pathType"] == "Prefix") {
+                        v.push(format!(
+                            "Ingress exposes {path} ({}): /metrics must stay internal",
+                            p["pathType"]
+                        ));
+                    }
+                }
+            }
+            if ing["spec"]["tls"].as_array().is_none_or(|t| t.is_empty()) {
+                v.push("Ingress must terminate TLS".into());
+            }
+        }
+    }
+    if of_kind(docs, "PodDisruptionBudget").next().is_none() {
+        v.push("PodDisruptionBudget missing".into());
+    }
+
+    network_policy_rules(docs, &mut v);
+    (ns, image, v)
+}
+
+fn env_names(container: &Value) -> BTreeSet<&str> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str())
+        .collect()
+}
+
+fn env_from_secret(container: &Value, var: &str) -> bool {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["name"] == var && e["valueFrom"]["secretKeyRef"]["name"].is_string())
+}
+
+/// Pod-level and container-level hardening shared by every Ghostworks pod.
+fn pod_rules(what: &str, pod: &Value, v: &mut Vec<String>) {
+    let psc = &pod["securityContext"];
+    if psc["runAsNonRoot"] != true {
+        v.push(format!("{what}: pod runAsNonRoot must be true"));
+    }
+    if psc["runAsUser"] != 1001 || psc["runAsGroup"] != 1001 {
+        v.push(format!("{what}: pod must run as uid/gid 1001"));
+    }
+    if pod["automountServiceAccountToken"] != false {
+        v.push(format!(
+            "{what}: automountServiceAccountToken must be false"
+        ));
+    }
+    let volumes: BTreeMap<&str, &Value> = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|vol| vol["name"].as_str().map(|n| (n, vol)))
+        .collect();
+    let containers = pod["containers"].as_array().cloned().unwrap_or_default();
+    if containers.is_empty() {
+        v.push(format!("{what}: no containers"));
+    }
+    let init = pod["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for c in containers.iter().chain(init.iter()) {
+        let cname = format!("{what} container {}", c["name"]);
+        let sc = &c["securityContext"];
+        let seccomp = sc["seccompProfile"]["type"]
+            .as_str()
+            .or(psc["seccompProfile"]["type"].as_str());
+        if seccomp != Some("RuntimeDefault") {
+            v.push(format!("{cname}: seccompProfile must be RuntimeDefault"));
+        }
+        if sc["readOnlyRootFilesystem"] != true {
+            v.push(format!("{cname}: readOnlyRootFilesystem must be true"));
+        }
+        if sc["allowPrivilegeEscalation"] != false {
+            v.push(format!("{cname}: allowPrivilegeEscalation must be false"));
+        }
+        if sc["privileged"] == true {
+            v.push(format!("{cname}: must not be privileged"));
+        }
+        if !str_list(&sc["capabilities"]["drop"]).contains(&"ALL") {
+            v.push(format!("{cname}: capabilities.drop must contain ALL"));
+        }
+        if !str_list(&sc["capabilities"]["add"]).is_empty() {
+            v.push(format!("{cname}: must not add capabilities"));
+        }
+        for (k, r) in [
+            ("requests", "cpu"),
+            ("requests", "memory"),
+            ("limits", "memory"),
+        ] {
+            if c["resources"][k][r].is_null() {
+                v.push(format!("{cname}: resources.{k}.{r} missing"));
+            }
+        }
+        // /tmp is a writable emptyDir (the root filesystem is read-only).
+        let tmp = c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["mountPath"] == "/tmp");
+        let tmp_is_empty_dir = tmp
+            .and_then(|m| m["name"].as_str())
+            .and_then(|n| volumes.get(n))
+            .is_some_and(|vol| vol["emptyDir"].is_object());
+        if !tmp_is_empty_dir {
+            v.push(format!("{cname}: /tmp must be an emptyDir volume"));
+        }
+        // Secrets: never inline; *_FILE must point into a mounted Secret volume.
+        for e in c["env"].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().unwrap_or("");
+            if SECRET_VARS.contains(&name) && e.get("value").is_some() {
+                v.push(format!("{cname}: {name} has an inline value"));
+            }
+            if let (Some(base), Some(path)) = (name.strip_suffix("_FILE"), e["value"].as_str()) {
+                if SECRET_VARS.contains(&base) && !path_in_secret_mount(c, &volumes, path) {
+                    v.push(format!(
+                        "{cname}: {name}={path} is not inside a mounted Secret"
+                    ));
+                }
+            }
+        }
+        for ef in c["envFrom"].as_array().into_iter().flatten() {
+            if ef["secretRef"].is_object() && ef["secretRef"]["name"].as_str().is_none() {
+                v.push(format!("{cname}: envFrom secretRef without a name"));
+            }
+        }
+    }
+}
+
+fn path_in_secret_mount(c: &Value, volumes: &BTreeMap<&str, &Value>, path: &str) -> bool {
+    c["volumeMounts"].as_array().into_iter().flatten().any(|m| {
+        let mount = m["mountPath"].as_str().unwrap_or("\0");
+        let inside = Path::new(path).starts_with(mount);
+        let secret = m["name"]
+            .as_str()
+            .and_then(|n| volumes.get(n))
+            .is_some_and(|vol| vol["secret"]["secretName"].is_string());
+        inside && secret && m["readOnly"] == true
+    })
+}
+
+fn network_policy_rules(docs: &[Value], v: &mut Vec<String>) {
+    let policies: Vec<&Value> = of_kind(docs, "NetworkPolicy").collect();
+    if policies.is_empty() {
+        v.push("no NetworkPolicy".into());
+        return;
+    }
+    let types = |p: &Value| -> BTreeSet<String> {
+        str_list(&p["spec"]["policyTypes"])
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    let default_deny = policies.iter().any(|p| {
+        p["spec"]["podSelector"]
+            .as_object()
+            .is_some_and(|m| m.is_empty())
+            && types(p).contains("Ingress")
+            && types(p).contains("Egress")
+            && p["spec"]["ingress"].is_null()
+            && p["spec"]["egress"].is_null()
+    });
+    if !default_deny {
+        v.push("NetworkPolicy: a default-deny policy (podSelector {}, Ingress+Egress, no rules) is required".into());
+    }
+
+    // Ingress rules: only from the ingress controller's namespace.
+    let mut api_ingress = false;
+    for p in &policies {
+        for rule in p["spec"]["ingress"].as_array().into_iter().flatten() {
+            let peers = rule["from"].as_array().cloned().unwrap_or_default();
+            if peers.is_empty() {
+                v.push(format!(
+                    "NetworkPolicy {}: ingress rule open to every source",
+                    p["metadata"]["name"]
+                ));
+            }
+            for peer in &peers {
+                if peer["namespaceSelector"].is_null() || peer["ipBlock"].is_object() {
+                    v.push(format!(
+                        "NetworkPolicy {}: ingress only from a namespace selector (ingress controller)",
+                        p["metadata"]["name"]
+                    ));
+                }
+            }
+            let port_8000 = rule["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|pt| pt["port"] == 8000);
+            api_ingress |= port_8000 && !peers.is_empty();
+        }
+    }
+    if !api_ingress {
+        v.push("NetworkPolicy: no ingress rule admits the ingress controller on 8000".into());
+    }
+
+    // Egress: the datastore ports (plus DNS), nothing open-ended.
+    let mut egress_ports = BTreeSet::new();
+    for p in &policies {
+        for rule in p["spec"]["egress"].as_array().into_iter().flatten() {
+            let ports: Vec<i64> = rule["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|pt| pt["port"].as_i64())
+                .collect();
+            if ports.is_empty() || rule["to"].as_array().is_none_or(|t| t.is_empty()) {
+                v.push(format!(
+                    "NetworkPolicy {}: egress rule without explicit peers and ports",
+                    p["metadata"]["name"]
+                ));
+            }
+            for peer in rule["to"].as_array().into_iter().flatten() {
+                if peer["ipBlock"]["cidr"] == "0.0.0.0/0" {
+                    v.push(format!(
+                        "NetworkPolicy {}: egress to 0.0.0.0/0",
+                        p["metadata"]["name"]
+                    ));
+                }
+            }
+            egress_ports.extend(ports);
+        }
+    }
+    for port in [5432, 6379] {
+        if !egress_ports.contains(&port) {
+            v.push(format!("NetworkPolicy: no egress rule for port {port}"));
+        }
+    }
+    let unexpected: Vec<_> = egress_ports
+        .iter()
+        .filter(|p| ![53, 5432, 6379].contains(*p))
+        .collect();
+    if !unexpected.is_empty() {
+        v.push(format!(
+            "NetworkPolicy: unexpected egress ports {unexpected:?}"
+        ));
+    }
+}
+
+#[test]
+fn k8s_example_secret_is_not_rendered() {
+    let root = repo_root();
+    let base = std::fs::read_to_string(root.join("deploy/k8s/base/kustomization.yaml")).unwrap();
+    let kust = yaml_docs(&base).unwrap();
+    let resources = str_list(&kust[0]["resources"]);
+    assert!(
+        !resources.iter().any(|r| r.contains("secret")),
+        "base kustomization must not include Secret manifests: {resources:?}"
+    );
+    for overlay in OVERLAYS {
+        let path = root.join(format!("deploy/k8s/overlays/{overlay}/kustomization.yaml"));
+        let k = yaml_docs(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(
+            k[0]["secretGenerator"].is_null(),
+            "overlay {overlay}: secretGenerator would render Secret data"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Prometheus and Grafana
+
+#[test]
+fn prometheus_config_and_rules() {
+    let root = repo_root();
+    let promtool = require_tool("promtool");
+    run_ok(
+        Command::new(&promtool).current_dir(&root).args([
+            "check",
+            "config",
+            "deploy/prometheus/prometheus.yml",
+        ]),
+        "promtool check config",
+    );
+    let rule_files = files_under(&root.join("deploy/prometheus/rules"), &|n| {
+        n.ends_with(".yml") || n.ends_with(".yaml")
+    });
+    let (tests, rules): (Vec<PathBuf>, Vec<PathBuf>) = rule_files.into_iter().partition(|p| {
+        p.file_stem()
+            .and_then(|s| s.to_str())
+            .is_some_and(|s| s.ends_with("_test"))
+    });
+    assert!(
+        !rules.is_empty(),
+        "no alerting/recording rules under deploy/prometheus/rules"
+    );
+    assert!(
+        !tests.is_empty(),
+        "no promtool rule tests (*_test.yml) under deploy/prometheus/rules"
+    );
+    run_ok(
+        Command::new(&promtool)
+            .current_dir(&root)
+            .args(["check", "rules"])
+            .args(&rules),
+        "promtool check rules",
+    );
+    run_ok(
+        Command::new(&promtool)
+            .current_dir(&root)
+            .args(["test", "rules"])
+            .args(&tests),
+        "promtool test rules",
+    );
+}
+
+#[test]
+fn grafana_dashboards_use_provisioned_datasources() {
+    let root = repo_root();
+    let mut provisioned = BTreeSet::new();
+    let ds_files = files_under(
+        &root.join("deploy/grafana/provisioning/datasources"),
+        &|n| n.ends_with(".yml") || n.ends_with(".yaml"),
+    );
+    for f in &ds_files {
+        for doc in yaml_docs(&std::fs::read_to_string(f).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+        {
+            for ds in doc["datasources"].as_array().into_iter().flatten() {
+                for key in ["name", "uid"] {
+                    if let Some(s) = ds[key].as_str() {
+                        provisioned.insert(s.to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(!provisioned.is_empty(), "no provisioned Grafana datasource");
+
+    let dashboards = files_under(&root.join("deploy/grafana/dashboards"), &|n| {
+        n.ends_with(".json")
+    });
+    assert!(!dashboards.is_empty(), "no Grafana dashboard JSON");
+    let mut v = Vec::new();
+    for f in &dashboards {
+        let name = f.strip_prefix(&root).unwrap().display().to_string();
+        let dash: Value = match serde_json::from_str(&std::fs::read_to_string(f).unwrap()) {
+            Ok(d) => d,
+            Err(e) => {
+                v.push(format!("{name}: not valid JSON: {e}"));
+                continue;
+            }
+        };
+        for key in ["uid", "title"] {
+            if !dash[key].is_string() {
+                v.push(format!("{name}: {key} missing"));
+            }
+        }
+        let mut refs = Vec::new();
+        collect_datasources(&dash, &mut refs);
+        let mut uses_provisioned = false;
+        for r in refs {
+            let id = match r {
+                Value::String(s) => Some(s.as_str()),
+                Value::Object(_) => r["uid"].as_str(),
+                _ => None,
+            };
+            match id {
+                // Grafana's built-in annotation source and the mixed pseudo-source.
+                Some("-- Grafana --") | Some("grafana") | Some("-- Mixed --") => {}
+                Some(s) if provisioned.contains(s) => uses_provisioned = true,
+                Some(s) => v.push(format!(
+                    "{name}: datasource {s:?} is not provisioned ({provisioned:?})"
+                )),
+                None if r["type"] == "grafana" => {}
+                None => v.push(format!("{name}: datasource reference without uid: {r}")),
+            }
+        }
+        if !uses_provisioned {
+            v.push(format!("{name}: names no provisioned datasource"));
+        }
+    }
+    assert_no_violations("grafana dashboards", &v);
+}
+
+fn collect_datasources<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m {
+                if k == "datasource" && !val.is_null() {
+                    out.push(val);
+                } else {
+                    collect_datasources(val, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_datasources(x, out)),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The rules themselves catch what they are meant to catch (mutated real inputs).
+
+fn assert_flags(violations: &[String], needle: &str) {
+    assert!(
+        violations.iter().any(|v| v.contains(needle)),
+        "expected a violation containing {needle:?}, got {violations:#?}"
+    );
+}
+
+#[test]
+fn compose_rules_reject_insecure_production_changes() {
+    compose_version_is_v2_or_later();
+    let env = ComposeEnv::new();
+    let combo = COMBOS.iter().find(|c| c.label == "production").unwrap();
+    let json = run_ok(
+        &mut env.command(combo, &["config", "--format", "json"]),
+        "compose production as JSON",
+    );
+    let clean: Value = serde_json::from_str(&json).unwrap();
+    assert_no_violations("unmodified production", &compose_rules(Stack::Prod, &clean));
+
+    let mut m = clean.clone();
+    m["services"]["api"]["environment"]["JWT_SECRET_KEY"] = "plaintext".into();
+    m["services"]["api"]["read_only"] = false.into();
+    m["services"]["api"]["user"] = "0:0".into();
+    m["services"]["api"]["cap_drop"] = serde_json::json!([]);
+    m["services"]["api"]["depends_on"]["migrate"]["condition"] = "service_started".into();
+    m["services"]["migrate"]["security_opt"] = serde_json::json!([]);
+    m["services"]["postgres"]["ports"] = serde_json::json!([{"target": 5432, "published": "5432"}]);
+    m["services"]["redis"]["networks"]["frontend"] = Value::Null;
+    m["services"]["nginx"]["logging"] = serde_json::json!({"driver": "json-file"});
+    m["services"]["grafana"]
+        .as_object_mut()
+        .unwrap()
+        .remove("healthcheck");
+    m["services"]["prometheus"]
+        .as_object_mut()
+        .unwrap()
+        .remove("restart");
+    let v = compose_rules(Stack::Prod, &m);
+    for needle in [
+        "api: JWT_SECRET_KEY is set as a plain value",
+        "api: read_only must be true",
+        "api: user must be",
+        "api: cap_drop must contain ALL",
+        "api: depends_on migrate must have condition service_completed_successfully",
+        "migrate: security_opt must contain no-new-privileges",
+        "postgres: must not publish ports",
+        "redis: network frontend is not internal",
+        "nginx: logging must rotate",
+        "grafana: long-running service without a healthcheck",
+        "prometheus: long-running service without a restart policy",
+    ] {
+        assert_flags(&v, needle);
+    }
+
+    let mut m = clean;
+    m["services"]["api"]["depends_on"]["otelcol"]["condition"] = "service_healthy".into();
+    assert_flags(
+        &compose_rules(Stack::Prod, &m),
+        "otelcol: has no healthcheck but another service waits",
+    );
+}
+
+#[test]
+fn k8s_rules_reject_insecure_changes() {
+    let docs = yaml_docs(&render_overlay("prod")).unwrap();
+    let (_, _, clean) = k8s_rules(&docs);
+    assert_no_violations("unmodified prod overlay", &clean);
+
+    let mut docs = docs;
+    for d in docs.iter_mut() {
+        if d["kind"] == "Deployment" {
+            let c = &mut d["spec"]["template"]["spec"]["containers"][0];
+            c["securityContext"]["readOnlyRootFilesystem"] = false.into();
+            c["securityContext"]["capabilities"]["drop"] = serde_json::json!([]);
+            c["readinessProbe"]["httpGet"]["path"] = "/".into();
+            c["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"name": "JWT_SECRET_KEY", "value": "x"}));
+            d["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = 0.into();
+        }
+        if d["kind"] == "Job" {
+            d["spec"]["template"]["spec"]["volumes"] = serde_json::json!([]);
+        }
+    }
+    docs.retain(|d| d["kind"] != "NetworkPolicy" && d["kind"] != "PodDisruptionBudget");
+    docs.push(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "leak", "namespace": "ghostworks-prod"},
+        "stringData": {"jwt_secret": "x"}
+    }));
+    let (_, _, v) = k8s_rules(&docs);
+    for needle in [
+        "readOnlyRootFilesystem must be true",
+        "capabilities.drop must contain ALL",
+        "readinessProbe must GET /health/ready",
+        "JWT_SECRET_KEY has an inline value",
+        "pod must run as uid/gid 1001",
+        "Job ghostworks-migrate container \"migrate\": /tmp must be an emptyDir volume",
+        "DATABASE_ADMIN_URL_FILE=/run/secrets/ghostworks/database_admin_url is not inside a mounted Secret",
+        "no NetworkPolicy",
+        "PodDisruptionBudget missing",
+        "Secret \"leak\" is rendered with data",
+    ] {
+        assert_flags(&v, needle);
+    }
+}
