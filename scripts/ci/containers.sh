@@ -25,6 +25,7 @@
 # Environment: GHOSTWORKS_CI_CACHE, GHOSTWORKS_CI_HTTP_PORT (default: first
 # free port from 18080), GHOSTWORKS_CI_SUBNET_PREFIX (default 172.30; the
 # stack uses <prefix>.87.0/24 and <prefix>.96.0/20), DEBIAN_MIRROR,
+# GHOSTWORKS_CI_BINARY (package this release binary instead of building one),
 # GHOSTWORKS_CI_KEEP=1 (leave the stack and dockerd running for debugging;
 # stop them with `scripts/ci/containers.sh --stop`).
 # `scripts/ci/containers.sh --purge` deletes the cache directory.
@@ -130,6 +131,8 @@ stop_dockerd() {
 other_dockerd_running() {
     local p
     for p in $(pgrep -x dockerd || true); do
+        # Zombies (a stopped dockerd not yet reaped) do not count.
+        grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null && continue
         tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "$SOCKET" || return 0
     done
     return 1
@@ -347,7 +350,7 @@ setsid dockerd --config-file "$WORK/daemon.json" \
     --pidfile "$PIDFILE" -H "unix://$SOCKET" \
     --containerd-namespace ghostworks-ci --containerd-plugins-namespace ghostworks-ci-plugins \
     --bridge=none --default-address-pool "base=$ADDRESS_POOL,size=24" \
-    --log-level=warn >"$WORK/dockerd.log" 2>&1 </dev/null &
+    --log-level=warn >"$WORK/dockerd.log" 2>&1 </dev/null 9>&- &
 DOCKERD_STARTED=1
 export DOCKER_HOST="unix://$SOCKET"
 for i in $(seq 1 120); do
@@ -434,12 +437,17 @@ check "prometheus image runs" docker run --rm --network none "$PROMETHEUS_IMAGE"
 
 # ---------------------------------------------------------------------------
 step "3. ghostworks image"
-command -v cargo >/dev/null || die "ghostworks-build" "cargo not found"
-log "cargo build --release --locked -p ghostworks"
-(cd "$ROOT" && cargo build --release --locked -p ghostworks) >"$WORK/cargo.log" 2>&1 \
-    || { tail -n 40 "$WORK/cargo.log"; die "ghostworks-build" "cargo build --release failed"; }
-target_dir="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null | jq -r .target_directory)"
-binary="${target_dir:-$ROOT/target}/release/ghostworks"
+if [ -n "${GHOSTWORKS_CI_BINARY:-}" ]; then
+    binary="$GHOSTWORKS_CI_BINARY"
+    log "using GHOSTWORKS_CI_BINARY=$binary (no cargo build)"
+else
+    command -v cargo >/dev/null || die "ghostworks-build" "cargo not found"
+    log "cargo build --release --locked -p ghostworks"
+    (cd "$ROOT" && cargo build --release --locked -p ghostworks) >"$WORK/cargo.log" 2>&1 \
+        || { tail -n 40 "$WORK/cargo.log"; die "ghostworks-build" "cargo build --release failed"; }
+    target_dir="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null | jq -r .target_directory)"
+    binary="${target_dir:-$ROOT/target}/release/ghostworks"
+fi
 [ -x "$binary" ] || die "ghostworks-build" "$binary missing"
 mkdir -p "$WORK/app-context"
 cp "$binary" "$WORK/app-context/ghostworks"
