@@ -35,11 +35,16 @@ command -v schemathesis >/dev/null || { echo "schemathesis not found: run script
 cargo build --quiet -p ghostworks
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 data=$(mktemp -d)
+chmod 755 "$data"  # PostgreSQL runs as its own user when we are root
 RATE_LIMIT_ENABLED=false GHOSTWORKS_BIND="127.0.0.1:$port" LOG_LEVEL=warn \
   target/debug/ghostworks dev --data-dir "$data" > "$out/fuzz-server.log" 2>&1 &
 server=$!
 trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.5; done
+for _ in $(seq 1 120); do
+  curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break
+  kill -0 "$server" 2>/dev/null || { echo "the server under test exited:" >&2; tail -20 "$out/fuzz-server.log" >&2; exit 1; }
+  sleep 0.5
+done
 base="http://127.0.0.1:$port"
 token=$(curl -sf -X POST "$base/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"owner@acme.com","password":"demo123"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
