@@ -29,9 +29,6 @@ pub struct RegisterOut {
     pub user_id: Uuid,
     pub email: String,
     pub verification_required: bool,
-    /// Development only: the e-mail verification token, until mail delivery exists.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verification_token: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -235,4 +232,22 @@ pub struct SystemStatsOut {
     pub artifacts: i64,
     pub active_artifacts: i64,
     pub timestamp: String,
+}
+
+/// The figures of the last scheduled maintenance run (zero, with `computed_at` null, before
+/// the first).
+#[derive(Serialize, ToSchema)]
+pub struct UsageOut {
+    pub workspace_id: Uuid,
+    /// Live artifacts.
+    pub artifacts: i64,
+    /// Soft-deleted artifacts not yet purged (ARTIFACT_RETENTION_DAYS).
+    pub deleted_artifacts: i64,
+    /// Distinct tags on live artifacts.
+    pub distinct_tags: i64,
+    /// Tags on live artifacts, counted per artifact.
+    pub tag_uses: i64,
+    /// Bytes of name, description and metadata (as JSON) of every stored artifact.
+    pub storage_bytes: i64,
+    pub computed_at: Option<DateTime<Utc>>,
 }

@@ -114,30 +114,41 @@ impl AuthUser {
     }
 }
 
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(u) = parts.extensions.get::<AuthUser>() {
-            return Ok(u.clone());
-        }
+impl AuthUser {
+    /// The verified claims of the request's access token (no database involved yet).
+    fn claims(parts: &Parts, state: &AppState) -> Result<Claims, ApiError> {
         let token = credential(&parts.headers, &parts.method, ACCESS_COOKIE)?
             .ok_or_else(|| ApiError::unauthorized("Authentication required"))?;
-        let claims = state
+        state
             .keys()
             .verify(&token, TokenType::Access)
-            .map_err(token_error)?;
+            .map_err(token_error)
+    }
+
+    /// The caller, given what the lookup of the token's user and live session found.
+    fn accept(user: Option<User>, claims: Claims, parts: &mut Parts) -> Result<Self, ApiError> {
         let user =
-            ghostworks_db::users::by_id_with_live_session(state.db(), claims.sub, claims.sid)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::unauthorized("Session expired or revoked; log in again")
-                })?;
+            user.ok_or_else(|| ApiError::unauthorized("Session expired or revoked; log in again"))?;
         if !user.is_active {
             return Err(ApiError::unauthorized("User account is inactive"));
         }
         let auth = AuthUser { user, claims };
         parts.extensions.insert(auth.clone());
         Ok(auth)
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(u) = parts.extensions.get::<AuthUser>() {
+            return Ok(u.clone());
+        }
+        let claims = Self::claims(parts, state)?;
+        let user =
+            ghostworks_db::users::by_id_with_live_session(state.db(), claims.sub, claims.sid)
+                .await?;
+        Self::accept(user, claims, parts)
     }
 }
 
@@ -176,12 +187,32 @@ impl FromRequestParts<AppState> for Ws {
             .await
             .map_err(|_| ApiError::NotFound("Not Found".into()))?;
         let raw = params.get("workspace_id").cloned().unwrap_or_default();
-        let caller = AuthUser::from_request_parts(parts, state).await?;
+        let Ok(id) = raw.parse::<Uuid>() else {
+            AuthUser::from_request_parts(parts, state).await?;
+            return Err(workspace_not_found(&raw));
+        };
+        // The caller is looked up in the statement that scopes the transaction: one round
+        // trip and one pooled connection per request instead of two of each.
+        let (mut tx, caller) = match parts.extensions.get::<AuthUser>().cloned() {
+            Some(caller) => (
+                ghostworks_db::scoped(state.db(), Some(id), Some(caller.id())).await?,
+                caller,
+            ),
+            None => {
+                let claims = AuthUser::claims(parts, state)?;
+                let (tx, user) = ghostworks_db::users::scoped_with_live_session(
+                    state.db(),
+                    id,
+                    claims.sub,
+                    claims.sid,
+                )
+                .await?;
+                (tx, AuthUser::accept(user, claims, parts)?)
+            }
+        };
         let origin = Origin::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|e| match e {});
-        let id: Uuid = raw.parse().map_err(|_| workspace_not_found(&raw))?;
-        let mut tx = ghostworks_db::scoped(state.db(), Some(id), Some(caller.id())).await?;
         let Some((role, active)) = workspaces::role_of(&mut tx, id, caller.id()).await? else {
             state.metrics().cross_tenant_denied.inc();
             tracing::warn!(user_id = %caller.id(), workspace_id = %id, "access to a workspace the caller is not a member of");

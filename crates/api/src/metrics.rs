@@ -18,6 +18,7 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub cross_tenant_denied: IntCounter,
     pub refresh_reuse: IntCounter,
+    pub jobs_enqueued: IntCounterVec,
 }
 
 impl Metrics {
@@ -79,6 +80,12 @@ impl Metrics {
             "Replayed refresh tokens (their sessions were revoked)",
         )
         .unwrap();
+        // The worker counts the jobs it queues under the same name: sum across processes.
+        let jobs_enqueued = IntCounterVec::new(
+            Opts::new("ghostworks_jobs_enqueued_total", "Jobs queued, by kind"),
+            &["kind"],
+        )
+        .unwrap();
         let info = IntGaugeVec::new(
             Opts::new(
                 "ghostworks_build_info",
@@ -100,6 +107,7 @@ impl Metrics {
             Box::new(rate_limited.clone()),
             Box::new(cross_tenant_denied.clone()),
             Box::new(refresh_reuse.clone()),
+            Box::new(jobs_enqueued.clone()),
             Box::new(info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -117,6 +125,7 @@ impl Metrics {
             rate_limited,
             cross_tenant_denied,
             refresh_reuse,
+            jobs_enqueued,
         }
     }
 

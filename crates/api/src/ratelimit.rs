@@ -148,6 +148,8 @@ pub fn limit_for(method: &Method, route: &str) -> Option<Limit> {
         ("POST", "/api/v1/auth/verify-email" | "/api/v1/auth/resend-verification") => {
             l("verification", 10)
         }
+        ("POST", "/api/v1/auth/password-reset/request") => l("password_reset", 5),
+        ("POST", "/api/v1/auth/password-reset/confirm") => l("password_reset_confirm", 10),
         ("POST", "/api/v1/workspaces" | "/api/v1/workspaces/") => l("workspace_create", 10),
         ("GET", "/api/v1/workspaces" | "/api/v1/workspaces/") => l("workspace_list", 60),
         ("POST", r) if r == artifacts => l("artifact_write", 30),

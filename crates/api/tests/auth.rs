@@ -35,12 +35,25 @@ async fn verify(app: &TestApp, token: &str) -> (StatusCode, Value) {
     .await
 }
 
-/// Registers and verifies an account without logging in.
+/// Registers and verifies (through the e-mailed link) an account without logging in.
 async fn verified(app: &TestApp, email: &str, extra: Value) {
     let (s, body) = register(app, email, extra).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
-    let (s, body) = verify(app, body["verification_token"].as_str().unwrap()).await;
+    let token = app.mailed_token(email, 1, "verification_token").await;
+    let (s, body) = verify(app, &token).await;
     assert_eq!(s, StatusCode::OK, "{body}");
+}
+
+/// Jobs of `kind` queued for the user with address `email` (read as the schema owner).
+async fn jobs_for(app: &TestApp, kind: &str, email: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM jobs j JOIN users u ON u.id = (j.payload->>'user_id')::uuid WHERE j.kind = $1 AND u.email = $2",
+    )
+    .bind(kind)
+    .bind(email)
+    .fetch_one(&app.admin_db().await)
+    .await
+    .unwrap()
 }
 
 async fn login_raw(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
@@ -130,10 +143,8 @@ async fn register_returns_the_documented_shape_and_rejects_duplicates() {
     assert_eq!(body["verification_required"], true);
     assert!(uuid::Uuid::parse_str(body["user_id"].as_str().unwrap()).is_ok());
     assert!(
-        body["verification_token"]
-            .as_str()
-            .is_some_and(|t| t.len() >= 32),
-        "development exposes the token"
+        body.get("verification_token").is_none(),
+        "the token travels only by e-mail: {body}"
     );
     assert!(body.get("password").is_none() && !body.to_string().contains(PASSWORD));
 
@@ -230,8 +241,8 @@ async fn malformed_and_special_use_emails_are_rejected() {
 async fn unverified_accounts_cannot_log_in_and_verification_tokens_are_single_use() {
     let app = common::app().await;
     let addr = email();
-    let (_, reg) = register(&app, &addr, json!({})).await;
-    let token = reg["verification_token"].as_str().unwrap().to_string();
+    register(&app, &addr, json!({})).await;
+    let token = app.mailed_token(&addr, 1, "verification_token").await;
 
     let r = login_raw(&app, &addr, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -293,10 +304,16 @@ async fn resend_verification_answers_alike_for_unknown_addresses() {
     );
     assert_eq!(known["message"], unknown["message"]);
     assert_eq!(known["message"], garbage["message"]);
-    // The fresh token (exposed in development only) verifies the account.
-    let (s, body) = verify(&app, known["verification_token"].as_str().unwrap()).await;
+    assert_eq!(
+        known.as_object().unwrap().len(),
+        1,
+        "only a message: {known}"
+    );
+    // A second e-mail arrives; its fresh link verifies the account.
+    let token = app.mailed_token(&addr, 2, "verification_token").await;
+    let (s, body) = verify(&app, &token).await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    // Once verified, no new token is issued.
+    // Once verified, nothing more is queued.
     let (_, again) = app
         .post(
             "/api/v1/auth/resend-verification",
@@ -304,8 +321,8 @@ async fn resend_verification_answers_alike_for_unknown_addresses() {
             json!({"email": addr}),
         )
         .await;
-    assert_eq!(again["verification_token"], Value::Null);
     assert_eq!(again["message"], known["message"]);
+    assert_eq!(jobs_for(&app, "email.verification", &addr).await, 2);
 }
 
 #[tokio::test]
@@ -800,4 +817,194 @@ async fn cookie_sessions_need_the_csrf_header_for_writes() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn registration_emails_a_link_that_verifies_and_login_then_works() {
+    let app = common::app().await;
+    let addr = email();
+    let (s, body) = register(&app, &addr, json!({"first_name": "Ada"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let r = login_raw(&app, &addr, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "not verified yet");
+
+    let mail = app.mail(&addr, 1).await;
+    assert_eq!(mail.to, vec![addr.clone()]);
+    assert_eq!(
+        mail.header("subject").as_deref(),
+        Some("Verify your e-mail address")
+    );
+    assert!(
+        mail.header("from").unwrap().contains("no-reply@localhost"),
+        "{:?}",
+        mail.header("from")
+    );
+    assert!(mail.header("message-id").unwrap().ends_with("@localhost>"));
+    let text = mail.part("text/plain").expect("a text part");
+    let html = mail.part("text/html").expect("an HTML part");
+    assert!(text.starts_with("Hello Ada,"), "{text}");
+    let link = &mail.links()[0];
+    assert!(
+        link.starts_with(&format!(
+            "{}/verify-email?verification_token=",
+            common::PUBLIC_URL
+        )),
+        "{link}"
+    );
+    assert!(html.contains(&format!("href=\"{link}\"")), "{html}");
+
+    let token = app.mailed_token(&addr, 1, "verification_token").await;
+    let (s, body) = verify(&app, &token).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        login_raw(&app, &addr, PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    // Only the hash of the token is stored.
+    let stored: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT token_hash FROM email_verification_tokens")
+            .fetch_all(&app.admin_db().await)
+            .await
+            .unwrap();
+    assert!(stored
+        .iter()
+        .all(|h| h.len() == 32 && h != token.as_bytes()));
+}
+
+#[tokio::test]
+async fn a_failed_registration_queues_no_email() {
+    let app = common::app().await;
+    let addr = email();
+    register(&app, &addr, json!({})).await;
+    let (s, _) = register(&app, &addr, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(
+        jobs_for(&app, "email.verification", &addr).await,
+        1,
+        "the rolled-back registration queued nothing"
+    );
+    app.mail(&addr, 1).await;
+}
+
+async fn request_reset(app: &TestApp, email: &str) -> (StatusCode, Value) {
+    app.post(
+        "/api/v1/auth/password-reset/request",
+        None,
+        json!({"email": email}),
+    )
+    .await
+}
+
+async fn confirm_reset(app: &TestApp, token: &str, password: &str) -> (StatusCode, Value) {
+    app.post(
+        "/api/v1/auth/password-reset/confirm",
+        None,
+        json!({"token": token, "new_password": password}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn password_reset_by_email_revokes_sessions_and_tokens_are_single_use() {
+    let app = common::app().await;
+    let user = app.user().await;
+    let other = app.user().await;
+    let (s1, known) = request_reset(&app, &user.email).await;
+    let (s2, unknown) = request_reset(&app, &email()).await;
+    let (s3, garbage) = request_reset(&app, "not an address").await;
+    assert_eq!(
+        (s1, s2, s3),
+        (
+            StatusCode::ACCEPTED,
+            StatusCode::ACCEPTED,
+            StatusCode::ACCEPTED
+        )
+    );
+    assert_eq!(known, unknown, "no account enumeration");
+    assert_eq!(known, garbage);
+
+    let mail = app.mail(&user.email, 2).await; // after the verification e-mail
+    assert_eq!(
+        mail.header("subject").as_deref(),
+        Some("Reset your password")
+    );
+    assert!(mail
+        .part("text/plain")
+        .unwrap()
+        .contains("expires in 30 minutes"));
+    let token = app.mailed_token(&user.email, 2, "token").await;
+    assert!(mail.links()[0].starts_with(&format!("{}/reset-password?token=", common::PUBLIC_URL)));
+
+    // The password policy applies, on the new_password field.
+    let (s, body) = confirm_reset(&app, &token, "weak").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "new_password"]));
+    let (s, body) = confirm_reset(&app, "not-a-token", "N3w!Password").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+
+    let (s, body) = confirm_reset(&app, &token, "N3w!Password").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // Every session of the account is gone, access and refresh tokens alike.
+    let (s, _) = app.get("/api/v1/auth/me", &user.token).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = refresh(&app, &user.refresh).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Another account's session is untouched.
+    let (s, _) = app.get("/api/v1/auth/me", &other.token).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        login_raw(&app, &user.email, PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_raw(&app, &user.email, "N3w!Password").await.status(),
+        StatusCode::OK
+    );
+    // Single use.
+    let (s, body) = confirm_reset(&app, &token, "An0ther!Password").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "bad_request");
+}
+
+#[tokio::test]
+async fn reset_links_expire_and_requests_are_throttled_per_account() {
+    let app = common::app().await;
+    let user = app.user().await;
+    let window = || {
+        chrono::Utc::now()
+            .timestamp()
+            .div_euclid(ghostworks_domain::limits::PASSWORD_RESET_EMAIL_WINDOW_MINUTES * 60)
+    };
+    let before = window();
+    for _ in 0..3 {
+        assert_eq!(
+            request_reset(&app, &user.email).await.0,
+            StatusCode::ACCEPTED
+        );
+    }
+    let crossed = i64::from(window() != before);
+    assert_eq!(
+        jobs_for(&app, "email.password_reset", &user.email).await,
+        1 + crossed,
+        "one e-mail per account per window"
+    );
+    let token = app.mailed_token(&user.email, 2, "token").await;
+    let admin = app.admin_db().await;
+    let lifetime: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - created_at)::float8 FROM password_reset_tokens",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(
+        (1795.0..=1805.0).contains(&lifetime),
+        "30 minutes: {lifetime}"
+    );
+    // Once that time has passed (moved in the database), the link no longer works.
+    sqlx::query("UPDATE password_reset_tokens SET expires_at = now() - interval '1 second'")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (s, body) = confirm_reset(&app, &token, "N3w!Password").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
 }

@@ -70,7 +70,7 @@ async fn verified_account(app: &TestApp) -> String {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{reg}");
-    let token = reg["verification_token"].as_str().unwrap();
+    let token = app.mailed_token(&addr, 1, "verification_token").await;
     let (s, body) = app
         .json(
             reqwest::Method::POST,
@@ -122,6 +122,54 @@ async fn the_sixth_registration_in_a_minute_is_refused() {
     assert!(
         metrics.contains(r#"rate_limited_requests_total{bucket="register"} 1"#),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn password_reset_requests_and_confirmations_have_their_own_limits() {
+    let app = limited().await;
+    let request = |n: usize| {
+        let app = &app;
+        async move {
+            app.client
+                .post(format!("{}/api/v1/auth/password-reset/request", app.url))
+                .json(&json!({"email": format!("nobody{n}@example.com")}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..5 {
+        assert_eq!(
+            request(i).await.status(),
+            StatusCode::ACCEPTED,
+            "request {}",
+            i + 1
+        );
+    }
+    let (_, body) = assert_limited(request(5).await).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("5 per minute"),
+        "{body}"
+    );
+    let confirm = || {
+        app.client
+            .post(format!("{}/api/v1/auth/password-reset/confirm", app.url))
+            .json(&json!({"token": "not-a-token", "new_password": PASSWORD}))
+            .send()
+    };
+    for i in 0..10 {
+        assert_eq!(
+            confirm().await.unwrap().status(),
+            StatusCode::BAD_REQUEST,
+            "confirm {}",
+            i + 1
+        );
+    }
+    let (_, body) = assert_limited(confirm().await.unwrap()).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("10 per minute"),
+        "{body}"
     );
 }
 

@@ -792,3 +792,101 @@ async fn malformed_ids_and_strangers_get_404_and_strangers_are_audited() {
         "the stranger's attempts changed nothing"
     );
 }
+
+#[tokio::test]
+async fn added_members_get_an_invitation_email() {
+    let app = common::app().await;
+    let owner = app.user().await;
+    let member = app.user().await;
+    let ws = app.workspace(&owner).await;
+    app.add_member(&ws, &owner, &member, "admin").await;
+    let mail = app.mail(&member.email, 2).await; // after the verification e-mail
+    assert_eq!(
+        mail.header("subject").as_deref(),
+        Some("You were added to Test WS")
+    );
+    let text = mail.part("text/plain").unwrap();
+    assert!(
+        text.contains("added you to the workspace \"Test WS\" on Ghostworks as admin"),
+        "{text}"
+    );
+    assert_eq!(
+        mail.links(),
+        vec![format!("{}/workspaces/{ws}", common::PUBLIC_URL)]
+    );
+    // The job was queued in the workspace's scope, carrying its tenant.
+    let tenant: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT tenant_id FROM jobs WHERE kind = 'email.invitation'")
+            .fetch_one(&app.admin_db().await)
+            .await
+            .unwrap();
+    assert_eq!(tenant.map(|t| t.to_string()), Some(ws));
+}
+
+#[tokio::test]
+async fn usage_is_computed_by_maintenance_and_served_to_members() {
+    let app = common::app().await;
+    let owner = app.user().await;
+    let member = app.user().await;
+    let stranger = app.user().await;
+    let ws = app.workspace(&owner).await;
+    app.add_member(&ws, &owner, &member, "member").await;
+    let path = format!("/api/v1/workspaces/{ws}/usage");
+    let (s, body) = app.get(&path, &member.token).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["artifacts"].clone(), body["computed_at"].clone()),
+        (json!(0), Value::Null)
+    );
+
+    let a = app
+        .artifact(
+            &ws,
+            &owner,
+            json!({"name": "abc", "description": "de", "tags": ["x", "y"]}),
+        )
+        .await;
+    app.artifact(&ws, &owner, json!({"name": "fgh", "tags": ["y"]}))
+        .await;
+    let (s, _) = app
+        .json(
+            Method::DELETE,
+            &format!(
+                "/api/v1/workspaces/{ws}/artifacts/{}",
+                a["id"].as_str().unwrap()
+            ),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // Run a maintenance period now rather than waiting for the next one.
+    let admin = app.admin_db().await;
+    let mut tx = admin.begin().await.unwrap();
+    ghostworks_worker::enqueue(
+        &mut tx,
+        ghostworks_worker::kinds::maintenance(chrono::Utc::now()),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let body = loop {
+        let (s, body) = app.get(&path, &member.token).await;
+        assert_eq!(s, StatusCode::OK);
+        if !body["computed_at"].is_null() {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "usage never computed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["workspace_id"], ws);
+    assert_eq!(body["artifacts"], 1);
+    assert_eq!(body["deleted_artifacts"], 1);
+    assert_eq!(body["distinct_tags"], 1, "{body}");
+    assert_eq!(body["tag_uses"], 1);
+    // abc + de + {} (2 bytes), fgh + {}
+    assert_eq!(body["storage_bytes"], 3 + 2 + 2 + 3 + 2, "{body}");
+    let (s, _) = app.get(&path, &stranger.token).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

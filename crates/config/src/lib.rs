@@ -194,6 +194,59 @@ impl Reader<'_> {
         }
     }
 
+    fn environment(&mut self) -> Environment {
+        match self.raw("GHOSTWORKS_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("staging") => Environment::Staging,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                self.errors.push(format!("GHOSTWORKS_ENV: '{other}' is not valid; expected development, staging or production"));
+                Environment::Development
+            }
+        }
+    }
+
+    /// A whole number of `unit`s within `range` (inclusive), or the default.
+    fn bounded(&mut self, name: &str, default: u64, range: (u64, u64), unit: &str) -> u64 {
+        let v = self.parse(name, default, &format!("{unit} ({}-{})", range.0, range.1));
+        if !(range.0..=range.1).contains(&v) {
+            self.errors.push(format!(
+                "{name}: must be between {} and {} {unit}",
+                range.0, range.1
+            ));
+        }
+        v
+    }
+
+    fn logging(&mut self, environment: Environment) -> (String, LogFormat) {
+        let log_level = self
+            .raw("LOG_LEVEL")
+            .map(|v| v.to_ascii_lowercase())
+            .unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            self.errors.push(format!(
+                "LOG_LEVEL: '{log_level}' is not valid; expected error, warn, info, debug or trace"
+            ));
+        }
+        if environment == Environment::Production && (log_level == "debug" || log_level == "trace")
+        {
+            self.errors
+                .push("LOG_LEVEL: debug and trace are not allowed in production; use info".into());
+        }
+        let log_format = match self.raw("LOG_FORMAT").as_deref() {
+            None if environment == Environment::Development => LogFormat::Pretty,
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                self.errors.push(format!(
+                    "LOG_FORMAT: '{other}' is not valid; expected json or pretty"
+                ));
+                LogFormat::Json
+            }
+        };
+        (log_level, log_format)
+    }
+
     fn list(&self, name: &str) -> Vec<String> {
         self.raw(name)
             .map(|v| {
@@ -242,15 +295,7 @@ impl Config {
             vars,
             errors: Vec::new(),
         };
-        let environment = match r.raw("GHOSTWORKS_ENV").as_deref() {
-            None | Some("development") => Environment::Development,
-            Some("staging") => Environment::Staging,
-            Some("production") => Environment::Production,
-            Some(other) => {
-                r.errors.push(format!("GHOSTWORKS_ENV: '{other}' is not valid; expected development, staging or production"));
-                Environment::Development
-            }
-        };
+        let environment = r.environment();
         let production = environment == Environment::Production;
         let bind = r.parse(
             "GHOSTWORKS_BIND",
@@ -390,30 +435,7 @@ impl Config {
                 r.errors.push(format!("OPENTELEMETRY_ENDPOINT: '{e}' must be an http(s) URL such as http://otelcol:4317"));
             }
         }
-        let log_level = r
-            .raw("LOG_LEVEL")
-            .map(|v| v.to_ascii_lowercase())
-            .unwrap_or_else(|| "info".into());
-        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            r.errors.push(format!(
-                "LOG_LEVEL: '{log_level}' is not valid; expected error, warn, info, debug or trace"
-            ));
-        }
-        if production && (log_level == "debug" || log_level == "trace") {
-            r.errors
-                .push("LOG_LEVEL: debug and trace are not allowed in production; use info".into());
-        }
-        let log_format = match r.raw("LOG_FORMAT").as_deref() {
-            None if environment == Environment::Development => LogFormat::Pretty,
-            None | Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(other) => {
-                r.errors.push(format!(
-                    "LOG_FORMAT: '{other}' is not valid; expected json or pretty"
-                ));
-                LogFormat::Json
-            }
-        };
+        let (log_level, log_format) = r.logging(environment);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
@@ -531,6 +553,228 @@ impl Config {
                 self.request_timeout.as_secs().to_string(),
             ),
             ("OPENTELEMETRY_ENDPOINT", opt(&self.otel_endpoint)),
+            ("LOG_LEVEL", self.log_level.clone()),
+            (
+                "LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+        ]
+    }
+}
+
+/// The worker's configuration (`ghostworks worker`, and the worker `ghostworks dev` runs). It
+/// is separate from [`Config`] because the worker needs none of the API's secrets (JWT key,
+/// Redis) and the API none of the worker's (SMTP credentials): each process gets only its own.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub environment: Environment,
+    /// Where `/metrics` and `/health` are served.
+    pub bind: SocketAddr,
+    /// The worker's own login (a member of `ghostworks_worker`), not the API's.
+    pub database_url: Secret,
+    /// Jobs run at once; the pool has `2 × concurrency + 2` connections (each job's
+    /// transaction, its lease renewals, the claim loop and the scheduler).
+    pub concurrency: usize,
+    /// How long a claimed job stays invisible to other workers; renewed every third of it while
+    /// the job runs, so only a dead or stalled worker's jobs come back.
+    pub lease: Duration,
+    /// The fallback poll when no NOTIFY arrives.
+    pub poll_interval: Duration,
+    pub maintenance_interval: Duration,
+    pub artifact_retention_days: u32,
+    pub audit_retention_days: u32,
+    /// `smtp://host:port` (plain), `smtp://…?tls=required` (STARTTLS), `smtps://` (TLS);
+    /// credentials as `user:password@`.
+    pub smtp_url: Secret,
+    pub mail_from: String,
+    /// The base of the links in e-mails (the web app), without a trailing slash.
+    pub public_url: String,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+const DEV_PUBLIC_URL: &str = "http://127.0.0.1:8000";
+const DEFAULT_MAIL_FROM: &str = "Ghostworks <no-reply@localhost>";
+
+/// `Name <local@domain>` or `local@domain`, one line.
+fn valid_mailbox(v: &str) -> bool {
+    let addr = match (v.rfind('<'), v.strip_suffix('>')) {
+        (Some(i), Some(_)) => &v[i + 1..v.len() - 1],
+        (None, None) => v,
+        _ => return false,
+    };
+    let Some((local, domain)) = addr.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !v.chars().any(char::is_control)
+        && !addr.chars().any(char::is_whitespace)
+}
+
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    pub fn from_env_file(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![format!(
+                "--env-file: cannot read {} ({e})",
+                path.display()
+            )])
+        })?;
+        Self::from_vars(&parse_env_file(&text))
+    }
+
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
+        let environment = r.environment();
+        let development = environment == Environment::Development;
+        let bind = r.parse(
+            "WORKER_BIND",
+            SocketAddr::from(([0, 0, 0, 0], 8001)),
+            "an address such as 0.0.0.0:8001",
+        );
+        let database_url = r.required_secret(
+            "DATABASE_URL",
+            "the worker's own login, e.g. postgres://ghostworks_worker_login:PASSWORD@localhost:5432/ghostworks",
+        );
+        postgres_url(&mut r, "DATABASE_URL", &database_url);
+        let concurrency = r.bounded("WORKER_CONCURRENCY", 8, (1, 256), "jobs");
+        let lease = r.bounded("JOB_LEASE_SECONDS", 60, (2, 3600), "seconds");
+        let poll = r.bounded("JOB_POLL_SECONDS", 5, (1, 300), "seconds");
+        let maintenance = r.bounded("MAINTENANCE_INTERVAL_SECONDS", 3600, (1, 86_400), "seconds");
+        let artifact_retention_days =
+            r.bounded("ARTIFACT_RETENTION_DAYS", 30, (1, 3650), "days") as u32;
+        let audit_retention_days = r.bounded("AUDIT_RETENTION_DAYS", 365, (1, 3650), "days") as u32;
+        let smtp_url = r.required_secret(
+            "SMTP_URL",
+            "the mail relay, e.g. smtps://USER:PASSWORD@smtp.example.com or smtp://127.0.0.1:2525",
+        );
+        if !smtp_url.0.is_empty() {
+            match url::Url::parse(&smtp_url.0) {
+                Ok(u) if u.scheme() == "smtp" || u.scheme() == "smtps" => {
+                    let tls = u.scheme() == "smtps"
+                        || u.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+                    if environment == Environment::Production && !tls && !is_loopback_host(&u) {
+                        r.errors.push("SMTP_URL: production mail must use TLS: smtps://, or smtp://…?tls=required for STARTTLS (plain smtp:// only to a relay on loopback)".into());
+                    }
+                }
+                _ => r.errors.push(
+                    "SMTP_URL: must be an smtp:// or smtps:// URL such as smtp://127.0.0.1:2525"
+                        .into(),
+                ),
+            }
+        }
+        let mail_from = r
+            .raw("MAIL_FROM")
+            .unwrap_or_else(|| DEFAULT_MAIL_FROM.into());
+        if !valid_mailbox(&mail_from) {
+            r.errors.push(format!("MAIL_FROM: '{mail_from}' is not a mailbox; expected an address such as Ghostworks <no-reply@example.com>"));
+        } else if !development && mail_from.contains("@localhost") {
+            r.errors.push("MAIL_FROM: set the sender address outside development (e.g. Ghostworks <no-reply@your-domain>)".into());
+        }
+        let public_url = match r.raw("PUBLIC_URL") {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if development => DEV_PUBLIC_URL.into(),
+            None => {
+                r.errors.push("PUBLIC_URL: missing; set the address of the web app that e-mail links point to, e.g. https://app.example.com".into());
+                String::new()
+            }
+        };
+        if !public_url.is_empty() {
+            match url::Url::parse(&public_url) {
+                Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && environment != Environment::Production) => {
+                    if u.query().is_some() || u.fragment().is_some() {
+                        r.errors.push("PUBLIC_URL: must not carry a query or fragment".into());
+                    }
+                }
+                Ok(_) if environment == Environment::Production => {
+                    r.errors.push("PUBLIC_URL: must be an https:// URL in production".into())
+                }
+                _ => r.errors.push(format!(
+                    "PUBLIC_URL: '{public_url}' must be an http(s) URL such as https://app.example.com"
+                )),
+            }
+        }
+        let (log_level, log_format) = r.logging(environment);
+        if !r.errors.is_empty() {
+            return Err(ConfigErrors(r.errors));
+        }
+        Ok(WorkerConfig {
+            environment,
+            bind,
+            database_url,
+            concurrency: concurrency as usize,
+            lease: Duration::from_secs(lease),
+            poll_interval: Duration::from_secs(poll),
+            maintenance_interval: Duration::from_secs(maintenance),
+            artifact_retention_days,
+            audit_retention_days,
+            smtp_url,
+            mail_from,
+            public_url,
+            log_level,
+            log_format,
+        })
+    }
+
+    /// Just the worker's `DATABASE_URL`, for `ghostworks jobs`, which needs nothing else.
+    pub fn database_url(vars: &HashMap<String, String>) -> Result<Secret, ConfigErrors> {
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
+        let url = r.required_secret(
+            "DATABASE_URL",
+            "the worker's login (a member of ghostworks_worker)",
+        );
+        postgres_url(&mut r, "DATABASE_URL", &url);
+        if r.errors.is_empty() {
+            Ok(url)
+        } else {
+            Err(ConfigErrors(r.errors))
+        }
+    }
+
+    /// The effective configuration as `NAME=value` lines, secrets redacted.
+    pub fn redacted(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("GHOSTWORKS_ENV", self.environment.as_str().into()),
+            ("WORKER_BIND", self.bind.to_string()),
+            ("DATABASE_URL", redact_url(self.database_url.expose())),
+            ("WORKER_CONCURRENCY", self.concurrency.to_string()),
+            ("JOB_LEASE_SECONDS", self.lease.as_secs().to_string()),
+            ("JOB_POLL_SECONDS", self.poll_interval.as_secs().to_string()),
+            (
+                "MAINTENANCE_INTERVAL_SECONDS",
+                self.maintenance_interval.as_secs().to_string(),
+            ),
+            (
+                "ARTIFACT_RETENTION_DAYS",
+                self.artifact_retention_days.to_string(),
+            ),
+            (
+                "AUDIT_RETENTION_DAYS",
+                self.audit_retention_days.to_string(),
+            ),
+            ("SMTP_URL", redact_url(self.smtp_url.expose())),
+            ("MAIL_FROM", self.mail_from.clone()),
+            ("PUBLIC_URL", self.public_url.clone()),
             ("LOG_LEVEL", self.log_level.clone()),
             (
                 "LOG_FORMAT",
@@ -664,6 +908,81 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("postgres://api:***@db/gw"));
+    }
+
+    const WORKER: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://worker:pw@db/gw"),
+        ("SMTP_URL", "smtp://mailer:hunter2@127.0.0.1:2525"),
+    ];
+
+    #[test]
+    fn worker_defaults_apply_in_development() {
+        let c = WorkerConfig::from_vars(&vars(WORKER)).unwrap();
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8001");
+        assert_eq!((c.concurrency, c.lease), (8, Duration::from_secs(60)));
+        assert_eq!(
+            (c.artifact_retention_days, c.audit_retention_days),
+            (30, 365)
+        );
+        assert_eq!(c.maintenance_interval, Duration::from_secs(3600));
+        assert_eq!(c.public_url, "http://127.0.0.1:8000");
+        let text = format!("{c:?} {:?}", c.redacted());
+        assert!(!text.contains("hunter2") && !text.contains("pw@"), "{text}");
+    }
+
+    #[test]
+    fn worker_limits_and_production_rules() {
+        let mut v = vars(WORKER);
+        for (k, val) in [
+            ("WORKER_CONCURRENCY", "0"),
+            ("JOB_LEASE_SECONDS", "1"),
+            ("ARTIFACT_RETENTION_DAYS", "3651"),
+            ("MAIL_FROM", "not a mailbox"),
+        ] {
+            v.insert(k.into(), val.into());
+        }
+        let text = WorkerConfig::from_vars(&v).unwrap_err().to_string();
+        for var in [
+            "WORKER_CONCURRENCY: must be between 1 and 256",
+            "JOB_LEASE_SECONDS: must be between 2 and 3600",
+            "ARTIFACT_RETENTION_DAYS: must be between 1 and 3650",
+            "MAIL_FROM:",
+        ] {
+            assert!(text.contains(var), "{var} missing from:\n{text}");
+        }
+
+        let mut prod = vars(WORKER);
+        prod.insert("GHOSTWORKS_ENV".into(), "production".into());
+        prod.insert("SMTP_URL".into(), "smtp://relay.example.com:25".into());
+        let text = WorkerConfig::from_vars(&prod).unwrap_err().to_string();
+        for var in [
+            "SMTP_URL: production mail must use TLS",
+            "PUBLIC_URL: missing",
+            "MAIL_FROM: set the sender",
+        ] {
+            assert!(text.contains(var), "{var} missing from:\n{text}");
+        }
+        prod.insert(
+            "SMTP_URL".into(),
+            "smtp://relay.example.com:587?tls=required".into(),
+        );
+        prod.insert("PUBLIC_URL".into(), "https://app.example.com/".into());
+        prod.insert(
+            "MAIL_FROM".into(),
+            "Ghostworks <no-reply@example.com>".into(),
+        );
+        let c = WorkerConfig::from_vars(&prod).unwrap();
+        assert_eq!(c.public_url, "https://app.example.com");
+        prod.insert("PUBLIC_URL".into(), "http://app.example.com".into());
+        assert!(
+            WorkerConfig::from_vars(&prod).is_err(),
+            "plain http links in production"
+        );
+        prod.remove("SMTP_URL");
+        assert!(WorkerConfig::from_vars(&prod)
+            .unwrap_err()
+            .to_string()
+            .contains("SMTP_URL: missing"));
     }
 
     #[test]

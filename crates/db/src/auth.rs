@@ -1,5 +1,6 @@
-//! Sessions, rotating refresh tokens and e-mail verification tokens. Token identifiers are
-//! stored only as SHA-256 hashes: a copy of the database cannot be replayed as credentials.
+//! Sessions, rotating refresh tokens, e-mail verification and password reset tokens. Token
+//! identifiers are stored only as SHA-256 hashes: a copy of the database cannot be replayed as
+//! credentials.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -129,4 +130,58 @@ pub async fn use_verification_token(
     .bind(token_hash)
     .fetch_optional(db)
     .await
+}
+
+/// Revokes every live session of a user (their access and refresh tokens stop working).
+pub async fn revoke_user_sessions(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    reason: &str,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query("UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(user)
+        .bind(reason)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn insert_password_reset_token(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8],
+    user: Uuid,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO password_reset_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash)
+    .bind(user)
+    .bind(expires_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Spends a password reset token: the user it belongs to, if it was live and unused. Every
+/// other outstanding reset token of that user is spent with it, so an older e-mail's link
+/// cannot be used after a reset.
+pub async fn use_password_reset_token(
+    tx: &mut Tx,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<Uuid>> {
+    let user: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE password_reset_tokens SET used_at = now() \
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(user) = user {
+        sqlx::query("UPDATE password_reset_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(user)
 }

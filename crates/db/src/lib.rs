@@ -6,6 +6,8 @@
 pub mod artifacts;
 pub mod audit;
 pub mod auth;
+pub mod maintenance;
+pub mod usage;
 pub mod users;
 pub mod workspaces;
 
@@ -20,8 +22,11 @@ pub use sqlx::migrate::Migrator;
 /// The schema migrations, compiled into the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
-/// The NOLOGIN role that owns nothing and whose members the API and worker log in as.
+/// The NOLOGIN role that owns nothing and whose members the API logs in as.
 pub const APP_ROLE: &str = "ghostworks_app";
+
+/// The NOLOGIN role whose members the worker logs in as (migration 0002 lists its grants).
+pub const WORKER_ROLE: &str = "ghostworks_worker";
 
 pub type Tx = Transaction<'static, Postgres>;
 
@@ -59,11 +64,17 @@ pub async fn connect(
         ("statement_timeout", "30s"),
         ("lock_timeout", "10s"),
         ("idle_in_transaction_session_timeout", "60s"),
+        // Short requests on a few cores: parallel workers only take CPU from concurrent
+        // requests (docs/performance.md measured the searches 1.5-3x slower with them).
+        ("max_parallel_workers_per_gather", "0"),
     ]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every connection it hands out by default: a round trip per acquire.
+        // A broken connection still surfaces as an error on its first statement instead.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
 }
@@ -74,18 +85,22 @@ pub async fn migrate(admin: &PgPool) -> Result<(), sqlx::migrate::MigrateError> 
     MIGRATOR.run(admin).await
 }
 
-/// Creates (if missing) a LOGIN role that is a member of [`APP_ROLE`]: what the API and the
-/// worker connect as. Role names cannot be bind parameters, so the name is checked instead.
+/// Creates (if missing) a LOGIN role that is a member of `group` ([`APP_ROLE`] for the API,
+/// [`WORKER_ROLE`] for the worker). Role names cannot be bind parameters, so they are checked
+/// instead.
 pub async fn ensure_login_role(
     admin: &PgPool,
     name: &str,
     password: &str,
+    group: &str,
 ) -> Result<(), sqlx::Error> {
-    assert!(
-        name.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
-        "role name {name:?}"
-    );
+    for role in [name, group] {
+        assert!(
+            role.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "role name {role:?}"
+        );
+    }
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
             .bind(name)
@@ -97,7 +112,7 @@ pub async fn ensure_login_role(
             .fetch_one(admin)
             .await?;
         let created = sqlx::query(&format!(
-            "CREATE ROLE {name} LOGIN PASSWORD {password} IN ROLE {APP_ROLE}"
+            "CREATE ROLE {name} LOGIN PASSWORD {password} IN ROLE {group}"
         ))
         .execute(admin)
         .await;

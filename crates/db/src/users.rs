@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::{DbError, DbResult};
+use crate::{DbError, DbResult, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct User {
@@ -72,6 +72,32 @@ pub async fn by_id_with_live_session(
     .bind(session)
     .fetch_optional(pool)
     .await
+}
+
+/// Begins the tenant-scoped transaction of an authenticated request (as [`crate::scoped`])
+/// and finds its caller in the same round trip. `users` and `sessions` carry no row-level
+/// security, so the lookup does not depend on the settings the statement makes; they are made
+/// only when the user and live session are found (otherwise the caller is refused and the
+/// transaction dropped).
+pub async fn scoped_with_live_session(
+    pool: &PgPool,
+    tenant: Uuid,
+    id: Uuid,
+    session: Uuid,
+) -> sqlx::Result<(Tx, Option<User>)> {
+    let mut tx = pool.begin().await?;
+    let user = sqlx::query_as(&format!(
+        "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true), {COLUMNS} \
+         FROM users u WHERE u.id = $3 AND EXISTS \
+         (SELECT 1 FROM sessions s WHERE s.id = $4 AND s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now())"
+    ))
+    .bind(tenant.to_string())
+    .bind(id.to_string())
+    .bind(id)
+    .bind(session)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok((tx, user))
 }
 
 pub async fn mark_verified(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {

@@ -200,3 +200,11 @@ pub async fn deactivate_member(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::R
     .await?;
     Ok(())
 }
+
+/// The scoped workspace's name (what the worker may read of it).
+pub async fn name(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+}

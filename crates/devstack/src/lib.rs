@@ -1,6 +1,9 @@
 //! Private PostgreSQL 15 and Redis servers on free loopback ports, run from the installed
-//! binaries: what `ghostworks dev` and the test harness use when no server is configured.
-//! A missing binary is reported with the package that provides it.
+//! binaries, and an in-process SMTP sink ([`smtp`]): what `ghostworks dev` and the test
+//! harness use when no server is configured. A missing binary is reported with the package
+//! that provides it.
+
+pub mod smtp;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

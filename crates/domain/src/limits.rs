@@ -21,3 +21,11 @@ pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 100;
 pub const SEARCH_QUERY_MAX: usize = 200;
 pub const FILTER_TAGS_MAX: usize = 20;
+
+/// Lifetime of an e-mail verification link, from when the e-mail is sent.
+pub const VERIFICATION_TTL_HOURS: i64 = 48;
+/// Lifetime of a password reset link, from when the e-mail is sent.
+pub const PASSWORD_RESET_TTL_MINUTES: i64 = 30;
+/// At most one password reset e-mail per account per window of this many minutes (aligned to
+/// the clock), however many addresses ask: requests cannot flood a mailbox.
+pub const PASSWORD_RESET_EMAIL_WINDOW_MINUTES: i64 = 10;

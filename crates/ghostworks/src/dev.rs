@@ -1,16 +1,19 @@
 //! `ghostworks dev`: a complete local stack from nothing but the installed PostgreSQL 15 and
-//! Redis binaries. Configured servers (DATABASE_URL, REDIS_URL) are used as they are.
+//! Redis binaries: the API, a worker, and an SMTP sink that keeps the e-mail it sends.
+//! Configured servers (DATABASE_URL, REDIS_URL, SMTP_URL) are used as they are.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
-use ghostworks_config::Config;
+use ghostworks_config::{Config, WorkerConfig};
+use ghostworks_devstack::smtp::{Message, Sink};
 use ghostworks_devstack::{Postgres, Redis};
 use sqlx::Connection;
 
 const DATABASE: &str = "ghostworks";
 const APP_LOGIN: &str = "ghostworks_api";
+const WORKER_LOGIN: &str = "ghostworks_worker_login";
 
 pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
@@ -21,6 +24,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         ("GHOSTWORKS_ENV", "development"),
         ("COOKIE_SECURE", "false"),
         ("GHOSTWORKS_BIND", "127.0.0.1:8000"),
+        ("WORKER_BIND", "127.0.0.1:8001"),
         ("LOG_FORMAT", "pretty"),
     ];
     for (k, v) in defaults {
@@ -55,6 +59,10 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
             "DATABASE_URL".into(),
             format!("postgres://{APP_LOGIN}@127.0.0.1:{}/{DATABASE}", pg.port),
         );
+        vars.insert(
+            "WORKER_DATABASE_URL".into(),
+            format!("postgres://{WORKER_LOGIN}@127.0.0.1:{}/{DATABASE}", pg.port),
+        );
         postgres = Some(pg);
     }
     let mut redis = None;
@@ -71,7 +79,14 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         vars.insert("JWT_SECRET_KEY_FILE".into(), path.display().to_string());
     }
 
-    let result = stack(&vars, postgres.is_some()).await;
+    let mut sink_page = None;
+    if !vars.contains_key("SMTP_URL") {
+        let sink = Sink::start_observed(Some(Box::new(print_mail)))?;
+        vars.insert("SMTP_URL".into(), sink.url());
+        sink_page = Some(sink.serve_json()?);
+    }
+
+    let result = stack(&vars, postgres.is_some(), sink_page).await;
     if let Some(pg) = postgres {
         pg.stop()?;
     }
@@ -82,17 +97,53 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     result
 }
 
-async fn stack(vars: &HashMap<String, String>, private_db: bool) -> anyhow::Result<()> {
+/// Every e-mail the sink receives, with its links: how a developer follows a verification or
+/// reset link without a mail client.
+fn print_mail(m: &Message) {
+    println!(
+        "mail to {}: {} {}",
+        m.to.join(", "),
+        m.header("subject").unwrap_or_default(),
+        m.links().join(" ")
+    );
+}
+
+async fn stack(
+    vars: &HashMap<String, String>,
+    private_db: bool,
+    sink_page: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let admin = Config::admin_database_url(vars).map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::migrate(admin.expose()).await?;
     let pool = ghostworks_db::connect(admin.expose(), 2, "ghostworks-dev").await?;
     if private_db {
-        ghostworks_db::ensure_login_role(&pool, APP_LOGIN, APP_LOGIN).await?;
+        ghostworks_db::ensure_login_role(&pool, APP_LOGIN, APP_LOGIN, ghostworks_db::APP_ROLE)
+            .await?;
+        ghostworks_db::ensure_login_role(
+            &pool,
+            WORKER_LOGIN,
+            WORKER_LOGIN,
+            ghostworks_db::WORKER_ROLE,
+        )
+        .await?;
     }
     println!("{}", crate::seed::demo(&pool).await?);
     pool.close().await;
     let config =
         Config::from_vars(vars).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    // The worker logs in as its own role: the private server's, or WORKER_DATABASE_URL with
+    // configured servers.
+    let worker_config = match vars.get("WORKER_DATABASE_URL") {
+        Some(url) => {
+            let mut wv = vars.clone();
+            wv.insert("DATABASE_URL".into(), url.clone());
+            Some(
+                WorkerConfig::from_vars(&wv)
+                    .map_err(|e| anyhow::anyhow!("invalid worker configuration:\n{e}"))?,
+            )
+        }
+        None => None,
+    };
     let bind = config.bind;
     println!();
     println!("Ghostworks is running:");
@@ -100,10 +151,25 @@ async fn stack(vars: &HashMap<String, String>, private_db: bool) -> anyhow::Resu
     println!("  API docs   http://{bind}/docs");
     println!("  health     http://{bind}/health/ready");
     println!("  metrics    http://{bind}/metrics");
+    match &worker_config {
+        Some(w) => println!("  worker     http://{}/metrics, /health", w.bind),
+        None => println!("  worker     not started: with DATABASE_URL set, set WORKER_DATABASE_URL (a login in ghostworks_worker) too"),
+    }
+    if let Some(page) = sink_page {
+        println!(
+            "  e-mail     http://{page}/ (JSON; every message is also printed here with its links)"
+        );
+    }
     println!(
         "  log in as  owner@acme.com / {} (Acme owner), or any demo account",
         crate::seed::DEMO_PASSWORD
     );
     println!("Ctrl-C stops everything; data stays in the data directory.");
-    crate::serve(config).await
+    match worker_config {
+        Some(w) => {
+            tokio::try_join!(crate::serve(config), crate::worker(w))?;
+            Ok(())
+        }
+        None => crate::serve(config).await,
+    }
 }

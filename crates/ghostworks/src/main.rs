@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ghostworks_config::{Config, ConfigErrors};
+use ghostworks_config::{Config, ConfigErrors, WorkerConfig};
+use ghostworks_worker::Status;
+use uuid::Uuid;
 
 #[derive(Parser)]
 #[command(name = "ghostworks", version, about = "Ghostworks: a multi-tenant artifact catalog", long_about = None)]
@@ -24,6 +26,15 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (configuration from the environment; see .env.example).
     Serve,
+    /// Run background jobs (e-mail, scheduled maintenance) until SIGTERM, which finishes the
+    /// jobs in flight; /metrics and /health on WORKER_BIND. Logs in with its own DATABASE_URL
+    /// (a member of ghostworks_worker) and needs SMTP_URL; see docs/worker.md.
+    Worker,
+    /// Inspect and repair the job queue (with the worker's DATABASE_URL).
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Apply the embedded database migrations as the schema owner (DATABASE_ADMIN_URL, else
     /// DATABASE_URL). Idempotent; creates the `ghostworks_app` role the API logs in through.
     Migrate {
@@ -45,12 +56,14 @@ enum Command {
     },
     /// Exit 0 when the local server's /health answers 200 (for container health checks).
     Healthcheck {
-        /// The URL to probe; default: /health on the port of GHOSTWORKS_BIND (8000).
+        /// The URL to probe; default: /health on the port of GHOSTWORKS_BIND (8000). For the
+        /// worker: --url http://127.0.0.1:8001/health.
         #[arg(long)]
         url: Option<String>,
     },
     /// Run everything locally: private PostgreSQL and Redis (when DATABASE_URL / REDIS_URL
-    /// are unset), migrations, demo data and the API. Ctrl-C stops it all; data persists.
+    /// are unset), an SMTP sink (when SMTP_URL is unset), migrations, demo data, the API and
+    /// a worker. Ctrl-C stops it all; data persists.
     Dev {
         /// Where the private servers keep their data.
         #[arg(long, default_value = ".data")]
@@ -82,11 +95,46 @@ enum ConfigCommand {
         /// Check this env file (KEY=VALUE lines) instead of the process environment.
         #[arg(long)]
         env_file: Option<PathBuf>,
+        /// Check the worker's configuration (`ghostworks worker`) instead of the API's.
+        #[arg(long)]
+        worker: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// The newest jobs, newest first.
+    List {
+        /// Only jobs in this state: queued, running, succeeded or dead.
+        #[arg(long)]
+        status: Option<Status>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
+    /// Queue dead jobs again, with a fresh set of attempts.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    Retry {
+        /// The dead job to retry.
+        #[arg(group = "which")]
+        id: Option<Uuid>,
+        /// Every dead job.
+        #[arg(long, group = "which")]
+        all_dead: bool,
+    },
+    /// Delete jobs for good.
+    Purge {
+        /// Every dead job (the only jobs an operator purges; succeeded ones go after 7 days).
+        #[arg(long, required = true)]
+        dead: bool,
     },
 }
 
 fn load_config() -> anyhow::Result<Config> {
     Config::from_env().map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+}
+
+fn load_worker_config() -> anyhow::Result<WorkerConfig> {
+    WorkerConfig::from_env().map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
 }
 
 fn admin_url() -> anyhow::Result<String> {
@@ -103,7 +151,7 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term.recv() => {},
     }
-    tracing::info!("shutdown requested: finishing in-flight requests");
+    tracing::info!("shutdown requested: finishing the work in flight");
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -114,6 +162,66 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("GHOSTWORKS_BIND: cannot listen on {bind}"))?;
     tracing::info!(%bind, "serving the API");
     ghostworks_api::serve(state, listener, shutdown_signal()).await
+}
+
+/// Runs the worker until SIGTERM / Ctrl-C, with its /metrics and /health on WORKER_BIND.
+pub async fn worker(config: WorkerConfig) -> anyhow::Result<()> {
+    let worker = ghostworks_worker::connect(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("WORKER_BIND: cannot listen on {}", config.bind))?;
+    tracing::info!(bind = %config.bind, "serving the worker's /metrics and /health");
+    let http = {
+        let worker = worker.clone();
+        tokio::spawn(async move { ghostworks_worker::http::serve(&worker, listener).await })
+    };
+    let result = worker.run(shutdown_signal()).await;
+    http.abort();
+    Ok(result?)
+}
+
+async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
+    let url = WorkerConfig::database_url(&std::env::vars().collect())
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let pool = ghostworks_db::connect(url.expose(), 2, "ghostworks-jobs")
+        .await
+        .context("DATABASE_URL: cannot connect to PostgreSQL")?;
+    match command {
+        JobsCommand::List { status, limit } => {
+            let rows = ghostworks_worker::queue::list(&pool, status, limit).await?;
+            println!(
+                "{:<36}  {:<9}  {:<20}  {:>8}  {:<20}  {:<36}  error",
+                "id", "status", "kind", "attempts", "run_at", "workspace"
+            );
+            for j in &rows {
+                println!(
+                    "{:<36}  {:<9}  {:<20}  {:>8}  {:<20}  {:<36}  {}",
+                    j.id,
+                    j.status,
+                    j.kind,
+                    format!("{}/{}", j.attempts, j.max_attempts),
+                    j.run_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    j.tenant_id
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    j.last_error.as_deref().unwrap_or("").replace('\n', " ")
+                );
+            }
+            println!("{} job(s)", rows.len());
+        }
+        JobsCommand::Retry { id, all_dead: _ } => {
+            let n = ghostworks_worker::queue::retry(&pool, id).await?;
+            if id.is_some() && n == 0 {
+                anyhow::bail!("no dead job with that id");
+            }
+            println!("{n} job(s) queued again");
+        }
+        JobsCommand::Purge { dead: _ } => {
+            let n = ghostworks_worker::queue::purge_dead(&pool).await?;
+            println!("{n} dead job(s) deleted");
+        }
+    }
+    Ok(())
 }
 
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
@@ -133,6 +241,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config()?;
             telemetry::init(&config.log_level, config.log_format);
             serve(config).await?;
+        }
+        Command::Worker => {
+            let config = load_worker_config()?;
+            telemetry::init(&config.log_level, config.log_format);
+            worker(config).await?;
+        }
+        Command::Jobs { command } => {
+            telemetry::init_from_env();
+            jobs(command).await?;
         }
         Command::Migrate { status } => {
             telemetry::init_from_env();
@@ -160,15 +277,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{report}");
         }
         Command::Config {
-            command: ConfigCommand::Check { env_file },
+            command: ConfigCommand::Check { env_file, worker },
         } => {
-            let result = match &env_file {
-                Some(f) => Config::from_env_file(f),
-                None => Config::from_env(),
+            let result = match (&env_file, worker) {
+                (Some(f), false) => Config::from_env_file(f).map(|c| c.redacted()),
+                (None, false) => Config::from_env().map(|c| c.redacted()),
+                (Some(f), true) => WorkerConfig::from_env_file(f).map(|c| c.redacted()),
+                (None, true) => WorkerConfig::from_env().map(|c| c.redacted()),
             };
             return Ok(match result {
-                Ok(c) => {
-                    for (k, v) in c.redacted() {
+                Ok(lines) => {
+                    for (k, v) in lines {
                         println!("{k}={v}");
                     }
                     ExitCode::SUCCESS

@@ -7,7 +7,7 @@ pub fn init(level: &str, format: LogFormat) {
     // Dependencies stay at warn unless asked for explicitly through RUST_LOG.
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "warn,ghostworks={level},ghostworks_api={level},ghostworks_db={level},access={level}"
+            "warn,ghostworks={level},ghostworks_api={level},ghostworks_db={level},ghostworks_worker={level},access={level}"
         ))
     });
     let builder = tracing_subscriber::fmt()

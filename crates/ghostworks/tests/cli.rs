@@ -46,6 +46,23 @@ fn config_check_names_every_problem_and_redacts_secrets() {
     ] {
         assert!(out.contains(var), "{var} missing in:\n{out}");
     }
+    let worker = ghostworks(
+        &["config", "check", "--worker"],
+        &[
+            ("DATABASE_URL", "postgres://worker:hunter2@db/gw"),
+            ("SMTP_URL", "smtps://mailer:s3cret@smtp.example.com"),
+        ],
+    );
+    let out = text(&worker);
+    assert!(worker.status.success(), "{out}");
+    assert!(
+        out.contains("SMTP_URL=smtps://mailer:***@smtp.example.com"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("hunter2") && !out.contains("s3cret") && !out.contains("JWT"),
+        "{out}"
+    );
     let good = ghostworks(
         &["config", "check"],
         &[
@@ -79,6 +96,18 @@ fn env_templates_pass_or_fail_as_documented() {
         &[],
     );
     assert!(dev.status.success(), "{}", text(&dev));
+    let dev_worker = ghostworks(
+        &[
+            "config",
+            "check",
+            "--worker",
+            "--env-file",
+            &format!("{root}/.env.development"),
+        ],
+        &[],
+    );
+    assert!(dev_worker.status.success(), "{}", text(&dev_worker));
+    assert!(text(&dev_worker).contains("SMTP_URL=smtp://127.0.0.1:2525"));
     // The production template ships placeholders on purpose: it must not validate as is.
     let prod = ghostworks(
         &[
@@ -90,6 +119,23 @@ fn env_templates_pass_or_fail_as_documented() {
         &[],
     );
     assert!(!prod.status.success(), "{}", text(&prod));
+    let prod_worker = ghostworks(
+        &[
+            "config",
+            "check",
+            "--worker",
+            "--env-file",
+            &format!("{root}/.env.production"),
+        ],
+        &[],
+    );
+    for var in ["SMTP_URL:", "PUBLIC_URL:", "MAIL_FROM:"] {
+        assert!(
+            text(&prod_worker).contains(var),
+            "{var}: {}",
+            text(&prod_worker)
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Real services for tests: a private PostgreSQL 15 and Redis on free loopback ports, started
-//! once per test process (or taken from `TEST_DATABASE_URL` / `TEST_REDIS_URL`), and a fresh
-//! database per test, cloned from a migrated template in tens of milliseconds.
+//! once per test process (or taken from `TEST_DATABASE_URL` / `TEST_REDIS_URL`), an SMTP sink,
+//! and a fresh database per test, cloned from a migrated template in tens of milliseconds.
 //!
 //! A missing server binary fails the test with the package to install; nothing is skipped.
 
@@ -8,17 +8,21 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+pub use ghostworks_devstack::smtp::{Message, Sink};
 use ghostworks_devstack::{after_exit, Postgres, Redis};
 use sqlx::{Connection, Executor, PgConnection};
 
 /// The login role tests connect as: a member of `ghostworks_app`, owning nothing.
 pub const APP_LOGIN: &str = "gw_test_api";
+/// The worker's login role in tests: a member of `ghostworks_worker`.
+pub const WORKER_LOGIN: &str = "gw_test_worker";
 
 pub struct Services {
     /// Superuser URL of the `postgres` database (schema owner for tests).
     admin_base: String,
     redis_url: String,
     template: String,
+    smtp: Sink,
 }
 
 static SERVICES: OnceLock<Services> = OnceLock::new();
@@ -68,6 +72,7 @@ fn start() -> Result<Services> {
         admin_base,
         redis_url,
         template,
+        smtp: Sink::start()?,
     })
 }
 
@@ -83,7 +88,14 @@ async fn prepare_template(admin_base: &str, template: &str) -> Result<()> {
     ghostworks_db::migrate(&pool)
         .await
         .context("migrating the template database")?;
-    ghostworks_db::ensure_login_role(&pool, APP_LOGIN, APP_LOGIN).await?;
+    ghostworks_db::ensure_login_role(&pool, APP_LOGIN, APP_LOGIN, ghostworks_db::APP_ROLE).await?;
+    ghostworks_db::ensure_login_role(
+        &pool,
+        WORKER_LOGIN,
+        WORKER_LOGIN,
+        ghostworks_db::WORKER_ROLE,
+    )
+    .await?;
     pool.close().await;
     Ok(())
 }
@@ -110,11 +122,36 @@ pub struct TestDb {
     pub admin_url: String,
     /// As the API's login role, which row-level security applies to.
     pub app_url: String,
+    /// As the worker's login role.
+    pub worker_url: String,
 }
 
 impl Services {
     pub fn redis_url(&self) -> &str {
         &self.redis_url
+    }
+
+    /// The SMTP sink every test of this process delivers to (tests tell their mail apart by
+    /// their unique recipients).
+    pub fn smtp(&self) -> &Sink {
+        &self.smtp
+    }
+
+    /// The messages to `rcpt` once there are `n` of them; fails the test after `timeout`.
+    pub async fn mail_to(&self, rcpt: &str, n: usize, timeout: Duration) -> Vec<Message> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let got = self.smtp.messages_to(rcpt);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} e-mail(s) to {rcpt} within {timeout:?}, got {}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn database(&self) -> Result<TestDb> {
@@ -140,10 +177,12 @@ impl Services {
         conn.close().await?;
         let admin_url = with_database(&self.admin_base, &name);
         let app_url = with_user(&admin_url, APP_LOGIN, APP_LOGIN);
+        let worker_url = with_user(&admin_url, WORKER_LOGIN, WORKER_LOGIN);
         Ok(TestDb {
             name,
             admin_url,
             app_url,
+            worker_url,
         })
     }
 }

@@ -1,5 +1,7 @@
-//! Accounts and sessions: register, verify, login with lockout, refresh with rotation and
-//! reuse detection, logout, and workspace-scoped tokens.
+//! Accounts and sessions: register, verify, password reset, login with lockout, refresh with
+//! rotation and reuse detection, logout, and workspace-scoped tokens. E-mail is never sent
+//! here: the worker sends it, from jobs queued in the same transaction as the change that
+//! calls for it.
 
 pub mod password;
 pub mod tokens;
@@ -12,6 +14,7 @@ use ghostworks_db::users::{NewUser, User};
 use ghostworks_db::{audit, auth as store, users, workspaces, DbError, Tx};
 use ghostworks_domain::account::{check_password_strength, parse_person_name, Email};
 use ghostworks_domain::{FieldError, Role, ValidationErrors};
+use ghostworks_worker::kinds;
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
@@ -32,8 +35,6 @@ pub const DEMO_EMAILS: &[&str] = &[
     "admin@umbrella.com",
     "researcher@umbrella.com",
 ];
-
-const VERIFICATION_TTL_HOURS: i64 = 48;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RegisterInput {
@@ -62,16 +63,9 @@ pub fn random_token() -> String {
     hex::encode(b)
 }
 
-pub struct Registered {
-    pub user: User,
-    pub verification_token: String,
-}
-
-pub async fn register(
-    state: &AppState,
-    input: RegisterInput,
-    origin: &Origin,
-) -> ApiResult<Registered> {
+/// Creates the account and queues its verification e-mail in the same transaction: both
+/// happen or neither does.
+pub async fn register(state: &AppState, input: RegisterInput, origin: &Origin) -> ApiResult<User> {
     let mut errors = ValidationErrors::default();
     let email = errors.collect(email_field(&input.email));
     errors.collect(
@@ -101,7 +95,9 @@ pub async fn register(
         DbError::Conflict(_) => ApiError::Conflict("User with this email already exists".into()),
         other => other.into(),
     })?;
-    let verification_token = new_verification_token(&mut tx, user.id).await?;
+    let job = kinds::verification_email(user.id);
+    let kind = job.kind();
+    ghostworks_worker::enqueue(&mut tx, job).await?;
     audit_event(
         &mut tx,
         None,
@@ -113,34 +109,101 @@ pub async fn register(
     .await?;
     tx.commit().await?;
     state.metrics().registrations.inc();
-    Ok(Registered {
-        user,
-        verification_token,
-    })
+    state
+        .metrics()
+        .jobs_enqueued
+        .with_label_values(&[kind])
+        .inc();
+    Ok(user)
 }
 
-async fn new_verification_token(tx: &mut Tx, user: Uuid) -> ApiResult<String> {
-    let token = random_token();
-    let expires = Utc::now() + chrono::Duration::hours(VERIFICATION_TTL_HOURS);
-    store::insert_verification_token(&mut **tx, &hash_id(token.as_bytes()), user, expires).await?;
-    Ok(token)
-}
-
-/// A fresh verification token for an unverified account, or None (unknown or already
-/// verified: the caller must not be able to tell which).
-pub async fn resend_verification(state: &AppState, email: &str) -> ApiResult<Option<String>> {
+/// Queues a new verification e-mail when the address belongs to an unverified, active
+/// account; otherwise nothing (the caller must not be able to tell which).
+pub async fn resend_verification(state: &AppState, email: &str) -> ApiResult<()> {
     let Ok(email) = Email::parse(email) else {
-        return Ok(None);
+        return Ok(());
     };
     let mut tx = state.db().begin().await?;
-    let token = match users::by_email(&mut *tx, email.as_str()).await? {
-        Some(u) if !u.is_verified && u.is_active => {
-            Some(new_verification_token(&mut tx, u.id).await?)
-        }
+    let job = match users::by_email(&mut *tx, email.as_str()).await? {
+        Some(u) if !u.is_verified && u.is_active => Some(kinds::verification_email(u.id)),
         _ => None,
     };
+    let kind = job.as_ref().map(|j| j.kind());
+    if let Some(job) = job {
+        ghostworks_worker::enqueue(&mut tx, job).await?;
+    }
     tx.commit().await?;
-    Ok(token)
+    if let Some(kind) = kind {
+        state
+            .metrics()
+            .jobs_enqueued
+            .with_label_values(&[kind])
+            .inc();
+    }
+    Ok(())
+}
+
+/// Queues a password reset e-mail for an active account (at most one per account per
+/// window); unknown addresses get the same answer and nothing else.
+pub async fn request_password_reset(state: &AppState, email: &str) -> ApiResult<()> {
+    let Ok(email) = Email::parse(email) else {
+        return Ok(());
+    };
+    let mut tx = state.db().begin().await?;
+    let mut queued = None;
+    if let Some(u) = users::by_email(&mut *tx, email.as_str())
+        .await?
+        .filter(|u| u.is_active)
+    {
+        let job = kinds::password_reset_email(u.id, Utc::now());
+        let kind = job.kind();
+        queued = ghostworks_worker::enqueue(&mut tx, job)
+            .await?
+            .map(|_| kind);
+    }
+    tx.commit().await?;
+    if let Some(kind) = queued {
+        state
+            .metrics()
+            .jobs_enqueued
+            .with_label_values(&[kind])
+            .inc();
+    }
+    Ok(())
+}
+
+/// Spends a reset token and sets the new password; every session of the account is revoked
+/// (whoever knew the old password is signed out) and its login lockout cleared.
+pub async fn confirm_password_reset(
+    state: &AppState,
+    token: &str,
+    new_password: String,
+    origin: &Origin,
+) -> ApiResult<()> {
+    check_password_strength(&new_password)
+        .map_err(|m| ApiError::field(FieldError::body("new_password", "value_error", m)))?;
+    let hashed = password::hash(new_password).await?;
+    let mut tx = state.db().begin().await?;
+    let user = store::use_password_reset_token(&mut tx, &hash_id(token.as_bytes()))
+        .await?
+        .ok_or_else(|| ApiError::BadRequest("Invalid or expired password reset token".into()))?;
+    users::set_password(&mut *tx, user, &hashed).await?;
+    let revoked = store::revoke_user_sessions(&mut *tx, user, "password_reset").await?;
+    audit_event(
+        &mut tx,
+        None,
+        Some(user),
+        "auth.password_reset",
+        json!({ "sessions_revoked": revoked }),
+        origin,
+    )
+    .await?;
+    let email = users::by_id(&mut *tx, user).await?.map(|u| u.email);
+    tx.commit().await?;
+    if let Some(email) = email {
+        state.limiter().clear_failures(&email).await;
+    }
+    Ok(())
 }
 
 pub async fn verify_email(state: &AppState, token: &str, origin: &Origin) -> ApiResult<()> {

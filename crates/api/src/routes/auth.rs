@@ -2,7 +2,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Json;
 use axum_extra::extract::CookieJar;
-use ghostworks_config::Environment;
 use ghostworks_db::workspaces;
 use serde::Deserialize;
 
@@ -13,22 +12,21 @@ use crate::extract::{credential, AuthUser, Body, Origin, Query, REFRESH_COOKIE};
 use crate::AppState;
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterInput,
+    description = "Creates an unverified account and e-mails it a verification link (sent by the worker).",
     responses((status = 201, body = RegisterOut), (status = 409), (status = 422), (status = 429)))]
 pub async fn register(
     State(state): State<AppState>,
     origin: Origin,
     Body(input): Body<RegisterInput>,
 ) -> ApiResult<(StatusCode, Json<RegisterOut>)> {
-    let r = auth::register(&state, input, &origin).await?;
-    let dev = state.config().environment == Environment::Development;
+    let user = auth::register(&state, input, &origin).await?;
     Ok((
         StatusCode::CREATED,
         Json(RegisterOut {
             message: "User registered successfully".into(),
-            user_id: r.user.id,
-            email: r.user.email,
+            user_id: user.id,
+            email: user.email,
             verification_required: true,
-            verification_token: dev.then_some(r.verification_token),
         }),
     ))
 }
@@ -125,22 +123,60 @@ pub async fn verify_email(
     Ok(Json(Message::new("Email verified successfully")))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct ResendInput {
-    email: String,
-}
-
-#[utoipa::path(post, path = "/api/v1/auth/resend-verification", tag = "auth", request_body = ResendInput,
-    description = "Issues a new verification token when the address belongs to an unverified account. The answer is the same either way.",
+#[utoipa::path(post, path = "/api/v1/auth/resend-verification", tag = "auth", request_body = EmailInput,
+    description = "E-mails a new verification link when the address belongs to an unverified account. The answer is the same either way.",
     responses((status = 202, body = Message)))]
 pub async fn resend_verification(
     State(state): State<AppState>,
-    Body(input): Body<ResendInput>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let token = auth::resend_verification(&state, &input.email).await?;
-    let mut body = serde_json::json!({ "message": "If the account exists and is unverified, a new verification e-mail is on its way" });
-    if state.config().environment == Environment::Development {
-        body["verification_token"] = serde_json::json!(token);
-    }
-    Ok((StatusCode::ACCEPTED, Json(body)))
+    Body(input): Body<EmailInput>,
+) -> ApiResult<(StatusCode, Json<Message>)> {
+    auth::resend_verification(&state, &input.email).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Message::new(
+            "If the account exists and is unverified, a new verification e-mail is on its way",
+        )),
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EmailInput {
+    email: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/request", tag = "auth", request_body = EmailInput,
+    description = "E-mails a password reset link (valid 30 minutes, single use) when the address belongs to an active account; at most one e-mail per account per 10 minutes. The answer is the same for every address.",
+    responses((status = 202, body = Message), (status = 429)))]
+pub async fn request_password_reset(
+    State(state): State<AppState>,
+    Body(input): Body<EmailInput>,
+) -> ApiResult<(StatusCode, Json<Message>)> {
+    auth::request_password_reset(&state, &input.email).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Message::new(
+            "If the account exists, a password reset e-mail is on its way",
+        )),
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PasswordResetInput {
+    /// The token from the reset e-mail's link.
+    token: String,
+    new_password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = PasswordResetInput,
+    description = "Sets a new password (the registration password rules apply) with a reset token, and signs the account out everywhere.",
+    responses((status = 200, body = Message), (status = 400), (status = 422), (status = 429)))]
+pub async fn confirm_password_reset(
+    State(state): State<AppState>,
+    origin: Origin,
+    Body(input): Body<PasswordResetInput>,
+) -> ApiResult<Json<Message>> {
+    auth::confirm_password_reset(&state, &input.token, input.new_password, &origin).await?;
+    Ok(Json(Message::new(
+        "Password has been reset; log in with the new password",
+    )))
 }

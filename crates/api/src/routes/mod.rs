@@ -32,6 +32,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/api/v1/auth/resend-verification",
             post(auth::resend_verification),
         )
+        .route(
+            "/api/v1/auth/password-reset/request",
+            post(auth::request_password_reset),
+        )
+        .route(
+            "/api/v1/auth/password-reset/confirm",
+            post(auth::confirm_password_reset),
+        )
         // Both spellings: the original redirected the slash-less one, which broke its clients.
         .route(
             "/api/v1/workspaces",
@@ -55,6 +63,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
             delete(workspaces::remove_member),
         )
         .route(&format!("{ws}/switch"), post(workspaces::switch))
+        .route(&format!("{ws}/usage"), get(workspaces::usage))
         .route(art, post(artifacts::create).get(artifacts::list))
         // Registered before `{artifact_id}` matters in the original; axum prefers static segments anyway.
         .route(&format!("{art}/search/advanced"), get(artifacts::search))

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::dto::{MemberAdded, MemberOut, MemberRemoved, RoleChanged, SwitchOut, WorkspaceOut};
+use crate::dto::{
+    MemberAdded, MemberOut, MemberRemoved, RoleChanged, SwitchOut, UsageOut, WorkspaceOut,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{workspace_not_found, AuthUser, Body, Ws};
 use crate::AppState;
@@ -140,7 +142,7 @@ pub struct AddMemberInput {
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/members", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), request_body = AddMemberInput,
-    description = "Adds an existing user (admin or owner; only an owner can add an owner). A removed member is re-activated.",
+    description = "Adds an existing user (admin or owner; only an owner can add an owner) and e-mails them an invitation. A removed member is re-activated.",
     responses((status = 201, body = MemberAdded), (status = 403), (status = 404), (status = 409), (status = 422)))]
 pub async fn add_member(
     State(state): State<AppState>,
@@ -168,6 +170,10 @@ pub async fn add_member(
         ));
     }
     workspaces::add_member(&mut ws.tx, ws.id, user.id, input.role).await?;
+    let job =
+        ghostworks_worker::kinds::invitation_email(ws.id, user.id, ws.caller.id(), input.role);
+    let kind = job.kind();
+    ghostworks_worker::enqueue(&mut ws.tx, job).await?;
     ws.audit(
         "member.added",
         json!({"user_id": user.id, "role": input.role}),
@@ -178,6 +184,11 @@ pub async fn add_member(
         .metrics()
         .workspace_operations
         .with_label_values(&["invite_member"])
+        .inc();
+    state
+        .metrics()
+        .jobs_enqueued
+        .with_label_values(&[kind])
         .inc();
     Ok((
         StatusCode::CREATED,
@@ -287,5 +298,35 @@ pub async fn switch(State(state): State<AppState>, mut ws: Ws) -> ApiResult<Json
         workspace_id: id,
         role,
         tokens: issued.body,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/usage", tag = "workspaces", security(("bearer" = [])),
+    params(("workspace_id" = Uuid, Path)),
+    description = "Usage figures as of the last scheduled maintenance (the worker recomputes them every MAINTENANCE_INTERVAL_SECONDS).",
+    responses((status = 200, body = UsageOut), (status = 404)))]
+pub async fn usage(mut ws: Ws) -> ApiResult<Json<UsageOut>> {
+    let u = ghostworks_db::usage::get(&mut ws.tx, ws.id).await?;
+    let id = ws.id;
+    ws.commit().await?;
+    Ok(Json(match u {
+        Some(u) => UsageOut {
+            workspace_id: id,
+            artifacts: u.artifacts,
+            deleted_artifacts: u.deleted_artifacts,
+            distinct_tags: u.distinct_tags,
+            tag_uses: u.tag_uses,
+            storage_bytes: u.storage_bytes,
+            computed_at: Some(u.computed_at),
+        },
+        None => UsageOut {
+            workspace_id: id,
+            artifacts: 0,
+            deleted_artifacts: 0,
+            distinct_tags: 0,
+            tag_uses: 0,
+            storage_bytes: 0,
+            computed_at: None,
+        },
     }))
 }

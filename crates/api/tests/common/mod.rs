@@ -1,16 +1,22 @@
 //! Spawns the real router on a free loopback port against a fresh database and the shared
-//! Redis, and drives it over HTTP.
+//! Redis, with a real worker delivering its e-mail to the shared SMTP sink, and drives it over
+//! HTTP.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use ghostworks_api::AppState;
-use ghostworks_config::Config;
+use ghostworks_config::{Config, WorkerConfig};
 use ghostworks_testkit::{services, unique, TestDb};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "Str0ng!Passw0rd";
+/// Where e-mail links point in tests.
+pub const PUBLIC_URL: &str = "http://app.example.com";
+/// How long a test waits for an e-mail.
+pub const MAIL_WAIT: Duration = Duration::from_secs(15);
 
 pub struct TestApp {
     pub url: String,
@@ -62,6 +68,23 @@ impl Spawn {
             listener,
             std::future::pending(),
         ));
+        let worker_vars: HashMap<String, String> = [
+            ("DATABASE_URL", db.worker_url.as_str()),
+            ("SMTP_URL", svc.smtp().url().as_str()),
+            ("PUBLIC_URL", PUBLIC_URL),
+            ("WORKER_CONCURRENCY", "2"),
+            ("JOB_POLL_SECONDS", "1"),
+            ("LOG_FORMAT", "json"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let worker_config =
+            WorkerConfig::from_vars(&worker_vars).expect("valid worker configuration");
+        let worker = ghostworks_worker::connect(&worker_config)
+            .await
+            .expect("the worker starts");
+        tokio::spawn(async move { worker.run(std::future::pending()).await });
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -129,7 +152,29 @@ impl TestApp {
         self.json(Method::POST, path, token, Some(body)).await
     }
 
-    /// Registers, verifies (through the development-only token) and logs in.
+    /// The `n`-th (from 1) e-mail to `to`, waiting for it.
+    pub async fn mail(&self, to: &str, n: usize) -> ghostworks_testkit::Message {
+        services().mail_to(to, n, MAIL_WAIT).await[n - 1].clone()
+    }
+
+    /// The value of `param` in the link of the `n`-th e-mail to `to`.
+    pub async fn mailed_token(&self, to: &str, n: usize, param: &str) -> String {
+        let mail = self.mail(to, n).await;
+        let link = mail
+            .links()
+            .into_iter()
+            .next()
+            .expect("the e-mail has a link");
+        assert!(link.starts_with(PUBLIC_URL), "{link}");
+        let query = link.split_once('?').expect("the link has a query").1;
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{param}=")))
+            .unwrap_or_else(|| panic!("no {param} in {link}"))
+            .to_string()
+    }
+
+    /// Registers, verifies through the link of the verification e-mail, and logs in.
     pub async fn user(&self) -> User {
         let email = format!("{}@example.com", unique("user"));
         let (s, reg) = self
@@ -140,9 +185,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{reg}");
-        let token = reg["verification_token"]
-            .as_str()
-            .expect("development exposes the token");
+        let token = self.mailed_token(&email, 1, "verification_token").await;
         let r = self
             .call(
                 Method::POST,
