@@ -328,6 +328,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// Whether a JSON text holds a `\u0000` escape. PostgreSQL stores no NUL in text or jsonb,
+/// so such input is refused up front for every field (and every key) at once. A literal NUL
+/// byte is not valid JSON and fails parsing anyway.
+fn contains_escaped_nul(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(&b"0000"[..]) {
+                return true;
+            }
+            i += 2; // skip the escaped character, so `\\u0000` (a backslash, then text) passes
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 /// Parses a JSON object body. Anything else that is valid JSON is refused: serde would
 /// otherwise read a struct from an array, field by field in declaration order.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -339,6 +357,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             loc: vec![json!("body")],
             msg: "Input should be a JSON object".into(),
             kind: "dict_type",
+        }));
+    }
+    if contains_escaped_nul(bytes) {
+        return Err(ApiError::field(FieldError {
+            loc: vec![json!("body")],
+            msg: "Text must not contain NUL characters (\\u0000)".into(),
+            kind: "value_error",
         }));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
@@ -388,5 +413,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 kind: "value_error",
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_escaped_nul;
+
+    #[test]
+    fn nul_escapes_are_found_anywhere_but_escaped_backslashes_are_not() {
+        assert!(contains_escaped_nul(br#"{"name":"a\u0000b"}"#));
+        assert!(contains_escaped_nul(br#"{"meta":{"k\u0000":1}}"#));
+        assert!(!contains_escaped_nul(br#"{"name":"a\\u0000b"}"#));
+        assert!(!contains_escaped_nul(br#"{"name":"\u00e9"}"#));
     }
 }

@@ -430,6 +430,13 @@ impl ListParams {
             .q
             .map(|q| q.trim().to_string())
             .filter(|q| !q.is_empty());
+        if q.as_ref().is_some_and(|q| q.contains('\0')) {
+            errors.push(FieldError::query(
+                "q",
+                "value_error",
+                "q must not contain NUL characters",
+            ));
+        }
         if q.as_ref()
             .is_some_and(|q| q.chars().count() > SEARCH_QUERY_MAX)
         {
@@ -562,5 +569,19 @@ mod query_tests {
     #[test]
     fn wildcards_are_literal() {
         assert_eq!(substring_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+
+    #[test]
+    fn nul_in_search_text_is_refused() {
+        let e = ListParams {
+            q: Some("a\0b".into()),
+            ..Default::default()
+        }
+        .validate(false)
+        .unwrap_err();
+        assert_eq!(
+            e.0[0].loc,
+            vec![serde_json::json!("query"), serde_json::json!("q")]
+        );
     }
 }
