@@ -28,7 +28,7 @@ coverage: setup
 	  --exclude-files 'crates/*/tests/*' --fail-under 70 2>&1 | tee $(CI_DIR)/test-output.log
 
 ## cargo-deny (advisories, licences, bans, sources) and schemathesis against a running server.
-security: setup
+security: setup build
 	scripts/ci/security.sh
 
 ## The release binary, with its size and build time recorded for the score report.
@@ -41,12 +41,12 @@ containers: build
 
 ## kiro_score.json from the results the other gates left in target/ci. Advisory here: the
 ## gates above already fail the run; the grade decides deployment, not the build.
-score:
-	cargo run --quiet -p ghostworks -- score --dir $(CI_DIR) --output kiro_score.json \
+score: build
+	target/release/ghostworks score --dir $(CI_DIR) --output kiro_score.json \
 	  || echo "score: the grade would hold back an automatic deployment (see kiro_score.json)"
 
 ## Every gate, in CI's order.
-test: setup lint coverage security containers score
+test: setup lint coverage build security containers score
 
 ## Container stage helpers (the stage itself is `containers` above; see deploy/README.md).
 .PHONY: containers-stop containers-purge

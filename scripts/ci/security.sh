@@ -32,12 +32,14 @@ fi
 # scripts/install-deps.sh puts schemathesis in the project's tools directory.
 export PATH="${GHOSTWORKS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ghostworks/tools}/bin:$PATH"
 command -v schemathesis >/dev/null || { echo "schemathesis not found: run scripts/install-deps.sh" >&2; exit 1; }
-cargo build --quiet -p ghostworks
+# The release binary of `make build` (built here when missing): one build serves every gate.
+bin=${GHOSTWORKS_BIN:-target/release/ghostworks}
+[ -x "$bin" ] || cargo build --release --quiet -p ghostworks
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 data=$(mktemp -d)
 chmod 755 "$data"  # PostgreSQL runs as its own user when we are root
 RATE_LIMIT_ENABLED=false GHOSTWORKS_BIND="127.0.0.1:$port" LOG_LEVEL=warn \
-  target/debug/ghostworks dev --data-dir "$data" > "$out/fuzz-server.log" 2>&1 &
+  "$bin" dev --data-dir "$data" > "$out/fuzz-server.log" 2>&1 &
 server=$!
 trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 1 120); do
