@@ -1,0 +1,10 @@
+//! The Ghostworks load benchmark: a deterministic multi-tenant dataset loaded with COPY
+//! ([`dataset`]), an HTTP load harness with HDR histograms ([`load`]), its outputs
+//! ([`output`]), and the one-command report with the pgbench ceiling ([`report`]).
+//! docs/performance.md describes the method and holds the figures.
+
+pub mod dataset;
+pub mod load;
+pub mod output;
+pub mod report;
+pub mod stats;
