@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI container stage: build the images without any registry, run the hardened
-# stack (postgres + redis + migrate + api + nginx) and test it from outside.
+# stack (postgres + redis + migrate + api + worker + nginx, and a throwaway
+# SMTP sink for the worker) and test it from outside.
 #
 #   make containers            (or: scripts/ci/containers.sh)
 #
@@ -12,12 +13,14 @@
 #      reuses the base image and the build cache. Any other docker engine on
 #      the machine is left alone.
 #   2. images: debootstrap'ed Debian 12 imported as ghostworks/debian:bookworm,
-#      then deploy/images/{postgres,redis,nginx,prometheus}.
+#      then deploy/images/{postgres,redis,nginx,prometheus,smtp-sink}.
 #   3. the ghostworks image: `cargo build --release -p ghostworks` on the host,
 #      packaged by deploy/Dockerfile.prebuilt.
 #   4. the stack: docker-compose.yml + docker-compose.prod.yml +
 #      docker-compose.ci.yml, throwaway secrets, GHOSTWORKS_ENV=production.
-#   5. acceptance through nginx on 127.0.0.1; 6. isolation and hardening;
+#   5. acceptance through nginx on 127.0.0.1 (register -> the worker mails the
+#      verification link to the sink -> verify through nginx -> login ...);
+#   6. isolation and hardening (api and worker), the worker's graceful stop;
 #   7. teardown (also on failure or Ctrl-C): `down -v`, stop dockerd, put
 #      back the host's firewall state. PASS/FAIL summary; the results also go
 #      to target/ci/containers.json (and the image size into target/ci/build.json).
@@ -44,6 +47,7 @@ export POSTGRES_IMAGE=ghostworks/postgres:15
 export REDIS_IMAGE=ghostworks/redis:7
 export NGINX_IMAGE=ghostworks/nginx:1.22
 export PROMETHEUS_IMAGE=ghostworks/prometheus:2
+export SMTP_SINK_IMAGE=ghostworks/smtp-sink:bookworm
 export GHOSTWORKS_IMAGE=ghostworks:ci
 export GHOSTWORKS_FRONTEND_SUBNET="${SUBNET_PREFIX}.87.0/24"
 export GHOSTWORKS_NGINX_IP="${SUBNET_PREFIX}.87.10"
@@ -432,7 +436,8 @@ build_image "$POSTGRES_IMAGE" "$ROOT/deploy/images/postgres"
 build_image "$REDIS_IMAGE" "$ROOT/deploy/images/redis"
 build_image "$NGINX_IMAGE" "$ROOT/deploy/images/nginx"
 build_image "$PROMETHEUS_IMAGE" "$ROOT/deploy/images/prometheus"
-pass "service images built (postgres, redis, nginx, prometheus)"
+build_image "$SMTP_SINK_IMAGE" "$ROOT/deploy/images/smtp-sink"
+pass "service images built (postgres, redis, nginx, prometheus, smtp-sink)"
 check "prometheus image runs" docker run --rm --network none "$PROMETHEUS_IMAGE" --version
 
 # ---------------------------------------------------------------------------
@@ -477,19 +482,31 @@ mkdir -m 0700 "$GHOSTWORKS_SECRETS_DIR"
 rand() { head -c 32 /dev/urandom | od -An -vtx1 | tr -d ' \n'; }
 pg_password="$(rand)"
 api_password="$(rand)"
+worker_password="$(rand)"
 jwt_secret="$(rand)"
 printf '%s' "$jwt_secret" >"$GHOSTWORKS_SECRETS_DIR/jwt_secret"
 printf '%s' "$pg_password" >"$GHOSTWORKS_SECRETS_DIR/postgres_password"
 printf '%s' "$api_password" >"$GHOSTWORKS_SECRETS_DIR/api_db_password"
+printf '%s' "$worker_password" >"$GHOSTWORKS_SECRETS_DIR/worker_db_password"
 printf '%s' "postgres://ghostworks:$pg_password@postgres:5432/ghostworks" >"$GHOSTWORKS_SECRETS_DIR/database_admin_url"
 printf '%s' "postgres://ghostworks_api:$api_password@postgres:5432/ghostworks" >"$GHOSTWORKS_SECRETS_DIR/database_url"
+printf '%s' "postgres://ghostworks_worker_login:$worker_password@postgres:5432/ghostworks" >"$GHOSTWORKS_SECRETS_DIR/worker_database_url"
+# The sink in the worker's network namespace (docker-compose.ci.yml): plain
+# SMTP is allowed in production only to a relay on loopback. `localhost`, not
+# 127.0.0.1: the config check does not recognise an IP literal in an smtp://
+# URL as loopback (the url crate keeps hosts of non-special schemes opaque).
+printf '%s' "smtp://localhost:2525" >"$GHOSTWORKS_SECRETS_DIR/smtp_url"
 printf '%s' "redis://redis:6379/0" >"$GHOSTWORKS_SECRETS_DIR/redis_url"
 printf '%s' "$(rand)" >"$GHOSTWORKS_SECRETS_DIR/grafana_admin_password"
 chmod 0444 "$GHOSTWORKS_SECRETS_DIR"/*
 
-# The production settings template with its one CHANGE_ME filled in.
+# The production settings template with its CHANGE_ME values filled in.
 export GHOSTWORKS_ENV_FILE="$WORK/app.env"
-sed 's|^CORS_ORIGINS=.*|CORS_ORIGINS=https://app.ghostworks-ci.invalid|' "$ROOT/.env.production" >"$GHOSTWORKS_ENV_FILE"
+PUBLIC_URL=https://app.ghostworks-ci.invalid
+sed -e "s|^CORS_ORIGINS=.*|CORS_ORIGINS=$PUBLIC_URL|" \
+    -e "s|^PUBLIC_URL=.*|PUBLIC_URL=$PUBLIC_URL|" \
+    -e 's|^MAIL_FROM=.*|MAIL_FROM=Ghostworks CI <no-reply@ghostworks-ci.invalid>|' \
+    "$ROOT/.env.production" >"$GHOSTWORKS_ENV_FILE"
 if grep -v '^#' "$GHOSTWORKS_ENV_FILE" | grep -q CHANGE_ME; then
     die "env-file" ".env.production has CHANGE_ME values the stage does not fill in"
 fi
@@ -520,8 +537,10 @@ compose config -q >"$WORK/config.log" 2>&1 || { cat "$WORK/config.log"; die "com
 STACK_STARTED=1
 check "ghostworks config check (production, secrets as files)" \
     compose run --rm --no-deps -T api config check
+check "ghostworks config check --worker (production, secrets as files)" \
+    compose run --rm --no-deps -T worker config check --worker
 
-SERVICES=(postgres redis migrate api nginx)
+SERVICES=(postgres redis migrate api worker mailsink nginx)
 log "compose up ${SERVICES[*]}"
 # `up -d` waits for the depends_on conditions (postgres/redis healthy, migrate
 # completed, api healthy before nginx); `--wait` is not used because Compose
@@ -548,13 +567,13 @@ wait_healthy() { # SERVICE: healthy within 120 s
     log "$1 is '$state'"
     return 1
 }
-for s in postgres redis api nginx; do
+for s in postgres redis api worker mailsink nginx; do
     wait_healthy "$s" || die "healthy: $s" "never became healthy"
 done
 migrate_id="$(container_of migrate)"
 [ "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$migrate_id")" = "exited 0" ] \
     || die "migrate" "did not exit 0"
-pass "stack healthy: postgres, redis, api, nginx; migrate exited 0"
+pass "stack healthy: postgres, redis, api, worker, mailsink, nginx; migrate exited 0"
 
 # ---------------------------------------------------------------------------
 step "5. acceptance through nginx ($BASE)"
@@ -605,15 +624,56 @@ if [ "$STATUS" = 403 ] || [ "$STATUS" = 401 ]; then
 else
     fail "login refused before e-mail verification" "HTTP $STATUS"
 fi
-# No mail in CI: mark the account verified in the database (schema owner over
-# the container's local socket).
-verify_sql="UPDATE users SET is_verified = true WHERE email = '$email'"
-if compose exec -T postgres psql -v ON_ERROR_STOP=1 -U ghostworks -d ghostworks -tAc "$verify_sql" \
-    >"$WORK/psql.out" 2>&1 && grep -q '^UPDATE 1' "$WORK/psql.out"; then
-    pass "verify user with psql in the postgres container"
+# The registration queued an email.verification job in its transaction; the
+# worker sends it over SMTP to the sink, which prints each message as a JSON
+# line (deploy/images/smtp-sink/sink.py). Follow the link like a user would.
+mail_for() { # EMAIL: the sink's JSON line for the newest message to EMAIL
+    docker logs "$(container_of mailsink)" 2>/dev/null \
+        | jq -Rc --arg to "$1" 'fromjson? | select(.event == "message" and (.rcpt_to | index($to)))' \
+        | tail -n 1
+}
+mail_t0=$(date +%s)
+mail=""
+for _ in $(seq 1 120); do
+    mail="$(mail_for "$email")"
+    [ -z "$mail" ] || break
+    sleep 0.5
+done
+link="$(jq -r '[.links[] | select(contains("/verify-email?"))][0] // empty' <<<"${mail:-null}" 2>/dev/null || true)"
+verification_token=""
+[[ "$link" != *verification_token=* ]] || verification_token="${link##*verification_token=}"
+if [ -n "$verification_token" ]; then
+    pass "verification e-mail in the sink after $(($(date +%s) - mail_t0)) s: $(jq -r .subject <<<"$mail")"
 else
-    fail "verify user with psql in the postgres container" "$(cat "$WORK/psql.out")"
+    fail "verification e-mail in the sink" "no message to $email with a /verify-email link within 60 s: $(docker logs "$(container_of mailsink)" 2>&1 | tail -n 3 | tr '\n' ' ')"
 fi
+mail_is_well_formed() {
+    local from msgid
+    from="$(jq -r .mail_from <<<"$mail")"
+    msgid="$(jq -r .message_id <<<"$mail")"
+    echo "link=$link from=$from message-id=$msgid"
+    # The link opens the web app (PUBLIC_URL); the envelope sender is MAIL_FROM;
+    # the Message-ID is <job-id@sender-domain> (docs/worker.md).
+    [ "${link%%\?*}" = "$PUBLIC_URL/verify-email" ] \
+        && [ "$from" = no-reply@ghostworks-ci.invalid ] \
+        && [[ "$msgid" =~ ^\<[0-9a-f-]{36}@ghostworks-ci\.invalid\>$ ]]
+}
+check "e-mail: link to PUBLIC_URL/verify-email, sender MAIL_FROM, Message-ID of the job" mail_is_well_formed
+req POST "/api/v1/auth/verify-email?verification_token=$verification_token"
+expect "verify the account with the e-mailed token through nginx" 200
+req POST "/api/v1/auth/verify-email?verification_token=$verification_token"
+expect "the e-mailed token is single-use" 400
+# The job in the queue: succeeded at its first attempt. Read as the schema
+# owner over the postgres container's local socket (a superuser: RLS on jobs
+# does not hide rows from it), and with `ghostworks jobs` as the worker's login.
+job_state() {
+    compose exec -T postgres psql -v ON_ERROR_STOP=1 -U ghostworks -d ghostworks -tAc \
+        "SELECT j.status || ' ' || j.attempts FROM jobs j JOIN users u ON j.payload->>'user_id' = u.id::text
+         WHERE j.kind = 'email.verification' AND u.email = '$email'"
+}
+check "jobs: the verification job succeeded at its first attempt" test "$(job_state 2>&1)" = "succeeded 1"
+jobs_list_shows_it() { compose exec -T worker ghostworks jobs list --status succeeded | grep 'email.verification'; }
+check "ghostworks jobs list (as the worker's login) shows it" jobs_list_shows_it
 req POST /api/v1/auth/login "{\"email\":\"$email\",\"password\":\"$password\"}"
 expect "login" 200
 token="$(jq -r '.access_token // empty' <<<"$BODY" 2>/dev/null || true)"
@@ -666,28 +726,69 @@ check_fails "frontend probe cannot resolve postgres" probe '</dev/tcp/postgres/5
 check "api reaches postgres:5432 and redis:6379" \
     compose exec -T api bash -c '</dev/tcp/postgres/5432 && </dev/tcp/redis/6379'
 
-api_id="$(container_of api)"
-check "api runs as 1001:1001" test "$(docker inspect -f '{{.Config.User}}' "$api_id")" = 1001:1001
-check "api ReadonlyRootfs" test "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$api_id")" = true
-for s in api migrate postgres redis nginx; do
+# The worker: backend (PostgreSQL) and egress (the mail relay) only, nothing
+# published, :8001 unreachable from the frontend network.
+worker_id="$(container_of worker)"
+check "worker publishes no ports" test -z "$(docker inspect -f '{{range $p, $b := .HostConfig.PortBindings}}{{$p}} {{end}}' "$worker_id")"
+check "worker is attached to backend and egress only" \
+    test "$(docker inspect -f '{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}' "$worker_id")" = "$backend_net ${PROJECT}_egress "
+check "egress network holds the worker only" \
+    test "$(docker network inspect -f '{{range $_, $c := .Containers}}{{$c.Name}} {{end}}' "${PROJECT}_egress")" = "$(docker inspect -f '{{.Name}}' "$worker_id" | tr -d /) "
+worker_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$backend_net\").IPAddress}}" "$worker_id")"
+check_fails "frontend probe cannot reach the worker $worker_ip:8001" probe "</dev/tcp/$worker_ip/8001"
+check "worker reaches postgres:5432" compose exec -T worker bash -c '</dev/tcp/postgres/5432'
+# /metrics over bash's /dev/tcp (the runtime image has no HTTP client).
+worker_metrics() {
+    compose exec -T worker bash -c 'exec 3<>/dev/tcp/127.0.0.1/8001
+        printf "GET /metrics HTTP/1.0\r\nHost: worker\r\n\r\n" >&3; cat <&3'
+}
+metrics_count_the_email() {
+    worker_metrics | grep -E '^ghostworks_jobs_succeeded_total\{kind="email.verification"\} [1-9]'
+}
+check "worker /metrics counts the delivered verification e-mail" metrics_count_the_email
+
+for s in api worker; do
+    id="$(container_of "$s")"
+    check "$s runs as 1001:1001" test "$(docker inspect -f '{{.Config.User}}' "$id")" = 1001:1001
+    check "$s ReadonlyRootfs" test "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$id")" = true
+done
+check "mailsink runs as 65534 on a read-only root" \
+    test "$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}' "$(container_of mailsink)")" = "65534:65534 true"
+for s in api worker mailsink migrate postgres redis nginx; do
     id="$(container_of "$s")"
     check "$s: CapDrop ALL, no-new-privileges" \
         test "$(docker inspect -f '{{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}}' "$id")" = '["ALL"] ["no-new-privileges:true"]'
 done
-check "api process: uid 1001, no capabilities" compose exec -T api bash -c \
-    'test "$(id -u):$(id -g)" = 1001:1001 && grep -q "^CapEff:[[:space:]]*0000000000000000$" /proc/1/status'
-check_fails "writing to / inside api fails" compose exec -T api bash -c 'echo x > /ci-write-probe'
+for s in api worker; do
+    check "$s process: uid 1001, no capabilities" compose exec -T "$s" bash -c \
+        'test "$(id -u):$(id -g)" = 1001:1001 && grep -q "^CapEff:[[:space:]]*0000000000000000$" /proc/1/status'
+    check_fails "writing to / inside $s fails" compose exec -T "$s" bash -c 'echo x > /ci-write-probe'
+done
 check "api reads its secrets from files" compose exec -T api bash -c \
     'test -s /run/secrets/jwt_secret && test -s /run/secrets/database_url && test -z "${JWT_SECRET_KEY:-}${DATABASE_URL:-}"'
+check "worker reads its own secrets from files" compose exec -T worker bash -c \
+    'test -s /run/secrets/worker_database_url && test -s /run/secrets/smtp_url && test -z "${DATABASE_URL:-}${SMTP_URL:-}"'
+check "worker has none of the api's secrets" compose exec -T worker bash -c \
+    'for f in jwt_secret redis_url database_url database_admin_url; do test ! -e /run/secrets/$f || exit 1; done
+     test -z "${JWT_SECRET_KEY_FILE:-}${REDIS_URL_FILE:-}${DATABASE_ADMIN_URL_FILE:-}"'
 no_secret_in_inspect() {
     local s
-    for s in "$jwt_secret" "$pg_password" "$api_password"; do
-        docker inspect "$(container_of api)" "$(container_of postgres)" "$(container_of migrate)" | grep -q "$s" && return 1
+    for s in "$jwt_secret" "$pg_password" "$api_password" "$worker_password"; do
+        docker inspect "$(container_of api)" "$(container_of postgres)" "$(container_of migrate)" \
+            "$(container_of worker)" "$(container_of mailsink)" | grep -q "$s" && return 1
     done
     return 0
 }
 check "no secret value in docker inspect" no_secret_in_inspect
 check_fails "seed --demo refused in production" compose run --rm --no-deps -T migrate seed --demo
+
+# SIGTERM: the worker stops claiming, finishes what is in flight and exits 0
+# well within its grace period (90 s in docker-compose.yml).
+stop_t0=$(date +%s)
+compose stop -t 90 worker >"$WORK/stop.log" 2>&1 || true
+stop_secs=$(($(date +%s) - stop_t0))
+check "worker exits 0 on SIGTERM (graceful, ${stop_secs} s)" \
+    test "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$worker_id")" = "exited 0"
 
 # ---------------------------------------------------------------------------
 step "7. done"

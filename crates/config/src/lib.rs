@@ -615,7 +615,12 @@ fn valid_mailbox(v: &str) -> bool {
 
 fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
+        // Non-special schemes such as smtp:// keep IP literals as opaque domain text.
+        Some(url::Host::Domain(d)) => {
+            d == "localhost"
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -983,6 +988,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("SMTP_URL: missing"));
+    }
+
+    #[test]
+    fn loopback_relays_are_recognised_in_any_scheme() {
+        for (u, expected) in [
+            ("smtp://127.0.0.1:2525", true),
+            ("smtp://localhost:25", true),
+            ("smtp://[::1]:25", true),
+            ("smtp://10.0.0.5:25", false),
+            ("smtp://mail.example.com:25", false),
+        ] {
+            assert_eq!(
+                is_loopback_host(&url::Url::parse(u).unwrap()),
+                expected,
+                "{u}"
+            );
+        }
     }
 
     #[test]

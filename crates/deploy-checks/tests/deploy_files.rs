@@ -24,6 +24,9 @@ const PROD_SECRETS: &[&str] = &[
     "redis_url",
     "postgres_password",
     "api_db_password",
+    "worker_database_url",
+    "worker_db_password",
+    "smtp_url",
     "grafana_admin_password",
 ];
 
@@ -41,7 +44,15 @@ const SECRET_VARS: &[&str] = &[
     "DATABASE_URL",
     "DATABASE_ADMIN_URL",
     "REDIS_URL",
+    "SMTP_URL",
 ];
+
+/// Secrets the worker must neither read nor have mounted: it needs its own database login and
+/// the SMTP relay, nothing of the API's (docs/worker.md, crates/config `WorkerConfig`).
+const NOT_FOR_THE_WORKER: &[&str] = &["JWT_SECRET_KEY", "REDIS_URL", "DATABASE_ADMIN_URL"];
+
+/// SIGTERM lets the worker finish the jobs in flight (an e-mail attempt ends within 45 s).
+const WORKER_MIN_GRACE_SECONDS: u64 = 60;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Stack {
@@ -241,10 +252,94 @@ fn depends_condition<'a>(svc: &'a Value, on: &str) -> Option<&'a str> {
     svc["depends_on"][on]["condition"].as_str()
 }
 
+/// A service running the Ghostworks binary: its image repository is `ghostworks` (e.g.
+/// `ghostworks:local`, `registry.example.com/ghostworks:1.2`), or it is built from
+/// deploy/Dockerfile. Helper images named `ghostworks/<something>` are not.
 fn is_ghostworks_service(svc: &Value) -> bool {
     let image = svc["image"].as_str().unwrap_or("");
+    let repo = image.split('@').next().unwrap_or("");
+    let last = repo.rsplit('/').next().unwrap_or("");
+    let name = last.split(':').next().unwrap_or("");
     let dockerfile = svc["build"]["dockerfile"].as_str().unwrap_or("");
-    image.contains("ghostworks") || dockerfile.ends_with("deploy/Dockerfile")
+    name == "ghostworks" || dockerfile.ends_with("deploy/Dockerfile")
+}
+
+/// A Compose duration ("90s", "1m30s", "2m", "1h") in whole seconds.
+fn compose_duration_secs(d: &str) -> Option<u64> {
+    let (mut total, mut num) = (0f64, String::new());
+    for ch in d.trim().chars() {
+        if ch.is_ascii_digit() || ch == '.' {
+            num.push(ch);
+            continue;
+        }
+        let n: f64 = num.parse().ok()?;
+        num.clear();
+        total += n * match ch {
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return None,
+        };
+    }
+    if !num.is_empty() {
+        total += num.parse::<f64>().ok()?;
+    }
+    Some(total as u64)
+}
+
+/// The `*_FILE` variables of a service that are set (an empty value unsets one).
+fn file_vars(svc: &Value) -> BTreeMap<String, String> {
+    svc["environment"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let v = v.as_str()?.trim();
+            (k.ends_with("_FILE") && !v.is_empty()).then(|| (k.clone(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The worker in every stack that runs the application: start-up order, a health check of
+/// its own port, a grace period for the jobs in flight, no dependency on Redis.
+fn worker_rules(model: &Value, v: &mut Vec<String>) {
+    let w = &model["services"]["worker"];
+    if w.is_null() {
+        v.push("worker service missing".into());
+        return;
+    }
+    if str_list(&w["command"]) != ["worker"] {
+        v.push(format!(
+            "worker: command must be [\"worker\"] (is {})",
+            w["command"]
+        ));
+    }
+    for (dep, want) in [
+        ("postgres", "service_healthy"),
+        ("migrate", "service_completed_successfully"),
+    ] {
+        if depends_condition(w, dep) != Some(want) {
+            v.push(format!(
+                "worker: depends_on {dep} must have condition {want} (has {:?})",
+                depends_condition(w, dep)
+            ));
+        }
+    }
+    if !w["depends_on"]["redis"].is_null() {
+        v.push("worker: must not depend on redis (it uses none)".into());
+    }
+    let test = w["healthcheck"]["test"].to_string();
+    if !test.contains("healthcheck") || !test.contains(":8001/health") {
+        v.push(format!(
+            "worker: healthcheck must run `ghostworks healthcheck --url http://127.0.0.1:8001/health` (is {test})"
+        ));
+    }
+    match w["stop_grace_period"].as_str().and_then(compose_duration_secs) {
+        Some(secs) if secs >= WORKER_MIN_GRACE_SECONDS => {}
+        other => v.push(format!(
+            "worker: stop_grace_period must be at least {WORKER_MIN_GRACE_SECONDS}s so SIGTERM lets jobs in flight finish (is {other:?} s)"
+        )),
+    }
 }
 
 fn compose_rules(stack: Stack, model: &Value) -> Vec<String> {
@@ -340,6 +435,7 @@ fn compose_rules(stack: Stack, model: &Value) -> Vec<String> {
         if depends_condition(migrate, "postgres") != Some("service_healthy") {
             v.push("migrate: depends_on postgres must have condition service_healthy".into());
         }
+        worker_rules(model, &mut v);
     }
 
     if stack == Stack::Prod {
@@ -353,7 +449,7 @@ fn prod_rules(model: &Value, svcs: &[(&str, &Value)], v: &mut Vec<String>) {
         .iter()
         .filter(|(_, s)| is_ghostworks_service(s))
         .collect();
-    for needed in ["api", "migrate"] {
+    for needed in ["api", "migrate", "worker"] {
         if !ghostworks.iter().any(|(n, _)| *n == needed) {
             v.push(format!("{needed}: not recognised as a ghostworks service"));
         }
@@ -382,6 +478,10 @@ fn prod_rules(model: &Value, svcs: &[(&str, &Value)], v: &mut Vec<String>) {
                 s["user"]
             ));
         }
+        // Only nginx (and the dashboards, on loopback) face the outside.
+        if s["ports"].as_array().is_some_and(|p| !p.is_empty()) {
+            v.push(format!("{name}: must not publish ports in production"));
+        }
 
         // Secrets only as mounted files, referenced through *_FILE.
         let env = s["environment"].as_object().cloned().unwrap_or_default();
@@ -404,24 +504,97 @@ fn prod_rules(model: &Value, svcs: &[(&str, &Value)], v: &mut Vec<String>) {
                 })
             })
             .collect();
-        for (var, val) in &env {
-            if let (true, Some(path)) = (var.ends_with("_FILE"), val.as_str()) {
-                if !targets.contains(path) {
-                    v.push(format!(
-                        "{name}: {var}={path} is not a secret mounted into the service"
-                    ));
-                }
+        // An empty *_FILE unsets the variable (e.g. the worker's copy of the shared env file).
+        for (var, path) in &file_vars(s) {
+            if !targets.contains(path) {
+                v.push(format!(
+                    "{name}: {var}={path} is not a secret mounted into the service"
+                ));
             }
         }
         let required: &[&str] = match *name {
             "api" => &["DATABASE_URL_FILE", "REDIS_URL_FILE", "JWT_SECRET_KEY_FILE"],
             "migrate" => &["DATABASE_ADMIN_URL_FILE"],
+            "worker" => &["DATABASE_URL_FILE", "SMTP_URL_FILE"],
             _ => &[],
         };
         for var in required {
-            if !env.contains_key(*var) {
+            if !file_vars(s).contains_key(*var) {
                 v.push(format!("{name}: {var} missing"));
             }
+        }
+    }
+
+    // The worker: its own login and the mail relay, nothing of the API's; not reachable from
+    // the frontend network, and time for the jobs in flight when stopped.
+    let worker = &model["services"]["worker"];
+    let api = &model["services"]["api"];
+    if !worker.is_null() {
+        let wf = file_vars(worker);
+        for var in NOT_FOR_THE_WORKER {
+            if wf.contains_key(&format!("{var}_FILE")) || worker["environment"][*var].is_string() {
+                v.push(format!(
+                    "worker: {var} is set; the worker must not get the API's secrets"
+                ));
+            }
+        }
+        let api_db = file_vars(api).get("DATABASE_URL_FILE").cloned();
+        if api_db.is_some() && wf.get("DATABASE_URL_FILE") == api_db.as_ref() {
+            v.push("worker: DATABASE_URL_FILE is the API's login; the worker needs its own (a member of ghostworks_worker)".into());
+        }
+        let secret_sources = |svc: &Value| -> BTreeSet<String> {
+            svc["secrets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x["source"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let worker_secrets = secret_sources(worker);
+        for shared in secret_sources(api).intersection(&worker_secrets) {
+            v.push(format!(
+                "worker: mounts secret {shared}, which the api uses; each process gets only its own"
+            ));
+        }
+        // The schema owner's URL (what migrate reads as DATABASE_ADMIN_URL_FILE).
+        let migrate = &model["services"]["migrate"];
+        if let Some(admin_path) = file_vars(migrate).get("DATABASE_ADMIN_URL_FILE") {
+            let admin_secret = migrate["secrets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["target"].as_str() == Some(admin_path.as_str()))
+                .and_then(|x| x["source"].as_str());
+            if let Some(src) = admin_secret.filter(|src| worker_secrets.contains(*src)) {
+                v.push(format!("worker: mounts the schema owner's secret {src}"));
+            }
+        }
+        let frontend = worker["networks"]
+            .as_object()
+            .is_some_and(|n| n.contains_key("frontend"));
+        if frontend {
+            v.push("worker: must not be attached to the frontend network".into());
+        }
+        if worker["network_mode"].is_string() {
+            v.push("worker: network_mode bypasses the compose networks".into());
+        }
+    }
+
+    // Every other service too: no capabilities, no privilege escalation.
+    for (name, s) in svcs.iter().filter(|(_, s)| !is_ghostworks_service(s)) {
+        if !str_list(&s["cap_drop"]).contains(&"ALL") {
+            v.push(format!("{name}: cap_drop must contain ALL"));
+        }
+        if !str_list(&s["security_opt"])
+            .iter()
+            .any(|o| *o == "no-new-privileges:true" || *o == "no-new-privileges")
+        {
+            v.push(format!(
+                "{name}: security_opt must contain no-new-privileges:true"
+            ));
+        }
+        if s["privileged"] == true {
+            v.push(format!("{name}: must not be privileged"));
         }
     }
 
@@ -778,6 +951,12 @@ fn k8s_rules(docs: &[Value]) -> (String, String, Vec<String>) {
         }
     }
 
+    // The worker Deployment.
+    match find(docs, "Deployment", "ghostworks-worker") {
+        None => v.push("Deployment ghostworks-worker missing".into()),
+        Some(dep) => worker_k8s_rules(docs, dep, &image, &mut v),
+    }
+
     // Service, Ingress (no /metrics), PodDisruptionBudget.
     if find(docs, "Service", "ghostworks-api").is_none() {
         v.push("Service ghostworks-api missing".into());
@@ -801,12 +980,158 @@ fn k8s_rules(docs: &[Value]) -> (String, String, Vec<String>) {
             }
         }
     }
-    if of_kind(docs, "PodDisruptionBudget").next().is_none() {
-        v.push("PodDisruptionBudget missing".into());
+    for component in ["api", "worker"] {
+        let labels = pod_labels(docs, component);
+        let covered = of_kind(docs, "PodDisruptionBudget")
+            .any(|pdb| !labels.is_empty() && selects(&pdb["spec"]["selector"], &labels));
+        if !covered {
+            v.push(format!(
+                "PodDisruptionBudget missing for the {component} pods"
+            ));
+        }
     }
 
     network_policy_rules(docs, &mut v);
     (ns, image, v)
+}
+
+/// The pod template labels of the Deployment/Job whose pods have this component label.
+fn pod_labels(docs: &[Value], component: &str) -> BTreeMap<String, String> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "Job")
+        .map(|d| &d["spec"]["template"]["metadata"]["labels"])
+        .find(|l| l["app.kubernetes.io/component"] == component)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a label selector (matchLabels and matchExpressions) matches `labels`.
+fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, want)| labels.get(k).map(String::as_str) == want.as_str());
+    let exprs_ok = selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = e["key"].as_str().unwrap_or("");
+            let values = str_list(&e["values"]);
+            let have = labels.get(key);
+            match e["operator"].as_str() {
+                Some("In") => have.is_some_and(|h| values.contains(&h.as_str())),
+                Some("NotIn") => have.is_none_or(|h| !values.contains(&h.as_str())),
+                Some("Exists") => have.is_some(),
+                Some("DoesNotExist") => have.is_none(),
+                _ => false,
+            }
+        });
+    labels_ok && exprs_ok
+}
+
+fn probe_port_is(probe: &Value, port: u64, name: &str) -> bool {
+    ["httpGet", "tcpSocket", "grpc"]
+        .iter()
+        .map(|k| &probe[*k]["port"])
+        .any(|p| p.as_u64() == Some(port) || p.as_str() == Some(name))
+}
+
+/// The worker: same image, `worker`, probes on its own port, time for the jobs in flight, its
+/// own Secret with its own login and the SMTP relay and nothing of the API's, reachable by no
+/// routed Service.
+fn worker_k8s_rules(docs: &[Value], dep: &Value, api_image: &str, v: &mut Vec<String>) {
+    let pod = &dep["spec"]["template"]["spec"];
+    pod_rules("Deployment ghostworks-worker", pod, v);
+    let c = &pod["containers"][0];
+    if c["image"].as_str().unwrap_or("") != api_image {
+        v.push("worker Deployment and api Deployment must use the same image".into());
+    }
+    if str_list(&c["args"]) != ["worker"] && str_list(&c["command"]) != ["worker"] {
+        v.push("worker container must run `worker`".into());
+    }
+    let port_8001 = c["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["containerPort"] == 8001);
+    if !port_8001 {
+        v.push("worker container must declare containerPort 8001 (metrics, health)".into());
+    }
+    let ready = &c["readinessProbe"]["httpGet"];
+    if ready["path"] != "/health" || !(ready["port"] == 8001 || ready["port"] == "metrics") {
+        v.push(format!(
+            "worker readinessProbe must GET /health on port 8001 (is {ready})"
+        ));
+    }
+    if !probe_port_is(&c["livenessProbe"], 8001, "metrics") {
+        v.push("worker livenessProbe must probe port 8001".into());
+    }
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+    if grace < WORKER_MIN_GRACE_SECONDS {
+        v.push(format!(
+            "worker terminationGracePeriodSeconds must be at least {WORKER_MIN_GRACE_SECONDS} (is {grace}): SIGTERM lets jobs in flight finish"
+        ));
+    }
+    let names = env_names(c);
+    for var in ["DATABASE_URL_FILE", "SMTP_URL_FILE"] {
+        if !names.contains(var) {
+            v.push(format!("worker container: {var} missing"));
+        }
+    }
+    for var in NOT_FOR_THE_WORKER {
+        let file = format!("{var}_FILE");
+        if names.contains(var) || names.contains(file.as_str()) {
+            v.push(format!(
+                "worker container: {var} is set; the worker must not get the API's secrets"
+            ));
+        }
+    }
+    // Its Secret volumes are not those of the api or the migrate Job.
+    let secret_names = |pod: &Value| -> BTreeSet<String> {
+        pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|vol| vol["secret"]["secretName"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mine = secret_names(pod);
+    for (kind, name) in [
+        ("Deployment", "ghostworks-api"),
+        ("Job", "ghostworks-migrate"),
+    ] {
+        if let Some(other) = find(docs, kind, name) {
+            for shared in mine.intersection(&secret_names(&other["spec"]["template"]["spec"])) {
+                v.push(format!(
+                    "worker mounts Secret {shared}, which {kind} {name} uses; the worker gets its own"
+                ));
+            }
+        }
+    }
+    if dep["spec"]["replicas"].as_i64().unwrap_or(1) < 1 {
+        v.push("worker replicas must be at least 1".into());
+    }
+    // Nothing routes to the worker: at most a headless Service (metrics discovery).
+    let labels = pod_labels(docs, "worker");
+    for svc in of_kind(docs, "Service") {
+        let sel = serde_json::json!({ "matchLabels": svc["spec"]["selector"] });
+        if svc["spec"]["selector"].is_object()
+            && selects(&sel, &labels)
+            && svc["spec"]["clusterIP"] != "None"
+        {
+            v.push(format!(
+                "Service {} routes to the worker pods; only a headless (clusterIP: None) metrics Service may select them",
+                svc["metadata"]["name"]
+            ));
+        }
+    }
 }
 
 fn env_names(container: &Value) -> BTreeSet<&str> {
@@ -934,6 +1259,33 @@ fn path_in_secret_mount(c: &Value, volumes: &BTreeMap<&str, &Value>, path: &str)
     })
 }
 
+const SMTP_SUBMISSION: i64 = 587;
+const SMTPS: i64 = 465;
+
+/// The egress ports the policies open for the pods with this component label.
+fn egress_ports_for(docs: &[Value], component: &str) -> BTreeSet<i64> {
+    let labels = pod_labels(docs, component);
+    let mut ports = BTreeSet::new();
+    if labels.is_empty() {
+        return ports;
+    }
+    for p in of_kind(docs, "NetworkPolicy") {
+        if !selects(&p["spec"]["podSelector"], &labels) {
+            continue;
+        }
+        for rule in p["spec"]["egress"].as_array().into_iter().flatten() {
+            ports.extend(
+                rule["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|pt| pt["port"].as_i64()),
+            );
+        }
+    }
+    ports
+}
+
 fn network_policy_rules(docs: &[Value], v: &mut Vec<String>) {
     let policies: Vec<&Value> = of_kind(docs, "NetworkPolicy").collect();
     if policies.is_empty() {
@@ -1024,12 +1376,47 @@ fn network_policy_rules(docs: &[Value], v: &mut Vec<String>) {
     }
     let unexpected: Vec<_> = egress_ports
         .iter()
-        .filter(|p| ![53, 5432, 6379].contains(*p))
+        .filter(|p| ![53, 5432, 6379, SMTP_SUBMISSION, SMTPS].contains(*p))
         .collect();
     if !unexpected.is_empty() {
         v.push(format!(
             "NetworkPolicy: unexpected egress ports {unexpected:?}"
         ));
+    }
+
+    // Per component: the worker reaches PostgreSQL and the mail relay, never Redis; only the
+    // worker reaches the mail relay; the worker admits no ingress.
+    let worker = egress_ports_for(docs, "worker");
+    if !pod_labels(docs, "worker").is_empty() {
+        if !worker.contains(&5432) {
+            v.push("NetworkPolicy: no egress rule lets the worker reach PostgreSQL (5432)".into());
+        }
+        if !worker.contains(&SMTP_SUBMISSION) && !worker.contains(&SMTPS) {
+            v.push(
+                "NetworkPolicy: no egress rule lets the worker reach the SMTP relay (587 or 465)"
+                    .into(),
+            );
+        }
+        if worker.contains(&6379) {
+            v.push("NetworkPolicy: the worker may reach Redis (6379); it uses none".into());
+        }
+        let labels = pod_labels(docs, "worker");
+        for p in &policies {
+            if p["spec"]["ingress"].is_array() && selects(&p["spec"]["podSelector"], &labels) {
+                v.push(format!(
+                    "NetworkPolicy {}: admits ingress to the worker pods",
+                    p["metadata"]["name"]
+                ));
+            }
+        }
+    }
+    for component in ["api", "migrate"] {
+        let ports = egress_ports_for(docs, component);
+        if ports.contains(&SMTP_SUBMISSION) || ports.contains(&SMTPS) {
+            v.push(format!(
+                "NetworkPolicy: the {component} pods may reach SMTP; only the worker sends mail"
+            ));
+        }
     }
 }
 
@@ -1091,6 +1478,47 @@ fn prometheus_config_and_rules() {
             .args(&rules),
         "promtool check rules",
     );
+    // The rules watch metrics the code really exports (per scrape job).
+    let exported = ExportedMetrics::load();
+    let mut v = Vec::new();
+    for f in &rules {
+        let name = f.strip_prefix(&root).unwrap().display().to_string();
+        for doc in yaml_docs(&std::fs::read_to_string(f).unwrap()).unwrap() {
+            for group in doc["groups"].as_array().into_iter().flatten() {
+                for rule in group["rules"].as_array().into_iter().flatten() {
+                    let what = rule["alert"]
+                        .as_str()
+                        .or(rule["record"].as_str())
+                        .unwrap_or("?");
+                    if let Some(expr) = rule["expr"].as_str() {
+                        v.extend(
+                            exported
+                                .violations(expr)
+                                .into_iter()
+                                .map(|e| format!("{name}: {what}: {e}")),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert_no_violations("prometheus rules", &v);
+    // Every Ghostworks scrape job in prometheus.yml is one whose metrics are checked above.
+    let config =
+        yaml_docs(&std::fs::read_to_string(root.join("deploy/prometheus/prometheus.yml")).unwrap())
+            .unwrap();
+    let jobs: BTreeSet<&str> = config[0]["scrape_configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["job_name"].as_str())
+        .collect();
+    for (job, _) in METRIC_SOURCES {
+        assert!(
+            jobs.contains(job),
+            "prometheus.yml does not scrape job {job}: {jobs:?}"
+        );
+    }
     run_ok(
         Command::new(&promtool)
             .current_dir(&root)
@@ -1127,6 +1555,7 @@ fn grafana_dashboards_use_provisioned_datasources() {
         n.ends_with(".json")
     });
     assert!(!dashboards.is_empty(), "no Grafana dashboard JSON");
+    let exported = ExportedMetrics::load();
     let mut v = Vec::new();
     for f in &dashboards {
         let name = f.strip_prefix(&root).unwrap().display().to_string();
@@ -1165,8 +1594,321 @@ fn grafana_dashboards_use_provisioned_datasources() {
         if !uses_provisioned {
             v.push(format!("{name}: names no provisioned datasource"));
         }
+        v.extend(dashboard_layout_and_metrics(&name, &dash, &exported));
     }
     assert_no_violations("grafana dashboards", &v);
+}
+
+/// Every panel sits on the 24-column grid, and every query names only metrics the code
+/// really exports (for the job it selects).
+fn dashboard_layout_and_metrics(
+    name: &str,
+    dash: &Value,
+    exported: &ExportedMetrics,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut ids = BTreeSet::new();
+    for panel in dash["panels"].as_array().into_iter().flatten() {
+        let title = panel["title"].as_str().unwrap_or("?");
+        if let Some(id) = panel["id"].as_i64() {
+            if !ids.insert(id) {
+                v.push(format!("{name}: panel id {id} is used twice"));
+            }
+        }
+        let gp = &panel["gridPos"];
+        let field = |k: &str| gp[k].as_u64();
+        match (field("x"), field("y"), field("w"), field("h")) {
+            (Some(x), Some(_), Some(w), Some(h)) if w >= 1 && h >= 1 && x + w <= 24 => {}
+            _ => v.push(format!(
+                "{name}: panel {title:?}: gridPos must hold integers x, y, w, h with 1 <= w, x + w <= 24 (is {gp})"
+            )),
+        }
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = t["expr"].as_str() {
+                v.extend(
+                    exported
+                        .violations(expr)
+                        .into_iter()
+                        .map(|e| format!("{name}: panel {title:?}: {e}")),
+                );
+            }
+        }
+    }
+    v
+}
+
+/// The Rust sources that define each scrape job's metrics, to check dashboards and alert rules
+/// against: a metric is exported when its name appears as a string literal there.
+struct ExportedMetrics {
+    /// Scrape job -> the concatenated sources of the crate serving it.
+    by_job: BTreeMap<&'static str, String>,
+    /// Every crate's sources, for queries that name no Ghostworks job.
+    all: String,
+}
+
+/// Scrape jobs (deploy/prometheus/prometheus.yml) and the crate whose /metrics each scrapes.
+const METRIC_SOURCES: &[(&str, &str)] = &[
+    ("ghostworks-api", "crates/api/src"),
+    ("ghostworks-worker", "crates/worker/src"),
+];
+
+/// Aggregations, functions and keywords of PromQL (never metric names).
+const PROMQL_WORDS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+    "atan2",
+];
+
+impl ExportedMetrics {
+    fn load() -> Self {
+        let root = repo_root();
+        let read_all = |dir: &Path| -> String {
+            files_under(dir, &|n| n.ends_with(".rs"))
+                .iter()
+                .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let by_job = METRIC_SOURCES
+            .iter()
+            .map(|(job, dir)| (*job, read_all(&root.join(dir))))
+            .collect();
+        // Every crate's src/ (not tests, and not this crate, whose tests name metrics).
+        let mut all = String::new();
+        for entry in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+            if entry.file_name() != "deploy-checks" {
+                all.push_str(&read_all(&entry.path().join("src")));
+            }
+        }
+        ExportedMetrics { by_job, all }
+    }
+
+    fn exports(src: &str, metric: &str) -> bool {
+        if metric == "up" || (metric.starts_with("process_") && src.contains("ProcessCollector")) {
+            return true;
+        }
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| metric.strip_suffix(suffix));
+        [Some(metric), base]
+            .into_iter()
+            .flatten()
+            .any(|m| src.contains(&format!("\"{m}\"")))
+    }
+
+    /// One line per metric in `expr` that its job's crate does not export.
+    fn violations(&self, expr: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        for (metric, jobs) in promql_metric_refs(expr) {
+            let known: Vec<&str> = jobs
+                .iter()
+                .map(String::as_str)
+                .filter(|j| self.by_job.contains_key(j))
+                .collect();
+            if known.is_empty() {
+                if !Self::exports(&self.all, &metric) {
+                    v.push(format!("metric {metric} is exported by no crate"));
+                }
+                continue;
+            }
+            for job in known {
+                if !Self::exports(&self.by_job[job], &metric) {
+                    v.push(format!("metric {metric} is not exported by job {job}"));
+                }
+            }
+        }
+        v
+    }
+}
+
+/// The metric names a PromQL expression selects, each with the values its `job` matcher
+/// allows (`job="a"` or `job=~"a|b"`; empty when it has none).
+fn promql_metric_refs(expr: &str) -> Vec<(String, Vec<String>)> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // Skips a bracketed group starting at chars[i] (one of `[{(`), quotes respected.
+    let skip_group = |mut i: usize, open: char, close: char| -> (usize, String) {
+        let start = i;
+        let mut depth = 0;
+        let mut quote = None;
+        while i < chars.len() {
+            let c = chars[i];
+            match quote {
+                Some(_) if c == '\\' => i += 1,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' || c == '`' => quote = Some(c),
+                None if c == open => depth += 1,
+                None if c == close => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return (i + 1, chars[start..=i].iter().collect());
+                    }
+                }
+                None => {}
+            }
+            i += 1;
+        }
+        (i, chars[start..].iter().collect())
+    };
+    let is_start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':';
+    let is_part = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '[' {
+            i = skip_group(i, '[', ']').0;
+        } else if c == '"' || c == '\'' {
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+        } else if c.is_ascii_digit() || c == '.' || c == '$' {
+            // Numbers (and durations such as 5m), Grafana variables.
+            i += 1;
+            while i < chars.len() && (is_part(chars[i]) || chars[i] == '.') {
+                i += 1;
+            }
+        } else if is_start(c) {
+            let start = i;
+            while i < chars.len() && is_part(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut j = i;
+            while j < chars.len() && chars[j].is_whitespace() {
+                j += 1;
+            }
+            let next = chars.get(j).copied();
+            if PROMQL_WORDS.contains(&word.as_str()) {
+                // `by (kind, le)` and friends list label names, not metrics.
+                if matches!(
+                    word.as_str(),
+                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
+                ) && next == Some('(')
+                {
+                    i = skip_group(j, '(', ')').0;
+                }
+            } else if next == Some('(') {
+                // A function call: its arguments are scanned as they come.
+            } else {
+                let mut jobs = Vec::new();
+                if next == Some('{') {
+                    let (end, matchers) = skip_group(j, '{', '}');
+                    i = end;
+                    jobs = job_matcher_values(&matchers);
+                }
+                out.push((word, jobs));
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The job values a `{...}` matcher list allows: `job="a"` -> [a], `job=~"a|b"` -> [a, b].
+fn job_matcher_values(matchers: &str) -> Vec<String> {
+    let inner = matchers.trim_start_matches('{').trim_end_matches('}');
+    for m in inner.split(',') {
+        let m = m.trim();
+        let Some(rest) = m.strip_prefix("job") else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let (regex, value) = if let Some(v) = rest.strip_prefix("=~") {
+            (true, v)
+        } else if let Some(v) = rest.strip_prefix('=') {
+            (false, v)
+        } else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"');
+        return if regex {
+            value.split('|').map(str::to_owned).collect()
+        } else {
+            vec![value.to_string()]
+        };
+    }
+    Vec::new()
+}
+
+#[test]
+fn promql_metric_references() {
+    assert_eq!(
+        promql_metric_refs(
+            r#"sum by (kind) (rate(ghostworks_jobs_succeeded_total{job="ghostworks-worker"}[$__rate_interval]))"#
+        ),
+        vec![(
+            "ghostworks_jobs_succeeded_total".into(),
+            vec!["ghostworks-worker".into()]
+        )]
+    );
+    assert_eq!(
+        promql_metric_refs(
+            r#"histogram_quantile(0.95, sum by (kind, le) (rate(x_bucket{job=~"a|b", kind!="y"}[5m]))) > 0.2"#
+        ),
+        vec![("x_bucket".into(), vec!["a".into(), "b".into()])]
+    );
+    assert_eq!(
+        promql_metric_refs(r#"absent(up{job="w"} == 1) or up offset 5m"#),
+        vec![("up".into(), vec!["w".into()]), ("up".into(), vec![])]
+    );
+    assert_eq!(
+        promql_metric_refs("a / on (instance) group_left (kind) b"),
+        vec![("a".into(), vec![]), ("b".into(), vec![])]
+    );
+}
+
+#[test]
+fn dashboard_rules_reject_broken_panels_and_unknown_metrics() {
+    let exported = ExportedMetrics::load();
+    let dash = serde_json::json!({"panels": [
+        {"id": 1, "title": "ok", "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8},
+         "targets": [{"expr": "sum(max by (kind) (ghostworks_jobs{job=\"ghostworks-worker\",status=\"queued\"}))"}]},
+        {"id": 2, "title": "broken grid", "gridPos": {"x": 6, "y": 0, "w": {"mode": "absolute"}, "h": "text"},
+         "targets": []},
+        {"id": 2, "title": "made-up metric", "gridPos": {"x": 12, "y": 0, "w": 12, "h": 8},
+         "targets": [{"expr": "max(ghostworks_jobs_queue_depth{job=\"ghostworks-worker\"})"}]},
+        {"id": 4, "title": "wrong job", "gridPos": {"x": 0, "y": 8, "w": 24, "h": 8},
+         "targets": [{"expr": "rate(http_requests_total{job=\"ghostworks-worker\"}[5m])"}]}
+    ]});
+    let v = dashboard_layout_and_metrics("test.json", &dash, &exported);
+    assert_eq!(v.len(), 4, "{v:#?}");
+    assert_flags(&v, "panel \"broken grid\": gridPos must hold integers");
+    assert_flags(&v, "panel id 2 is used twice");
+    assert_flags(
+        &v,
+        "metric ghostworks_jobs_queue_depth is not exported by job ghostworks-worker",
+    );
+    assert_flags(
+        &v,
+        "metric http_requests_total is not exported by job ghostworks-worker",
+    );
 }
 
 fn collect_datasources<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
@@ -1225,6 +1967,24 @@ fn compose_rules_reject_insecure_production_changes() {
         .as_object_mut()
         .unwrap()
         .remove("restart");
+    m["services"]["grafana"]["cap_drop"] = serde_json::json!([]);
+    let w = &mut m["services"]["worker"];
+    w["read_only"] = false.into();
+    w["user"] = "0:0".into();
+    w["cap_drop"] = serde_json::json!([]);
+    w["ports"] = serde_json::json!([{"target": 8001, "published": "8001"}]);
+    w["environment"]["JWT_SECRET_KEY_FILE"] = "/run/secrets/jwt_secret".into();
+    w["environment"]["SMTP_URL"] = "smtp://user:pw@relay.example.com:25".into();
+    w["environment"]["DATABASE_URL_FILE"] = "/run/secrets/database_url".into();
+    w["secrets"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"source": "jwt_secret", "target": "/run/secrets/jwt_secret"}));
+    w["stop_grace_period"] = "10s".into();
+    w["depends_on"]["migrate"]["condition"] = "service_started".into();
+    w["networks"]["frontend"] = Value::Null;
+    w["healthcheck"]["test"] =
+        serde_json::json!(["CMD", "/usr/local/bin/ghostworks", "healthcheck"]);
     let v = compose_rules(Stack::Prod, &m);
     for needle in [
         "api: JWT_SECRET_KEY is set as a plain value",
@@ -1238,6 +1998,19 @@ fn compose_rules_reject_insecure_production_changes() {
         "nginx: logging must rotate",
         "grafana: long-running service without a healthcheck",
         "prometheus: long-running service without a restart policy",
+        "grafana: cap_drop must contain ALL",
+        "worker: read_only must be true",
+        "worker: user must be",
+        "worker: cap_drop must contain ALL",
+        "worker: must not publish ports in production",
+        "worker: JWT_SECRET_KEY is set; the worker must not get the API's secrets",
+        "worker: mounts secret jwt_secret, which the api uses",
+        "worker: SMTP_URL is set as a plain value",
+        "worker: DATABASE_URL_FILE is the API's login",
+        "worker: stop_grace_period must be at least 60s",
+        "worker: depends_on migrate must have condition service_completed_successfully",
+        "worker: must not be attached to the frontend network",
+        "worker: healthcheck must run",
     ] {
         assert_flags(&v, needle);
     }
@@ -1248,6 +2021,33 @@ fn compose_rules_reject_insecure_production_changes() {
         &compose_rules(Stack::Prod, &m),
         "otelcol: has no healthcheck but another service waits",
     );
+}
+
+#[test]
+fn compose_durations() {
+    assert_eq!(compose_duration_secs("1m30s"), Some(90));
+    assert_eq!(compose_duration_secs("90s"), Some(90));
+    assert_eq!(compose_duration_secs("2m"), Some(120));
+    assert_eq!(compose_duration_secs("1h"), Some(3600));
+    assert_eq!(compose_duration_secs("1.5s"), Some(1));
+    assert_eq!(compose_duration_secs("soon"), None);
+}
+
+#[test]
+fn ghostworks_services_are_recognised_by_image_name() {
+    let svc = |image: &str| serde_json::json!({ "image": image });
+    assert!(is_ghostworks_service(&svc("ghostworks:local")));
+    assert!(is_ghostworks_service(&svc(
+        "registry.example.com:5000/team/ghostworks:1.2"
+    )));
+    assert!(is_ghostworks_service(&svc("ghostworks@sha256:abc")));
+    assert!(!is_ghostworks_service(&svc(
+        "ghostworks/smtp-sink:bookworm"
+    )));
+    assert!(!is_ghostworks_service(&svc("ghostworks/postgres:15")));
+    assert!(is_ghostworks_service(
+        &serde_json::json!({"image": "x", "build": {"dockerfile": "deploy/Dockerfile"}})
+    ));
 }
 
 #[test]
@@ -1281,6 +2081,7 @@ fn k8s_rules_reject_insecure_changes() {
     }));
     let (_, _, v) = k8s_rules(&docs);
     for needle in [
+        "PodDisruptionBudget missing for the worker pods",
         "readOnlyRootFilesystem must be true",
         "capabilities.drop must contain ALL",
         "readinessProbe must GET /health/ready",
@@ -1294,4 +2095,69 @@ fn k8s_rules_reject_insecure_changes() {
     ] {
         assert_flags(&v, needle);
     }
+}
+
+#[test]
+fn k8s_rules_reject_insecure_worker_changes() {
+    let mut docs = yaml_docs(&render_overlay("prod")).unwrap();
+    for d in docs.iter_mut() {
+        if d["kind"] == "Deployment" && d["metadata"]["name"] == "ghostworks-worker" {
+            let pod = &mut d["spec"]["template"]["spec"];
+            pod["terminationGracePeriodSeconds"] = 30.into();
+            pod["volumes"][0]["secret"]["secretName"] = "ghostworks-app".into();
+            let c = &mut pod["containers"][0];
+            c["args"] = serde_json::json!(["serve"]);
+            c["image"] = "registry.example.com/ghostworks:other".into();
+            c["readinessProbe"] = serde_json::json!({"tcpSocket": {"port": 8000}});
+            c["securityContext"]["readOnlyRootFilesystem"] = false.into();
+            let env = c["env"].as_array_mut().unwrap();
+            env.retain(|e| e["name"] != "SMTP_URL_FILE");
+            env.push(serde_json::json!({"name": "JWT_SECRET_KEY_FILE", "value": "/run/secrets/ghostworks/jwt_secret"}));
+            env.push(serde_json::json!({"name": "SMTP_URL", "value": "smtps://u:p@relay"}));
+        }
+        if d["kind"] == "Service" && d["metadata"]["name"] == "ghostworks-worker-metrics" {
+            d["spec"].as_object_mut().unwrap().remove("clusterIP");
+        }
+        if d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == "ghostworks-egress-smtp" {
+            // Open the relay to every ghostworks pod, not just the worker.
+            d["spec"]["podSelector"] =
+                serde_json::json!({"matchLabels": {"app.kubernetes.io/name": "ghostworks"}});
+        }
+        if d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == "ghostworks-egress-redis" {
+            d["spec"]["podSelector"] = serde_json::json!({"matchExpressions": [
+                {"key": "app.kubernetes.io/component", "operator": "In", "values": ["api", "worker"]}
+            ]});
+        }
+    }
+    let (_, _, v) = k8s_rules(&docs);
+    for needle in [
+        "worker terminationGracePeriodSeconds must be at least 60",
+        "worker mounts Secret ghostworks-app, which Deployment ghostworks-api uses",
+        "worker container must run `worker`",
+        "worker Deployment and api Deployment must use the same image",
+        "worker readinessProbe must GET /health on port 8001",
+        "Deployment ghostworks-worker container \"worker\": readOnlyRootFilesystem must be true",
+        "worker container: SMTP_URL_FILE missing",
+        "worker container: JWT_SECRET_KEY is set",
+        "Deployment ghostworks-worker container \"worker\": SMTP_URL has an inline value",
+        "Service \"ghostworks-worker-metrics\" routes to the worker pods",
+        "NetworkPolicy: the api pods may reach SMTP",
+        "NetworkPolicy: the worker may reach Redis (6379)",
+    ] {
+        assert_flags(&v, needle);
+    }
+
+    // Without the SMTP policy the worker cannot send; without the worker's PostgreSQL rule it
+    // cannot work at all.
+    let mut docs = yaml_docs(&render_overlay("prod")).unwrap();
+    docs.retain(|d| d["metadata"]["name"] != "ghostworks-egress-smtp");
+    for d in docs.iter_mut() {
+        if d["metadata"]["name"] == "ghostworks-egress-postgres" {
+            d["spec"]["podSelector"]["matchExpressions"][0]["values"] =
+                serde_json::json!(["api", "migrate"]);
+        }
+    }
+    let (_, _, v) = k8s_rules(&docs);
+    assert_flags(&v, "no egress rule lets the worker reach the SMTP relay");
+    assert_flags(&v, "no egress rule lets the worker reach PostgreSQL");
 }
