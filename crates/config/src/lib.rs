@@ -281,13 +281,7 @@ impl Config {
     /// Reads `KEY=VALUE` lines of an env file (comments and blank lines ignored; quotes
     /// stripped), on top of nothing else: the file alone must be a complete configuration.
     pub fn from_env_file(path: &Path) -> Result<Self, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![format!(
-                "--env-file: cannot read {} ({e})",
-                path.display()
-            )])
-        })?;
-        Self::from_vars(&parse_env_file(&text))
+        Self::from_vars(&read_env_file(path)?)
     }
 
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
@@ -633,13 +627,7 @@ impl WorkerConfig {
     }
 
     pub fn from_env_file(path: &Path) -> Result<Self, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![format!(
-                "--env-file: cannot read {} ({e})",
-                path.display()
-            )])
-        })?;
-        Self::from_vars(&parse_env_file(&text))
+        Self::from_vars(&read_env_file(path)?)
     }
 
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
@@ -799,6 +787,16 @@ pub fn redact_url(raw: &str) -> String {
         Ok(u) => u.to_string(),
         Err(_) => "***".into(),
     }
+}
+
+fn read_env_file(path: &Path) -> Result<HashMap<String, String>, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![format!(
+            "--env-file: cannot read {} ({e})",
+            path.display()
+        )])
+    })?;
+    Ok(parse_env_file(&text))
 }
 
 /// Parses the `KEY=VALUE` lines of an env file.
