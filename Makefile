@@ -1,6 +1,6 @@
 # Everyday commands. `make dev` runs Ghostworks locally; `make test` runs every gate CI runs
 # (lint, tests with coverage, security, containers, score); `make check` is the quick loop.
-.PHONY: setup dev check lint unit coverage security build containers score test
+.PHONY: setup dev check lint coverage security build load containers score test
 
 SHELL := /bin/bash
 CI_DIR := target/ci
@@ -36,6 +36,14 @@ build:
 	@mkdir -p $(CI_DIR)
 	scripts/ci/build.sh
 
+## A short load benchmark on a small dataset; its read-journey figures feed the score. The full
+## report (1M artifacts, about 10 minutes) is `ghostworks-bench report`: docs/performance.md.
+load: build
+	cargo build --release --quiet -p ghostworks-bench
+	target/release/ghostworks-bench report --workspaces 50 --artifacts 20000 --users 200 --pool 50 \
+	  --duration 5 --step-seconds 2 --steps 0.5,0.8,0.95 --pgbench-seconds 4 \
+	  --server-bin target/release/ghostworks --dir target/bench-ci
+
 containers: build
 	scripts/ci/containers.sh
 
@@ -46,7 +54,7 @@ score: build
 	  || echo "score: the grade would hold back an automatic deployment (see kiro_score.json)"
 
 ## Every gate, in CI's order.
-test: setup lint coverage build security containers score
+test: setup lint coverage build security load containers score
 
 ## Container stage helpers (the stage itself is `containers` above; see deploy/README.md).
 .PHONY: containers-stop containers-purge
