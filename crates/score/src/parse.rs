@@ -416,7 +416,7 @@ mod tests {
     use super::*;
 
     const CARGO_LOG: &str = "\
-   Compiling ghostworks-score v0.1.0 (/work/main/crates/score)
+   Compiling ghostworks-score v0.1.0 (/src/ghostworks/crates/score)
     Finished `test` profile [unoptimized + debuginfo] target(s) in 3.10s
      Running unittests src/lib.rs (target/debug/deps/ghostworks_score-0123abcd)
 
@@ -496,7 +496,7 @@ test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
 
     #[test]
     fn cargo_log_without_headers_counts_as_unit_and_ignores_build_script_runs() {
-        let log = "     Running `/work/target/debug/build/x-1/build-script-build`\n\
+        let log = "     Running `/src/ghostworks/target/debug/build/x-1/build-script-build`\n\
                    test result: ok. 7 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n";
         let t = cargo_test_log(log);
         assert_eq!((t.unit.total, t.unit.passed), (7, 7));
@@ -539,7 +539,7 @@ Nov 27 10:00:11.500 ERROR cargo_tarpaulin: Test failed during run
         let xml = r#"<?xml version="1.0"?>
 <!DOCTYPE coverage SYSTEM "http://cobertura.sourceforge.net/xml/coverage-04.dtd">
 <coverage lines-covered="750" lines-valid="1000" line-rate="0.75" branch-rate="0" version="1.9" timestamp="1">
-  <sources><source>/work/main</source></sources>
+  <sources><source>/src/ghostworks</source></sources>
   <packages><package name="crates/score" line-rate="0.5" branch-rate="0" complexity="0"/></packages>
 </coverage>"#;
         assert_eq!(cobertura(xml).unwrap(), 75.0);
