@@ -95,9 +95,6 @@ pub async fn register(state: &AppState, input: RegisterInput, origin: &Origin) -
         DbError::Conflict(_) => ApiError::Conflict("User with this email already exists".into()),
         other => other.into(),
     })?;
-    let job = kinds::verification_email(user.id);
-    let kind = job.kind();
-    ghostworks_worker::enqueue(&mut tx, job).await?;
     audit_event(
         &mut tx,
         None,
@@ -107,14 +104,36 @@ pub async fn register(state: &AppState, input: RegisterInput, origin: &Origin) -
         origin,
     )
     .await?;
-    tx.commit().await?;
+    commit_with_job(state, tx, Some(kinds::verification_email(user.id))).await?;
     state.metrics().registrations.inc();
-    state
-        .metrics()
-        .jobs_enqueued
-        .with_label_values(&[kind])
-        .inc();
     Ok(user)
+}
+
+/// Queues `job` (if any) in `tx` and commits; the job is counted only once the commit made it
+/// real, and not when its idempotency key already had it queued.
+async fn commit_with_job(
+    state: &AppState,
+    mut tx: Tx,
+    job: Option<ghostworks_worker::Job>,
+) -> ApiResult<()> {
+    let queued = match job {
+        Some(job) => {
+            let kind = job.kind();
+            ghostworks_worker::enqueue(&mut tx, job)
+                .await?
+                .map(|_| kind)
+        }
+        None => None,
+    };
+    tx.commit().await?;
+    if let Some(kind) = queued {
+        state
+            .metrics()
+            .jobs_enqueued
+            .with_label_values(&[kind])
+            .inc();
+    }
+    Ok(())
 }
 
 /// Queues a new verification e-mail when the address belongs to an unverified, active
@@ -128,19 +147,7 @@ pub async fn resend_verification(state: &AppState, email: &str) -> ApiResult<()>
         Some(u) if !u.is_verified && u.is_active => Some(kinds::verification_email(u.id)),
         _ => None,
     };
-    let kind = job.as_ref().map(|j| j.kind());
-    if let Some(job) = job {
-        ghostworks_worker::enqueue(&mut tx, job).await?;
-    }
-    tx.commit().await?;
-    if let Some(kind) = kind {
-        state
-            .metrics()
-            .jobs_enqueued
-            .with_label_values(&[kind])
-            .inc();
-    }
-    Ok(())
+    commit_with_job(state, tx, job).await
 }
 
 /// Queues a password reset e-mail for an active account (at most one per account per
@@ -150,26 +157,11 @@ pub async fn request_password_reset(state: &AppState, email: &str) -> ApiResult<
         return Ok(());
     };
     let mut tx = state.db().begin().await?;
-    let mut queued = None;
-    if let Some(u) = users::by_email(&mut *tx, email.as_str())
+    let job = users::by_email(&mut *tx, email.as_str())
         .await?
         .filter(|u| u.is_active)
-    {
-        let job = kinds::password_reset_email(u.id, Utc::now());
-        let kind = job.kind();
-        queued = ghostworks_worker::enqueue(&mut tx, job)
-            .await?
-            .map(|_| kind);
-    }
-    tx.commit().await?;
-    if let Some(kind) = queued {
-        state
-            .metrics()
-            .jobs_enqueued
-            .with_label_values(&[kind])
-            .inc();
-    }
-    Ok(())
+        .map(|u| kinds::password_reset_email(u.id, Utc::now()));
+    commit_with_job(state, tx, job).await
 }
 
 /// Spends a reset token and sets the new password; every session of the account is revoked
