@@ -88,6 +88,11 @@ async fn without_a_tenant_context_the_api_role_sees_no_tenant_rows() {
             "{table} leaks without a tenant context"
         );
     }
+    assert_eq!(
+        count(&mut conn, "tenant_artifacts").await,
+        0,
+        "the read view leaks"
+    );
     // An empty setting (what RESET leaves behind) fails closed too, rather than erroring.
     sqlx::query("SELECT set_config('app.current_tenant_id', '', false)")
         .execute(&mut *conn)
@@ -107,17 +112,26 @@ async fn a_scoped_transaction_sees_and_writes_only_its_own_tenant() {
 
     sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
     scope(&mut conn, w.a).await;
-    let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT tenant_id FROM artifacts")
-        .fetch_all(&mut *conn)
+    // At 5,000 rows a sequential read still wins; the choice that matters is between indexes.
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *conn)
         .await
         .unwrap();
-    assert_eq!(tenants, vec![w.a, w.a]);
-    let by_id: i64 = sqlx::query_scalar("SELECT count(*) FROM artifacts WHERE tenant_id = $1")
+    for relation in ["artifacts", "tenant_artifacts"] {
+        let tenants: Vec<Uuid> = sqlx::query_scalar(&format!("SELECT tenant_id FROM {relation}"))
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(tenants, vec![w.a, w.a], "{relation}");
+        let by_id: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {relation} WHERE tenant_id = $1"
+        ))
         .bind(w.b)
         .fetch_one(&mut *conn)
         .await
         .unwrap();
-    assert_eq!(by_id, 0, "naming B explicitly does not help");
+        assert_eq!(by_id, 0, "{relation}: naming B explicitly does not help");
+    }
     let workspaces: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM tenants")
         .fetch_all(&mut *conn)
         .await
@@ -371,4 +385,103 @@ async fn the_audit_log_is_append_only_and_migrations_are_out_of_reach() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{err}");
+}
+
+#[tokio::test]
+async fn the_read_view_is_read_only_and_its_searches_reach_the_tenant_indexes() {
+    let w = world().await;
+    let app = w.app.app_db().await;
+    let mut conn = app.acquire().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+    scope(&mut conn, w.a).await;
+    // At 5,000 rows a sequential read still wins; the choice that matters is between indexes.
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for write in [
+        "UPDATE tenant_artifacts SET name = 'x'",
+        "DELETE FROM tenant_artifacts",
+        "CREATE OR REPLACE VIEW tenant_artifacts AS SELECT * FROM artifacts",
+    ] {
+        sqlx::query("SAVEPOINT s")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let err = sqlx::query(write).execute(&mut *conn).await.unwrap_err();
+        assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{write}: {err}");
+        sqlx::query("ROLLBACK TO SAVEPOINT s")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+
+    // Enough rows that a selective search is worth an index (loaded by the superuser, which
+    // bypasses the policy). Through the policy a search operator can never be an index
+    // condition, since it is not leakproof; through the view it is.
+    let admin = w.app.admin_db().await;
+    sqlx::query(
+        "INSERT INTO artifacts (id, tenant_id, name, description, tags) \
+         SELECT gen_random_uuid(), $1, 'bulk ' || g, 'filler text ' || g, ARRAY['t' || g % 50] \
+         FROM generate_series(1, 5000) g \
+         UNION ALL SELECT gen_random_uuid(), $1, 'needle', 'haystack', ARRAY['rare']",
+    )
+    .bind(w.a)
+    .execute(&admin)
+    .await
+    .unwrap();
+    // VACUUM also merges the GIN indexes' pending lists, which would skew the planner's costs.
+    sqlx::raw_sql("VACUUM ANALYZE artifacts")
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+    scope(&mut conn, w.a).await;
+    // At 5,000 rows a sequential read still wins; the choice that matters is between indexes.
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    // (filter, its operator as EXPLAIN prints it, the index that serves it)
+    for (filter, operator, index) in [
+        (
+            "search_document @@ websearch_to_tsquery('english', 'needle')",
+            "@@",
+            "ix_artifacts_tenant_search",
+        ),
+        (
+            "name ILIKE '%needle%'",
+            "~~*",
+            "ix_artifacts_tenant_name_trgm",
+        ),
+        (
+            "description ILIKE '%haystack%'",
+            "~~*",
+            "ix_artifacts_tenant_description_trgm",
+        ),
+        ("tags && ARRAY['rare']", "&&", "ix_artifacts_tenant_tags"),
+    ] {
+        let mut plans = Vec::new();
+        for relation in ["tenant_artifacts", "artifacts"] {
+            let plan: Vec<String> = sqlx::query_scalar(&format!(
+                "EXPLAIN SELECT id FROM {relation} WHERE tenant_id = $1 AND deleted_at IS NULL AND {filter}"
+            ))
+            .bind(w.a)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+            let in_index = plan
+                .iter()
+                .any(|l| l.contains("Index Cond") && l.contains(operator));
+            plans.push((in_index, plan.join("\n")));
+        }
+        let (view, policy) = (&plans[0], &plans[1]);
+        assert!(
+            view.0 && view.1.contains(index),
+            "view, {filter}:\n{}",
+            view.1
+        );
+        assert!(!policy.0, "policy, {filter}:\n{}", policy.1);
+    }
 }

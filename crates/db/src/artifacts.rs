@@ -1,6 +1,8 @@
-//! Artifacts of the scoped workspace. Row-level security already confines every statement to
-//! the transaction's tenant; the explicit `tenant_id` predicates are there for the planner
-//! (they match the indexes), not for isolation.
+//! Artifacts of the scoped workspace. Writes go to `artifacts`, whose row-level security policy
+//! confines them to the transaction's tenant; reads go through `tenant_artifacts`, the view that
+//! applies the same rule in a form the planner can combine with the search indexes (migration
+//! 0003 says why). The explicit `tenant_id` predicates are there for the planner, not for
+//! isolation.
 
 use chrono::{DateTime, Utc};
 use ghostworks_domain::artifact::{
@@ -54,7 +56,7 @@ pub async fn create(
 /// A live (not deleted) artifact.
 pub async fn get(tx: &mut Tx, tenant: Uuid, id: Uuid) -> sqlx::Result<Option<Artifact>> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM artifacts WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+        "SELECT {COLUMNS} FROM tenant_artifacts WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
     ))
     .bind(tenant)
     .bind(id)
@@ -139,10 +141,11 @@ async fn written(
 /// filters allow), so the page can stop after its rows; a `count(*) OVER ()` window read and
 /// buffered every matching row first (100,000 of them in a large workspace).
 pub async fn list(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<(Vec<Artifact>, i64)> {
-    let mut b =
-        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS}, (SELECT count(*) FROM artifacts"));
+    let mut b = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {COLUMNS}, (SELECT count(*) FROM tenant_artifacts"
+    ));
     push_filters(&mut b, tenant, q);
-    b.push(") AS total FROM artifacts");
+    b.push(") AS total FROM tenant_artifacts");
     push_filters(&mut b, tenant, q);
     b.push(" ORDER BY ");
     let dir = match q.order {
@@ -182,7 +185,7 @@ pub async fn list(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<(Vec
 }
 
 async fn count(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<i64> {
-    let mut b = QueryBuilder::<Postgres>::new("SELECT count(*) FROM artifacts");
+    let mut b = QueryBuilder::<Postgres>::new("SELECT count(*) FROM tenant_artifacts");
     push_filters(&mut b, tenant, q);
     b.build_query_scalar().fetch_one(&mut **tx).await
 }
@@ -233,12 +236,12 @@ pub struct Stats {
 
 pub async fn stats(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Stats> {
     let (total, active): (i64, i64) =
-        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE deleted_at IS NULL) FROM artifacts WHERE tenant_id = $1")
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE deleted_at IS NULL) FROM tenant_artifacts WHERE tenant_id = $1")
             .bind(tenant)
             .fetch_one(&mut **tx)
             .await?;
     let tags: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT tag, count(*) AS n FROM artifacts, unnest(tags) AS tag WHERE tenant_id = $1 AND deleted_at IS NULL \
+        "SELECT tag, count(*) AS n FROM tenant_artifacts, unnest(tags) AS tag WHERE tenant_id = $1 AND deleted_at IS NULL \
          GROUP BY tag ORDER BY n DESC, tag",
     )
     .bind(tenant)
