@@ -132,6 +132,7 @@ impl AuthUser {
         if !user.is_active {
             return Err(ApiError::unauthorized("User account is inactive"));
         }
+        tracing::Span::current().record("user_id", tracing::field::display(user.id));
         let auth = AuthUser { user, claims };
         parts.extensions.insert(auth.clone());
         Ok(auth)
@@ -210,6 +211,7 @@ impl FromRequestParts<AppState> for Ws {
                 (tx, AuthUser::accept(user, claims, parts)?)
             }
         };
+        tracing::Span::current().record("tenant_id", tracing::field::display(id));
         let origin = Origin::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|e| match e {});
@@ -231,6 +233,8 @@ impl FromRequestParts<AppState> for Ws {
             tx.commit().await?;
             return Err(workspace_not_found(&raw));
         };
+        // Only for members: ids anyone can invent must not become metric series.
+        crate::middleware::note_tenant(id);
         Ok(Ws {
             tx,
             id,

@@ -71,7 +71,7 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             keys: auth::tokens::Keys::new(config.jwt_secret.expose().as_bytes()),
             limiter: Limiter::new(redis, &config.redis_key_prefix, config.rate_limit_enabled),
-            metrics: Metrics::new(config.environment.as_str()),
+            metrics: Metrics::new(config.metrics_tenant_labels),
             config,
             db,
             dummy_hash,

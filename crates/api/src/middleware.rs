@@ -1,10 +1,11 @@
 //! The request pipeline around every handler: request ids, the error envelope for responses
 //! that did not come from a handler, client addresses, metrics and security headers.
 
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -50,8 +51,27 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
-    // Every log line of the request carries its id, method and path.
+    // Every log line of the request carries these fields; the route, tenant and user are
+    // recorded as they become known (track_metrics, the AuthUser and Ws extractors), and the
+    // span is the request's span in the trace, a child of the caller's `traceparent`.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        service = "api",
+        request_id = %id,
+        %method,
+        %path,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        tenant_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(trace_id) = ghostworks_telemetry::adopt_remote_parent(&span, req.headers()) {
+        span.record("trace_id", trace_id);
+    }
     let mut response = REQUEST_ID
         .scope(
             id.clone(),
@@ -59,6 +79,10 @@ pub async fn request_context(req: Request, next: Next) -> Response {
         )
         .await;
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     span.in_scope(|| {
         tracing::info!(target: "access", status, duration_ms = started.elapsed().as_secs_f64() * 1000.0, "request served");
     });
@@ -155,11 +179,27 @@ pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Ne
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
+    let span = tracing::Span::current();
+    span.record("http.route", endpoint.as_str());
+    span.record("otel.name", format!("{method} {endpoint}"));
+    if let Some(trace_id) = ghostworks_telemetry::trace_id(&span) {
+        span.record("trace_id", trace_id);
+    }
     let m = &state.metrics();
     let in_progress = m.http_in_progress.with_label_values(&[&method, &endpoint]);
     in_progress.inc();
     let started = Instant::now();
-    let response = next.run(req).await;
+    let (response, tenant) = match &m.tenant_requests {
+        Some(_) => {
+            TENANT
+                .scope(Cell::new(None), async move {
+                    let response = next.run(req).await;
+                    (response, TENANT.with(Cell::get))
+                })
+                .await
+        }
+        None => (next.run(req).await, None),
+    };
     in_progress.dec();
     m.http_duration
         .with_label_values(&[&method, &endpoint])
@@ -167,7 +207,28 @@ pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Ne
     m.http_requests
         .with_label_values(&[&method, &endpoint, response.status().as_str()])
         .inc();
+    if let Some(size) = response.body().size_hint().exact() {
+        m.http_response_size
+            .with_label_values(&[&method, &endpoint])
+            .observe(size as f64);
+    }
+    if let (Some(counter), Some(tenant)) = (&m.tenant_requests, tenant) {
+        let class = format!("{}xx", response.status().as_u16() / 100);
+        counter
+            .with_label_values(&[&tenant.to_string(), &class])
+            .inc();
+    }
     response
+}
+
+tokio::task_local! {
+    /// The workspace of the request, for the per-tenant counter (set by the Ws extractor).
+    static TENANT: Cell<Option<Uuid>>;
+}
+
+/// Notes the request's workspace for the per-tenant counter, when that counter is on.
+pub fn note_tenant(id: Uuid) {
+    let _ = TENANT.try_with(|t| t.set(Some(id)));
 }
 
 const API_CSP: &str =

@@ -50,6 +50,7 @@ impl Limiter {
         format!("{}:{}", self.prefix, parts.join(":"))
     }
 
+    #[tracing::instrument(name = "redis.window_hit", target = "ghostworks::redis", skip_all, fields(db.system = "redis", otel.kind = "client"))]
     async fn hit(&self, key: &str, window: Duration) -> Option<(u64, u64)> {
         let mut conn = self.redis.clone();
         match self
@@ -89,15 +90,21 @@ impl Limiter {
         if !self.enabled {
             return None;
         }
+        let (count, ttl) = self
+            .failures(&self.key(&["login-failures", account]))
+            .await?;
+        (count.unwrap_or(0) >= u64::from(max_failures)).then(|| ttl.max(1) as u64)
+    }
+
+    #[tracing::instrument(name = "redis.failures", target = "ghostworks::redis", skip_all, fields(db.system = "redis", otel.kind = "client"))]
+    async fn failures(&self, key: &str) -> Option<(Option<u64>, i64)> {
         let mut conn = self.redis.clone();
-        let key = self.key(&["login-failures", account]);
-        let (count, ttl): (Option<u64>, i64) = redis::pipe()
-            .get(&key)
-            .ttl(&key)
+        redis::pipe()
+            .get(key)
+            .ttl(key)
             .query_async(&mut conn)
             .await
-            .ok()?;
-        (count.unwrap_or(0) >= u64::from(max_failures)).then(|| ttl.max(1) as u64)
+            .ok()
     }
 
     /// Records a failed login; true when this failure locked the account.
@@ -114,13 +121,16 @@ impl Limiter {
     }
 
     pub async fn clear_failures(&self, account: &str) {
-        if !self.enabled {
-            return;
+        if self.enabled {
+            self.delete(&self.key(&["login-failures", account])).await;
         }
+    }
+
+    #[tracing::instrument(name = "redis.delete", target = "ghostworks::redis", skip_all, fields(db.system = "redis", otel.kind = "client"))]
+    async fn delete(&self, key: &str) {
         let mut conn = self.redis.clone();
-        let key = self.key(&["login-failures", account]);
         if let Err(e) = redis::cmd("DEL")
-            .arg(&key)
+            .arg(key)
             .query_async::<()>(&mut conn)
             .await
         {
@@ -128,6 +138,7 @@ impl Limiter {
         }
     }
 
+    #[tracing::instrument(name = "redis.ping", target = "ghostworks::redis", skip_all, fields(db.system = "redis", otel.kind = "client"))]
     pub async fn ping(&self) -> Result<Duration, redis::RedisError> {
         let started = std::time::Instant::now();
         let mut conn = self.redis.clone();

@@ -76,6 +76,8 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub require_email_verification: bool,
     pub rate_limit_enabled: bool,
+    /// A per-workspace request counter in /metrics: one series per tenant, so off by default.
+    pub metrics_tenant_labels: bool,
     pub login_max_failures: u32,
     pub login_lockout: Duration,
     pub trusted_proxies: Vec<IpNet>,
@@ -85,7 +87,9 @@ pub struct Config {
     pub cookie_domain: Option<String>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// The collector's OTLP/HTTP base URL (traces are exported only when set).
     pub otel_endpoint: Option<String>,
+    pub trace_sample_ratio: f64,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -247,6 +251,22 @@ impl Reader<'_> {
         (log_level, log_format)
     }
 
+    /// Where traces go (OTLP over HTTP) and the share of new traces recorded.
+    fn traces(&mut self) -> (Option<String>, f64) {
+        let endpoint = self.raw("OPENTELEMETRY_ENDPOINT");
+        if let Some(e) = &endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                self.errors.push(format!("OPENTELEMETRY_ENDPOINT: '{e}' must be the collector's OTLP/HTTP URL, such as http://otelcol:4318"));
+            }
+        }
+        let ratio = self.parse("TRACE_SAMPLE_RATIO", 1.0f64, "a ratio between 0 and 1");
+        if !(0.0..=1.0).contains(&ratio) {
+            self.errors
+                .push("TRACE_SAMPLE_RATIO: must be between 0 and 1 (e.g. 0.1 records one new trace in ten)".into());
+        }
+        (endpoint, ratio)
+    }
+
     fn list(&self, name: &str) -> Vec<String> {
         self.raw(name)
             .map(|v| {
@@ -359,6 +379,7 @@ impl Config {
         }
         let require_email_verification = r.bool("REQUIRE_EMAIL_VERIFICATION", true);
         let rate_limit_enabled = r.bool("RATE_LIMIT_ENABLED", true);
+        let metrics_tenant_labels = r.bool("METRICS_TENANT_LABELS", false);
         if production && !rate_limit_enabled {
             r.errors.push("RATE_LIMIT_ENABLED: cannot be false in production; login rate limits protect accounts".into());
         }
@@ -423,12 +444,7 @@ impl Config {
             r.errors
                 .push("REQUEST_TIMEOUT_SECONDS: must be between 1 and 300".into());
         }
-        let otel_endpoint = r.raw("OPENTELEMETRY_ENDPOINT");
-        if let Some(e) = &otel_endpoint {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                r.errors.push(format!("OPENTELEMETRY_ENDPOINT: '{e}' must be an http(s) URL such as http://otelcol:4317"));
-            }
-        }
+        let (otel_endpoint, trace_sample_ratio) = r.traces();
         let (log_level, log_format) = r.logging(environment);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -446,6 +462,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(refresh_days * 86_400),
             require_email_verification,
             rate_limit_enabled,
+            metrics_tenant_labels,
             login_max_failures,
             login_lockout: Duration::from_secs(login_lockout_secs),
             trusted_proxies,
@@ -456,6 +473,7 @@ impl Config {
             max_body_bytes,
             request_timeout: Duration::from_secs(timeout_secs),
             otel_endpoint,
+            trace_sample_ratio,
             log_level,
             log_format,
         })
@@ -521,6 +539,10 @@ impl Config {
                 self.require_email_verification.to_string(),
             ),
             ("RATE_LIMIT_ENABLED", self.rate_limit_enabled.to_string()),
+            (
+                "METRICS_TENANT_LABELS",
+                self.metrics_tenant_labels.to_string(),
+            ),
             ("LOGIN_MAX_FAILURES", self.login_max_failures.to_string()),
             (
                 "LOGIN_LOCKOUT_SECONDS",
@@ -547,6 +569,7 @@ impl Config {
                 self.request_timeout.as_secs().to_string(),
             ),
             ("OPENTELEMETRY_ENDPOINT", opt(&self.otel_endpoint)),
+            ("TRACE_SAMPLE_RATIO", self.trace_sample_ratio.to_string()),
             ("LOG_LEVEL", self.log_level.clone()),
             (
                 "LOG_FORMAT",
@@ -583,6 +606,8 @@ pub struct WorkerConfig {
     pub mail_from: String,
     /// The base of the links in e-mails (the web app), without a trailing slash.
     pub public_url: String,
+    pub otel_endpoint: Option<String>,
+    pub trace_sample_ratio: f64,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -704,6 +729,7 @@ impl WorkerConfig {
                 )),
             }
         }
+        let (otel_endpoint, trace_sample_ratio) = r.traces();
         let (log_level, log_format) = r.logging(environment);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -721,6 +747,8 @@ impl WorkerConfig {
             smtp_url,
             mail_from,
             public_url,
+            otel_endpoint,
+            trace_sample_ratio,
             log_level,
             log_format,
         })
@@ -768,6 +796,11 @@ impl WorkerConfig {
             ("SMTP_URL", redact_url(self.smtp_url.expose())),
             ("MAIL_FROM", self.mail_from.clone()),
             ("PUBLIC_URL", self.public_url.clone()),
+            (
+                "OPENTELEMETRY_ENDPOINT",
+                self.otel_endpoint.clone().unwrap_or_default(),
+            ),
+            ("TRACE_SAMPLE_RATIO", self.trace_sample_ratio.to_string()),
             ("LOG_LEVEL", self.log_level.clone()),
             (
                 "LOG_FORMAT",

@@ -32,6 +32,7 @@ pub struct Artifact {
 
 const COLUMNS: &str = "id, tenant_id, name, description, tags, artifact_metadata, created_by, version, deleted_at, created_at, updated_at";
 
+#[tracing::instrument(name = "artifacts.create", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn create(
     tx: &mut Tx,
     tenant: Uuid,
@@ -54,6 +55,7 @@ pub async fn create(
 }
 
 /// A live (not deleted) artifact.
+#[tracing::instrument(name = "artifacts.get", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn get(tx: &mut Tx, tenant: Uuid, id: Uuid) -> sqlx::Result<Option<Artifact>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM tenant_artifacts WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
@@ -77,6 +79,7 @@ pub enum Write {
 
 /// Applies `changes` when the live artifact is at `expected` (or unconditionally), bumping
 /// its version, in one statement.
+#[tracing::instrument(name = "artifacts.update", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn update(
     tx: &mut Tx,
     tenant: Uuid,
@@ -103,6 +106,7 @@ pub async fn update(
     written(tx, tenant, id, updated).await
 }
 
+#[tracing::instrument(name = "artifacts.soft_delete", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn soft_delete(
     tx: &mut Tx,
     tenant: Uuid,
@@ -140,6 +144,7 @@ async fn written(
 /// non-empty. The total is an uncorrelated subquery, run once (an index-only count where the
 /// filters allow), so the page can stop after its rows; a `count(*) OVER ()` window read and
 /// buffered every matching row first (100,000 of them in a large workspace).
+#[tracing::instrument(name = "artifacts.list", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn list(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<(Vec<Artifact>, i64)> {
     let mut b = QueryBuilder::<Postgres>::new(format!(
         "SELECT {COLUMNS}, (SELECT count(*) FROM tenant_artifacts"
@@ -234,6 +239,7 @@ pub struct Stats {
     pub top_tags: Vec<(String, i64)>,
 }
 
+#[tracing::instrument(name = "artifacts.stats", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn stats(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Stats> {
     let (total, active): (i64, i64) =
         sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE deleted_at IS NULL) FROM tenant_artifacts WHERE tenant_id = $1")

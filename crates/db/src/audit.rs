@@ -13,6 +13,7 @@ pub struct Event<'a> {
     pub request_id: Option<&'a str>,
 }
 
+#[tracing::instrument(name = "audit.record", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn record(db: impl PgExecutor<'_>, e: Event<'_>) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO audit_log (tenant_id, actor_user_id, action, details, ip, request_id) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(e.tenant)

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::Tx;
 
+#[tracing::instrument(name = "auth.create_session", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn create_session(
     db: impl PgExecutor<'_>,
     user: Uuid,
@@ -23,6 +24,7 @@ pub async fn create_session(
     Ok(id)
 }
 
+#[tracing::instrument(name = "auth.revoke_session", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn revoke_session(
     db: impl PgExecutor<'_>,
     session: Uuid,
@@ -36,6 +38,7 @@ pub async fn revoke_session(
     Ok(r.rows_affected() == 1)
 }
 
+#[tracing::instrument(name = "auth.insert_refresh_token", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn insert_refresh_token(
     db: impl PgExecutor<'_>,
     jti_hash: &[u8],
@@ -73,6 +76,7 @@ type RefreshRow = (Uuid, Uuid, Option<Uuid>, Option<DateTime<Utc>>, bool);
 
 /// Spends a refresh token atomically. Concurrent presentations of one token: exactly one
 /// wins, the others see it spent and revoke the session (reuse detection).
+#[tracing::instrument(name = "auth.use_refresh_token", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn use_refresh_token(tx: &mut Tx, jti_hash: &[u8]) -> sqlx::Result<RefreshUse> {
     let row: Option<RefreshRow> = sqlx::query_as(
         "SELECT t.session_id, s.user_id, t.workspace_id, t.used_at, \
@@ -103,6 +107,7 @@ pub async fn use_refresh_token(tx: &mut Tx, jti_hash: &[u8]) -> sqlx::Result<Ref
     })
 }
 
+#[tracing::instrument(name = "auth.insert_verification_token", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn insert_verification_token(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
@@ -119,6 +124,7 @@ pub async fn insert_verification_token(
 }
 
 /// Spends a verification token: the user it belongs to, if it was live and unused.
+#[tracing::instrument(name = "auth.use_verification_token", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn use_verification_token(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
@@ -133,6 +139,7 @@ pub async fn use_verification_token(
 }
 
 /// Revokes every live session of a user (their access and refresh tokens stop working).
+#[tracing::instrument(name = "auth.revoke_user_sessions", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn revoke_user_sessions(
     db: impl PgExecutor<'_>,
     user: Uuid,
@@ -146,6 +153,7 @@ pub async fn revoke_user_sessions(
     Ok(r.rows_affected())
 }
 
+#[tracing::instrument(name = "auth.insert_password_reset_token", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn insert_password_reset_token(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
@@ -166,6 +174,7 @@ pub async fn insert_password_reset_token(
 /// Spends a password reset token: the user it belongs to, if it was live and unused. Every
 /// other outstanding reset token of that user is spent with it, so an older e-mail's link
 /// cannot be used after a reset.
+#[tracing::instrument(name = "auth.use_password_reset_token", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn use_password_reset_token(
     tx: &mut Tx,
     token_hash: &[u8],

@@ -152,6 +152,7 @@ pub async fn migration_status(admin: &PgPool) -> Result<Vec<(i64, String, bool)>
 /// Begins a transaction scoped to a tenant and/or user. The settings are transaction-local
 /// (`set_config(..., true)`), so they vanish at commit or rollback and never leak to the next
 /// user of the pooled connection. Without a tenant, row-level security shows no tenant rows.
+#[tracing::instrument(name = "scoped", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn scoped(
     pool: &PgPool,
     tenant: Option<Uuid>,
@@ -163,6 +164,7 @@ pub async fn scoped(
 }
 
 /// Changes the scope of an open transaction (e.g. to each of a user's workspaces in turn).
+#[tracing::instrument(name = "set_scope", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn set_scope(
     tx: &mut Tx,
     tenant: Option<Uuid>,
@@ -178,6 +180,7 @@ pub async fn set_scope(
 }
 
 /// `SELECT 1` with its latency, for readiness checks.
+#[tracing::instrument(name = "ping", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn ping(pool: &PgPool) -> Result<Duration, sqlx::Error> {
     let t = std::time::Instant::now();
     sqlx::query("SELECT 1").execute(pool).await?;
@@ -185,6 +188,7 @@ pub async fn ping(pool: &PgPool) -> Result<Duration, sqlx::Error> {
 }
 
 /// Cross-tenant counts through the owner's `system_stats()` function.
+#[tracing::instrument(name = "system_stats", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn system_stats(pool: &PgPool) -> Result<(i64, i64, i64, i64), sqlx::Error> {
     sqlx::query_as("SELECT users, workspaces, artifacts, active_artifacts FROM system_stats()")
         .fetch_one(pool)

@@ -19,6 +19,7 @@ pub struct Purged {
 
 /// Deletes expired sessions (their refresh tokens go with them) and every expired token.
 /// Spent but unexpired refresh tokens stay: replaying one must still revoke its session.
+#[tracing::instrument(name = "maintenance.purge_expired_credentials", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn purge_expired_credentials(tx: &mut Tx) -> sqlx::Result<Purged> {
     let n = |sql: &'static str| sqlx::query(sql);
     Ok(Purged {
@@ -43,6 +44,7 @@ pub async fn purge_expired_credentials(tx: &mut Tx) -> sqlx::Result<Purged> {
 
 /// Deletes audit rows older than `before` in the transaction's scope: the scoped workspace's
 /// rows, or, unscoped, the rows of no workspace (the worker's policies see exactly those).
+#[tracing::instrument(name = "maintenance.prune_audit", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn prune_audit(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> sqlx::Result<u64> {
     Ok(sqlx::query("DELETE FROM audit_log WHERE created_at < $1")
         .bind(before)
@@ -52,6 +54,7 @@ pub async fn prune_audit(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> sqlx
 }
 
 /// Hard-deletes the workspace's artifacts soft-deleted before `before`.
+#[tracing::instrument(name = "maintenance.purge_deleted_artifacts", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn purge_deleted_artifacts(
     tx: &mut Tx,
     tenant: Uuid,
@@ -69,6 +72,7 @@ pub async fn purge_deleted_artifacts(
 
 /// Every workspace id, through the owner's `tenant_ids()` (the worker cannot list workspaces
 /// itself).
+#[tracing::instrument(name = "maintenance.tenant_ids", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn tenant_ids(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar("SELECT tenant_ids()")
         .fetch_all(db)

@@ -17,6 +17,7 @@ pub struct Usage {
 }
 
 /// The last computed figures, if maintenance has run since the workspace was created.
+#[tracing::instrument(name = "usage.get", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn get(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Option<Usage>> {
     sqlx::query_as(
         "SELECT artifacts, deleted_artifacts, distinct_tags, tag_uses, storage_bytes, computed_at \
@@ -28,6 +29,7 @@ pub async fn get(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Option<Usage>> {
 }
 
 /// Counts the workspace's artifacts and stores the figures, in one statement.
+#[tracing::instrument(name = "usage.recompute", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn recompute(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Usage> {
     sqlx::query_as(
         "INSERT INTO workspace_usage AS u (tenant_id, artifacts, deleted_artifacts, distinct_tags, tag_uses, storage_bytes, computed_at) \

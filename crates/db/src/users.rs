@@ -29,6 +29,7 @@ pub struct NewUser<'a> {
     pub is_verified: bool,
 }
 
+#[tracing::instrument(name = "users.insert", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn insert(db: impl PgExecutor<'_>, u: &NewUser<'_>) -> DbResult<User> {
     sqlx::query_as(&format!(
         "INSERT INTO users (id, email, hashed_password, first_name, last_name, is_verified) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
@@ -44,6 +45,7 @@ pub async fn insert(db: impl PgExecutor<'_>, u: &NewUser<'_>) -> DbResult<User> 
     .map_err(DbError::from_sqlx)
 }
 
+#[tracing::instrument(name = "users.by_email", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn by_email(db: impl PgExecutor<'_>, email: &str) -> sqlx::Result<Option<User>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
         .bind(email)
@@ -51,6 +53,7 @@ pub async fn by_email(db: impl PgExecutor<'_>, email: &str) -> sqlx::Result<Opti
         .await
 }
 
+#[tracing::instrument(name = "users.by_id", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
@@ -59,6 +62,7 @@ pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Use
 }
 
 /// The user behind an access token, provided the token's session is still live.
+#[tracing::instrument(name = "users.by_id_with_live_session", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn by_id_with_live_session(
     pool: &PgPool,
     id: Uuid,
@@ -79,6 +83,7 @@ pub async fn by_id_with_live_session(
 /// security, so the lookup does not depend on the settings the statement makes; they are made
 /// only when the user and live session are found (otherwise the caller is refused and the
 /// transaction dropped).
+#[tracing::instrument(name = "users.scoped_with_live_session", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn scoped_with_live_session(
     pool: &PgPool,
     tenant: Uuid,
@@ -100,6 +105,7 @@ pub async fn scoped_with_live_session(
     Ok((tx, user))
 }
 
+#[tracing::instrument(name = "users.mark_verified", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn mark_verified(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET is_verified = true WHERE id = $1")
         .bind(id)
@@ -108,6 +114,7 @@ pub async fn mark_verified(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()
     Ok(())
 }
 
+#[tracing::instrument(name = "users.set_password", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn set_password(db: impl PgExecutor<'_>, id: Uuid, hashed: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET hashed_password = $2 WHERE id = $1")
         .bind(id)

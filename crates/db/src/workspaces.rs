@@ -53,6 +53,7 @@ impl TryFrom<String> for RoleColumn {
 }
 
 /// Creates a workspace with its creator as owner. The transaction must be scoped to `id`.
+#[tracing::instrument(name = "workspaces.create", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn create(tx: &mut Tx, id: Uuid, owner: Uuid, w: &NewWorkspace) -> DbResult<Workspace> {
     sqlx::query(
         "INSERT INTO tenants (id, name, slug, description, settings) VALUES ($1, $2, $3, $4, $5)",
@@ -69,6 +70,7 @@ pub async fn create(tx: &mut Tx, id: Uuid, owner: Uuid, w: &NewWorkspace) -> DbR
     Ok(get(tx, id).await?.expect("workspace just created"))
 }
 
+#[tracing::instrument(name = "workspaces.get", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn get(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<Workspace>> {
     sqlx::query_as(&format!("{WORKSPACE} WHERE t.id = $1"))
         .bind(id)
@@ -76,6 +78,7 @@ pub async fn get(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<Workspace>> {
         .await
 }
 
+#[tracing::instrument(name = "workspaces.by_slug", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn by_slug(tx: &mut Tx, slug: &str) -> sqlx::Result<Option<Workspace>> {
     sqlx::query_as(&format!("{WORKSPACE} WHERE t.slug = $1"))
         .bind(slug)
@@ -83,6 +86,7 @@ pub async fn by_slug(tx: &mut Tx, slug: &str) -> sqlx::Result<Option<Workspace>>
         .await
 }
 
+#[tracing::instrument(name = "workspaces.update", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn update(
     tx: &mut Tx,
     id: Uuid,
@@ -104,6 +108,7 @@ pub async fn update(
 
 /// The active workspaces the scoped user belongs to, with their role, oldest membership first.
 /// Needs only the user scope: the member-read policies show one's own memberships.
+#[tracing::instrument(name = "workspaces.memberships_of_user", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn memberships_of_user(tx: &mut Tx, user: Uuid) -> sqlx::Result<Vec<(Uuid, Role)>> {
     let rows: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT m.tenant_id, m.role::text FROM workspace_memberships m JOIN tenants t ON t.id = m.tenant_id \
@@ -119,6 +124,7 @@ pub async fn memberships_of_user(tx: &mut Tx, user: Uuid) -> sqlx::Result<Vec<(U
 }
 
 /// The caller's active role in the scoped workspace, and whether the workspace is active.
+#[tracing::instrument(name = "workspaces.role_of", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn role_of(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::Result<Option<(Role, bool)>> {
     let row: Option<(String, bool)> = sqlx::query_as(
         "SELECT m.role::text, t.is_active FROM workspace_memberships m JOIN tenants t ON t.id = m.tenant_id \
@@ -134,6 +140,7 @@ pub async fn role_of(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::Result<Opti
 const MEMBER: &str = "SELECT m.id, m.user_id, u.email, u.first_name, u.last_name, m.role::text AS role, m.is_active, m.created_at \
      FROM workspace_memberships m JOIN users u ON u.id = m.user_id";
 
+#[tracing::instrument(name = "workspaces.members", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn members(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Vec<Member>> {
     sqlx::query_as(&format!("{MEMBER} WHERE m.tenant_id = $1 AND m.is_active AND u.is_active ORDER BY m.created_at, m.id"))
         .bind(tenant)
@@ -142,6 +149,7 @@ pub async fn members(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Vec<Member>> {
 }
 
 /// Any membership row of the user in the workspace, active or not.
+#[tracing::instrument(name = "workspaces.member", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn member(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::Result<Option<Member>> {
     sqlx::query_as(&format!(
         "{MEMBER} WHERE m.tenant_id = $1 AND m.user_id = $2"
@@ -153,6 +161,7 @@ pub async fn member(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::Result<Optio
 }
 
 /// Adds a member, or reactivates a removed one with the new role.
+#[tracing::instrument(name = "workspaces.add_member", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn add_member(tx: &mut Tx, tenant: Uuid, user: Uuid, role: Role) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO workspace_memberships (id, user_id, tenant_id, role) VALUES ($1, $2, $3, $4::workspace_role) \
@@ -170,6 +179,7 @@ pub async fn add_member(tx: &mut Tx, tenant: Uuid, user: Uuid, role: Role) -> Db
 
 /// Active owners, counted under a row lock so two concurrent demotions cannot both pass the
 /// last-owner rule.
+#[tracing::instrument(name = "workspaces.lock_owner_count", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn lock_owner_count(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<i64> {
     let owners: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM workspace_memberships WHERE tenant_id = $1 AND is_active AND role = 'owner' FOR UPDATE",
@@ -180,6 +190,7 @@ pub async fn lock_owner_count(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<i64> {
     Ok(owners.len() as i64)
 }
 
+#[tracing::instrument(name = "workspaces.set_role", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn set_role(tx: &mut Tx, tenant: Uuid, user: Uuid, role: Role) -> sqlx::Result<()> {
     sqlx::query("UPDATE workspace_memberships SET role = $3::workspace_role WHERE tenant_id = $1 AND user_id = $2")
         .bind(tenant)
@@ -190,6 +201,7 @@ pub async fn set_role(tx: &mut Tx, tenant: Uuid, user: Uuid, role: Role) -> sqlx
     Ok(())
 }
 
+#[tracing::instrument(name = "workspaces.deactivate_member", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn deactivate_member(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE workspace_memberships SET is_active = false WHERE tenant_id = $1 AND user_id = $2",
@@ -202,6 +214,7 @@ pub async fn deactivate_member(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::R
 }
 
 /// The scoped workspace's name (what the worker may read of it).
+#[tracing::instrument(name = "workspaces.name", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn name(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
         .bind(id)

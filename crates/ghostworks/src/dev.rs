@@ -30,9 +30,10 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     for (k, v) in defaults {
         vars.entry(k.into()).or_insert_with(|| v.into());
     }
-    crate::telemetry::init(
+    let _telemetry = crate::telemetry::logs(
+        "ghostworks-dev",
         vars.get("LOG_LEVEL").map(String::as_str).unwrap_or("info"),
-        ghostworks_config::LogFormat::Pretty,
+        ghostworks_telemetry::Format::Pretty,
     );
 
     let mut postgres = None;

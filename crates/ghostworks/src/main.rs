@@ -239,20 +239,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let config = load_config()?;
-            telemetry::init(&config.log_level, config.log_format);
+            let _telemetry = telemetry::api(&config);
             serve(config).await?;
         }
         Command::Worker => {
             let config = load_worker_config()?;
-            telemetry::init(&config.log_level, config.log_format);
+            let _telemetry = telemetry::worker(&config);
             worker(config).await?;
         }
         Command::Jobs { command } => {
-            telemetry::init_from_env();
+            let _telemetry = telemetry::logs_from_env("ghostworks-jobs");
             jobs(command).await?;
         }
         Command::Migrate { status } => {
-            telemetry::init_from_env();
+            let _telemetry = telemetry::logs_from_env("ghostworks-migrate");
             let url = admin_url()?;
             if status {
                 let pool = ghostworks_db::connect(&url, 1, "ghostworks-migrate").await?;
@@ -270,7 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Seed { demo: _ } => {
-            telemetry::init_from_env();
+            let _telemetry = telemetry::logs_from_env("ghostworks-seed");
             seed::refuse_in_production()?;
             let pool = ghostworks_db::connect(&admin_url()?, 2, "ghostworks-seed").await?;
             let report = seed::demo(&pool).await?;

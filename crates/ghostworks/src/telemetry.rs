@@ -1,37 +1,57 @@
-//! Logging: JSON lines (production) or human-readable (development), filtered by LOG_LEVEL.
+//! The telemetry of each command, from its configuration (see crates/telemetry).
 
-use ghostworks_config::LogFormat;
-use tracing_subscriber::EnvFilter;
+use ghostworks_config::{Config, LogFormat, WorkerConfig};
+use ghostworks_telemetry::{Format, Guard, Settings};
 
-pub fn init(level: &str, format: LogFormat) {
-    // Dependencies stay at warn unless asked for explicitly through RUST_LOG.
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "warn,ghostworks={level},ghostworks_api={level},ghostworks_db={level},ghostworks_worker={level},access={level}"
-        ))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
-    };
+fn format(f: LogFormat) -> Format {
+    match f {
+        LogFormat::Json => Format::Json,
+        LogFormat::Pretty => Format::Pretty,
+    }
 }
 
-/// For commands that need no full configuration (migrate, seed).
-pub fn init_from_env() {
+pub fn api(c: &Config) -> Guard {
+    ghostworks_telemetry::init(Settings {
+        service: "ghostworks-api",
+        environment: c.environment.as_str(),
+        level: &c.log_level,
+        format: format(c.log_format),
+        otlp_endpoint: c.otel_endpoint.as_deref(),
+        sample_ratio: c.trace_sample_ratio,
+    })
+}
+
+pub fn worker(c: &WorkerConfig) -> Guard {
+    ghostworks_telemetry::init(Settings {
+        service: "ghostworks-worker",
+        environment: c.environment.as_str(),
+        level: &c.log_level,
+        format: format(c.log_format),
+        otlp_endpoint: c.otel_endpoint.as_deref(),
+        sample_ratio: c.trace_sample_ratio,
+    })
+}
+
+/// Logs only, for commands that need no full configuration (migrate, seed, jobs), from
+/// LOG_LEVEL and LOG_FORMAT.
+pub fn logs_from_env(service: &'static str) -> Guard {
     let level = std::env::var("LOG_LEVEL")
         .unwrap_or_else(|_| "info".into())
         .to_lowercase();
     let format = match std::env::var("LOG_FORMAT").as_deref() {
-        Ok("json") => LogFormat::Json,
-        _ => LogFormat::Pretty,
+        Ok("json") => Format::Json,
+        _ => Format::Pretty,
     };
-    init(&level, format);
+    logs(service, &level, format)
+}
+
+pub fn logs(service: &'static str, level: &str, format: Format) -> Guard {
+    ghostworks_telemetry::init(Settings {
+        service,
+        environment: "development",
+        level,
+        format,
+        otlp_endpoint: None,
+        sample_ratio: 0.0,
+    })
 }

@@ -96,6 +96,8 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(depth.clone()),
             Box::new(oldest.clone()),
+            Box::new(ghostworks_telemetry::build_info("ghostworks-worker")),
+            Box::new(ghostworks_telemetry::db_query_seconds().clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(c).expect("metric names are unique");

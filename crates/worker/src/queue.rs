@@ -127,8 +127,8 @@ pub async fn enqueue(tx: &mut Tx, job: Job) -> sqlx::Result<Option<Uuid>> {
     // target (naming one needs SELECT). The id is fresh, so the only possible conflict is the
     // (kind, idempotency_key) constraint.
     let inserted = sqlx::query(
-        "INSERT INTO jobs (id, tenant_id, kind, payload, max_attempts, idempotency_key) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        "INSERT INTO jobs (id, tenant_id, kind, payload, max_attempts, idempotency_key, trace_parent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
     .bind(id)
     .bind(job.tenant)
@@ -136,6 +136,8 @@ pub async fn enqueue(tx: &mut Tx, job: Job) -> sqlx::Result<Option<Uuid>> {
     .bind(&job.payload)
     .bind(job.max_attempts)
     .bind(&job.idempotency_key)
+    // The job continues the trace of whatever queued it.
+    .bind(ghostworks_telemetry::traceparent(&tracing::Span::current()))
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -152,6 +154,8 @@ pub struct Claimed {
     /// This attempt's number, from 1.
     pub attempts: i32,
     pub max_attempts: i32,
+    /// The trace context of what queued the job.
+    pub trace_parent: Option<String>,
 }
 
 /// Leases up to `limit` due jobs of `kinds` to `worker`, oldest due first. Rows other workers
@@ -168,7 +172,7 @@ pub async fn claim(
              locked_until = now() + make_interval(secs => $2), started_at = now() \
          WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= now() AND kind = ANY($4) \
                       ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, tenant_id, kind, payload, attempts, max_attempts",
+         RETURNING id, tenant_id, kind, payload, attempts, max_attempts, trace_parent",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())

@@ -246,7 +246,23 @@ async fn execute(inner: Arc<Inner>, job: Claimed) {
         // Unreachable: the claim asks only for registered kinds.
         return;
     };
-    let span = tracing::info_span!("job", job_id = %job.id, kind = kind.name, tenant_id = ?job.tenant_id, attempt = job.attempts);
+    let span = tracing::info_span!(
+        "job",
+        otel.name = kind.name,
+        otel.kind = "consumer",
+        service = "worker",
+        job_id = %job.id,
+        kind = kind.name,
+        tenant_id = ?job.tenant_id,
+        attempt = job.attempts,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(tp) = job.trace_parent.as_deref() {
+        ghostworks_telemetry::adopt_traceparent(&span, tp);
+    }
+    if let Some(trace_id) = ghostworks_telemetry::trace_id(&span) {
+        span.record("trace_id", trace_id);
+    }
     async move {
         let m = &inner.metrics;
         m.started.with_label_values(&[kind.name]).inc();

@@ -328,6 +328,7 @@ pub async fn login(state: &AppState, input: LoginInput, origin: &Origin) -> ApiR
         )
         .await?;
         if locked {
+            state.metrics().lockouts.inc();
             audit_event(
                 &mut tx,
                 None,
@@ -418,6 +419,7 @@ pub async fn refresh(state: &AppState, token: &str, origin: &Origin) -> ApiResul
                 None => None,
             };
             let issued = issue(state, &mut tx, &user, session, workspace).await?;
+            state.metrics().token_refreshes.inc();
             tx.commit().await?;
             Ok(issued)
         }

@@ -207,6 +207,7 @@ pub async fn get(mut ws: Ws) -> ApiResult<Response> {
 }
 
 async fn write(
+    state: &AppState,
     mut ws: Ws,
     headers: &HeaderMap,
     changes: ghostworks_domain::artifact::ArtifactChanges,
@@ -224,6 +225,7 @@ async fn write(
     .await?;
     let a = settle(w, header_version.is_some(), &id.to_string())?;
     ws.commit().await?;
+    state.metrics().artifacts_updated.inc();
     Ok(with_etag(StatusCode::OK, a))
 }
 
@@ -232,6 +234,7 @@ async fn write(
     description = "Full replacement: omitted optional fields reset to empty. Send `If-Match: \"<version>\"` (412 on mismatch) or `version` in the body (409 on mismatch) to avoid lost updates.",
     responses((status = 200, body = ArtifactOut), (status = 404), (status = 409), (status = 412), (status = 422)))]
 pub async fn replace(
+    axum::extract::State(state): axum::extract::State<AppState>,
     ws: Ws,
     headers: HeaderMap,
     Body(input): Body<ArtifactInput>,
@@ -244,7 +247,7 @@ pub async fn replace(
         tags: Some(f.tags),
         metadata: Some(f.metadata),
     };
-    write(ws, &headers, changes, version).await
+    write(&state, ws, &headers, changes, version).await
 }
 
 #[utoipa::path(patch, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
@@ -252,18 +255,23 @@ pub async fn replace(
     description = "Partial update: only present fields change; `description: null` clears it; null name, tags or metadata are rejected.",
     responses((status = 200, body = ArtifactOut), (status = 404), (status = 409), (status = 412), (status = 422)))]
 pub async fn patch(
+    axum::extract::State(state): axum::extract::State<AppState>,
     ws: Ws,
     headers: HeaderMap,
     Body(input): Body<ArtifactPatchInput>,
 ) -> ApiResult<Response> {
     let (changes, version) = input.validate()?;
-    write(ws, &headers, changes, version).await
+    write(&state, ws, &headers, changes, version).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)),
     responses((status = 204), (status = 404), (status = 412)))]
-pub async fn delete(mut ws: Ws, headers: HeaderMap) -> ApiResult<StatusCode> {
+pub async fn delete(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut ws: Ws,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
     let id = ws.path_id("artifact_id", "Artifact")?;
     let expected = if_match(&headers)?;
     let w = artifacts::soft_delete(&mut ws.tx, ws.id, id, expected).await?;
@@ -274,5 +282,6 @@ pub async fn delete(mut ws: Ws, headers: HeaderMap) -> ApiResult<StatusCode> {
     )
     .await?;
     ws.commit().await?;
+    state.metrics().artifacts_deleted.inc();
     Ok(StatusCode::NO_CONTENT)
 }
