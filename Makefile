@@ -41,7 +41,7 @@ build:
 load: build
 	cargo build --release --quiet -p ghostworks-bench
 	target/release/ghostworks-bench report --workspaces 50 --artifacts 20000 --users 200 --pool 50 \
-	  --duration 5 --step-seconds 2 --steps 0.5,0.8,0.95 --pgbench-seconds 4 \
+	  --duration 5 --step-seconds 2 --steps 0.5,0.8,0.95 --pgbench-seconds 4 --overhead-seconds 2 \
 	  --server-bin target/release/ghostworks --dir target/bench-ci
 
 containers: build

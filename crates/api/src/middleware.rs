@@ -185,6 +185,9 @@ pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Ne
     if let Some(trace_id) = ghostworks_telemetry::trace_id(&span) {
         span.record("trace_id", trace_id);
     }
+    if !state.config().metrics_enabled {
+        return next.run(req).await;
+    }
     let m = &state.metrics();
     let in_progress = m.http_in_progress.with_label_values(&[&method, &endpoint]);
     in_progress.inc();

@@ -273,7 +273,7 @@ impl Terms {
 }
 
 /// Artifact ids seen in list pages, per workspace, for later gets.
-type Known = Arc<Mutex<HashMap<String, Vec<String>>>>;
+pub type Known = Arc<Mutex<HashMap<String, Vec<String>>>>;
 
 fn sampler(o: &Options) -> Option<Sampler> {
     o.server_pid.map(Sampler::start)

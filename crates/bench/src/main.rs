@@ -152,6 +152,10 @@ enum Command {
         /// Seconds of the mixed pgbench run (each single-request run takes half).
         #[arg(long, default_value_t = 15)]
         pgbench_seconds: u64,
+        /// Seconds of the read journey per telemetry setting (metrics and traces on and off);
+        /// 0 skips the comparison.
+        #[arg(long, default_value_t = 10)]
+        overhead_seconds: u64,
     },
 }
 
@@ -182,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
             pool_size,
             reuse,
             pgbench_seconds,
+            overhead_seconds,
         } => {
             let spec = dataset.spec();
             report::run(report::ReportOptions {
@@ -192,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
                 pool_size,
                 reuse,
                 pgbench_seconds,
+                overhead_seconds,
             })
             .await?
         }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -46,6 +47,8 @@ pub struct ReportOptions {
     /// Keep and reuse a cluster seeded by an earlier report in `dir`.
     pub reuse: bool,
     pub pgbench_seconds: u64,
+    /// Seconds of the read journey per telemetry variant (0: not measured).
+    pub overhead_seconds: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,23 +121,13 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
         stack.pg.port
     );
     let started = Instant::now();
-    let log = std::fs::File::create(o.dir.join("server.log"))?;
-    let child = Command::new(&server_bin)
-        .arg("serve")
-        .env_clear()
-        .env("GHOSTWORKS_ENV", "development")
-        .env("GHOSTWORKS_BIND", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", &app_url)
-        .env("DATABASE_POOL_SIZE", o.pool_size.to_string())
-        .env("REDIS_URL", stack.redis.url())
-        .env("JWT_SECRET_KEY", ghostworks_api::auth::random_token())
-        .env("RATE_LIMIT_ENABLED", "false")
-        .env("LOG_FORMAT", "json")
-        .env("LOG_LEVEL", "info")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", server_bin.display()))?;
+    let server = Server {
+        bin: &server_bin,
+        app_url: &app_url,
+        pool_size: o.pool_size,
+        redis_url: stack.redis.url(),
+    };
+    let child = server.spawn(port, &[], &o.dir.join("server.log"))?;
     let pid = child.id();
     stack.server = Some(child);
     let client = load::client()?;
@@ -198,6 +191,12 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
         .sum::<f64>();
     let journey_overhead = (mixed_with / mixed_without - 1.0) * 100.0;
 
+    if let Some(mut child) = stack.server.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let overhead = telemetry_overhead(&o, &server).await?;
+
     let (load_end, _) = stats::machine_load();
     md.push_str(&format!(
         "\n| Ceiling and footprint | Value |\n|---|---|\n\
@@ -222,6 +221,23 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
             r.script, r.with_policies_tps, r.owner_row_security_off_tps, r.overhead_pct
         ));
     }
+    if !overhead.is_empty() {
+        md.push_str(&format!(
+            "\n| Telemetry (read journey, {} s each) | req/s | p50 ms | p99 ms | Throughput vs. metrics only |\n|---|---|---|---|---|\n",
+            o.overhead_seconds
+        ));
+        let base = overhead[0].latency.rps;
+        for v in &overhead {
+            md.push_str(&format!(
+                "| {} | {:.0} | {:.1} | {:.1} | {:+.1}% |\n",
+                v.variant,
+                v.latency.rps,
+                v.latency.p50_ms,
+                v.latency.p99_ms,
+                (v.latency.rps / base - 1.0) * 100.0
+            ));
+        }
+    }
     std::fs::write(o.dir.join("report.md"), &md)?;
     std::fs::write(
         o.dir.join("report.json"),
@@ -236,6 +252,7 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
             "ceiling_ratio": ratio,
             "rls": rls,
             "rls_overhead_read_journey_pct": journey_overhead,
+            "telemetry_overhead": overhead,
         }))?,
     )?;
     println!("{md}");
@@ -414,4 +431,106 @@ fn pgbench(
         tps: value("tps = ").context("pgbench printed no tps")?,
         latency_ms: value("latency average = ").unwrap_or(f64::NAN),
     })
+}
+
+/// How the benchmark starts `ghostworks serve`.
+struct Server<'a> {
+    bin: &'a Path,
+    app_url: &'a str,
+    pool_size: u32,
+    redis_url: String,
+}
+
+impl Server<'_> {
+    fn spawn(
+        &self,
+        port: u16,
+        extra: &[(&str, String)],
+        log: &Path,
+    ) -> Result<std::process::Child> {
+        let log = std::fs::File::create(log)?;
+        Command::new(self.bin)
+            .arg("serve")
+            .env_clear()
+            .env("GHOSTWORKS_ENV", "development")
+            .env("GHOSTWORKS_BIND", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", self.app_url)
+            .env("DATABASE_POOL_SIZE", self.pool_size.to_string())
+            .env("REDIS_URL", &self.redis_url)
+            .env("JWT_SECRET_KEY", ghostworks_api::auth::random_token())
+            .env("RATE_LIMIT_ENABLED", "false")
+            .env("LOG_FORMAT", "json")
+            .env("LOG_LEVEL", "info")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Overhead {
+    variant: String,
+    latency: stats::Latency,
+}
+
+/// The read journey against a fresh server per telemetry setting: metrics only (the default),
+/// neither metrics nor traces, every trace exported to a live collector, and traces on with
+/// the collector down.
+async fn telemetry_overhead(o: &ReportOptions, server: &Server<'_>) -> Result<Vec<Overhead>> {
+    if o.overhead_seconds == 0 {
+        return Ok(Vec::new());
+    }
+    // A collector that takes every export and keeps nothing.
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_url = format!("http://{}", sink.local_addr()?);
+    let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { "" }));
+    tokio::spawn(async move { axum::serve(sink, app).await });
+    let down = format!("http://127.0.0.1:{}", free_port()?);
+    let traces = |url: &str| {
+        vec![
+            ("OPENTELEMETRY_ENDPOINT", url.to_string()),
+            ("TRACE_SAMPLE_RATIO", "1".to_string()),
+        ]
+    };
+    let variants: [(&str, Vec<(&str, String)>); 4] = [
+        ("metrics, no traces (default)", vec![]),
+        (
+            "no metrics, no traces",
+            vec![("METRICS_ENABLED", "false".into())],
+        ),
+        ("metrics, every trace exported", traces(&sink_url)),
+        ("metrics, traces on, collector down", traces(&down)),
+    ];
+    let client = load::client()?;
+    let mut out = Vec::new();
+    for (variant, env) in variants {
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = server.spawn(port, &env, &o.dir.join("server-overhead.log"))?;
+        let result = async {
+            wait_ready(&client, &base, Instant::now()).await?;
+            let mut lo = o.load.clone();
+            lo.base_url = base.clone();
+            lo.server_pid = None;
+            lo.duration = Duration::from_secs(o.overhead_seconds);
+            let sessions = Arc::new(load::login_pool(&lo, &client).await?);
+            let known: load::Known = Arc::default();
+            anyhow::Ok(load::read_journey(&lo, &client, &sessions, &known).await)
+        }
+        .await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let scenario = result?;
+        println!(
+            "telemetry: {variant}: {:.0} req/s, p99 {:.1} ms",
+            scenario.latency.rps, scenario.latency.p99_ms
+        );
+        out.push(Overhead {
+            variant: variant.into(),
+            latency: scenario.latency,
+        });
+    }
+    Ok(out)
 }

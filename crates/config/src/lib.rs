@@ -76,6 +76,8 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub require_email_verification: bool,
     pub rate_limit_enabled: bool,
+    /// Request metrics and /metrics (on by default; off only to measure their cost).
+    pub metrics_enabled: bool,
     /// A per-workspace request counter in /metrics: one series per tenant, so off by default.
     pub metrics_tenant_labels: bool,
     pub login_max_failures: u32,
@@ -379,6 +381,7 @@ impl Config {
         }
         let require_email_verification = r.bool("REQUIRE_EMAIL_VERIFICATION", true);
         let rate_limit_enabled = r.bool("RATE_LIMIT_ENABLED", true);
+        let metrics_enabled = r.bool("METRICS_ENABLED", true);
         let metrics_tenant_labels = r.bool("METRICS_TENANT_LABELS", false);
         if production && !rate_limit_enabled {
             r.errors.push("RATE_LIMIT_ENABLED: cannot be false in production; login rate limits protect accounts".into());
@@ -462,6 +465,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(refresh_days * 86_400),
             require_email_verification,
             rate_limit_enabled,
+            metrics_enabled,
             metrics_tenant_labels,
             login_max_failures,
             login_lockout: Duration::from_secs(login_lockout_secs),
@@ -539,6 +543,7 @@ impl Config {
                 self.require_email_verification.to_string(),
             ),
             ("RATE_LIMIT_ENABLED", self.rate_limit_enabled.to_string()),
+            ("METRICS_ENABLED", self.metrics_enabled.to_string()),
             (
                 "METRICS_TENANT_LABELS",
                 self.metrics_tenant_labels.to_string(),

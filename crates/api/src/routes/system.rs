@@ -2,7 +2,7 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -86,7 +86,11 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
     )
 }
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    if !state.config().metrics_enabled {
+        return ApiError::NotFound("Metrics are disabled (METRICS_ENABLED=false)".into())
+            .into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -94,6 +98,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics().render(state.db()),
     )
+        .into_response()
 }
 
 /// Global counts (no tenant data). 503 when the database is down: never invented numbers.
