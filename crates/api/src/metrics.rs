@@ -26,6 +26,7 @@ pub struct Metrics {
     pub jobs_enqueued: IntCounterVec,
     db_pool: IntGaugeVec,
     db_pool_max: IntGauge,
+    dependencies: IntGaugeVec,
     /// Requests per workspace, only when METRICS_TENANT_LABELS is on: one series per tenant.
     pub tenant_requests: Option<IntCounterVec>,
 }
@@ -128,6 +129,14 @@ impl Metrics {
             "The database pool's size limit (DATABASE_POOL_SIZE)",
         )
         .unwrap();
+        let dependencies = IntGaugeVec::new(
+            Opts::new(
+                "ghostworks_dependency_up",
+                "Whether a dependency answered a ping at scrape time (1) or not (0)",
+            ),
+            &["dependency"],
+        )
+        .unwrap();
         let tenant_requests = tenant_labels.then(|| {
             IntCounterVec::new(
                 Opts::new(
@@ -164,6 +173,7 @@ impl Metrics {
             Box::new(jobs_enqueued.clone()),
             Box::new(db_pool.clone()),
             Box::new(db_pool_max.clone()),
+            Box::new(dependencies.clone()),
             Box::new(ghostworks_telemetry::db_query_seconds().clone()),
             Box::new(ghostworks_telemetry::redis_command_seconds().clone()),
             Box::new(info),
@@ -196,8 +206,15 @@ impl Metrics {
             jobs_enqueued,
             db_pool,
             db_pool_max,
+            dependencies,
             tenant_requests,
         }
+    }
+
+    pub fn dependency_up(&self, name: &str, up: bool) {
+        self.dependencies
+            .with_label_values(&[name])
+            .set(i64::from(up));
     }
 
     /// The text exposition format, with the pool's gauges read now.

@@ -188,6 +188,7 @@ async fn traces_follow_a_request_into_sql_and_into_its_job_and_logs_keep_no_secr
     let prefix = unique("obs");
     let mut env = api_env(&db, &api_bind, &prefix);
     env.push(("OPENTELEMETRY_ENDPOINT", &otlp));
+    env.push(("METRICS_TENANT_LABELS", "true"));
     let mut api = Proc::spawn("serve", &env, &api_log);
     let smtp = sink.url();
     let mut worker = Proc::spawn(
@@ -309,6 +310,56 @@ async fn traces_follow_a_request_into_sql_and_into_its_job_and_logs_keep_no_secr
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+
+    // The metrics the workload must have produced, exactly.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let route = "/api/v1/workspaces/{workspace_id}/artifacts";
+    for (series, value) in [
+        (
+            r#"ghostworks_db_query_duration_seconds_count{operation="artifacts.list"}"#.to_string(),
+            "1",
+        ),
+        (
+            r#"ghostworks_db_query_duration_seconds_count{operation="artifacts.create"}"#.into(),
+            "1",
+        ),
+        (
+            r#"ghostworks_dependency_up{dependency="postgres"}"#.into(),
+            "1",
+        ),
+        (
+            r#"ghostworks_dependency_up{dependency="redis"}"#.into(),
+            "1",
+        ),
+        ("auth_token_refreshes_total".into(), "1"),
+        ("artifacts_created_total".into(), "1"),
+        (
+            format!(r#"http_response_size_bytes_count{{endpoint="{route}",method="GET"}}"#),
+            "1",
+        ),
+        (
+            format!(
+                r#"ghostworks_tenant_requests_total{{status_class="2xx",tenant_id="{ws_id}"}}"#
+            ),
+            "2",
+        ),
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{series} ")))
+            .unwrap_or_else(|| panic!("{series} missing from:\n{metrics}"));
+        assert_eq!(line, format!("{series} {value}"));
+    }
+    assert!(metrics.lines().any(|l| l.starts_with(
+        r#"ghostworks_redis_command_duration_seconds_count{operation="redis.window_hit"}"#
+    )));
 
     // Stopping flushes what is still queued for export.
     api.stop();
@@ -441,5 +492,16 @@ async fn without_a_collector_requests_still_succeed() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
+    // Per-tenant series exist only behind METRICS_TENANT_LABELS.
+    let metrics = client
+        .get(format!("http://{bind}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("http_requests_total{"));
+    assert!(!metrics.contains("ghostworks_tenant_requests_total"));
     api.stop();
 }

@@ -91,6 +91,15 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         return ApiError::NotFound("Metrics are disabled (METRICS_ENABLED=false)".into())
             .into_response();
     }
+    // Bounded, so a scrape still answers (with the dependency down) when a ping would hang.
+    let limit = std::time::Duration::from_secs(2);
+    let (db, redis) = tokio::join!(
+        tokio::time::timeout(limit, ghostworks_db::ping(state.db())),
+        tokio::time::timeout(limit, state.limiter().ping())
+    );
+    let m = state.metrics();
+    m.dependency_up("postgres", matches!(db, Ok(Ok(_))));
+    m.dependency_up("redis", matches!(redis, Ok(Ok(_))));
     (
         [(
             header::CONTENT_TYPE,
