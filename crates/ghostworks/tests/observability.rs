@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::post;
+
 use ghostworks_testkit::{services, unique, TestDb};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -82,7 +82,7 @@ fn hex(b: &[u8]) -> String {
 async fn collector() -> (String, Spans) {
     let spans = Spans::default();
     let app = axum::Router::new()
-        .route("/v1/traces", post(receive))
+        .route("/v1/traces", axum::routing::post(receive))
         .with_state(spans.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -91,11 +91,7 @@ async fn collector() -> (String, Spans) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ghostworks_devstack::free_port().expect("a free loopback port")
 }
 
 /// A role of the binary with its output in a file; SIGTERM and wait on drop.
@@ -176,6 +172,32 @@ fn random_hex(bytes: usize) -> String {
         .collect()
 }
 
+/// `POST url` with an optional bearer token and JSON body; the status must be `expect`.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+    expect: u16,
+) -> Value {
+    let mut req = client.post(url);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = &body {
+        req = req.json(b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, expect, "POST {url}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 #[tokio::test]
 async fn traces_follow_a_request_into_sql_and_into_its_job_and_logs_keep_no_secret() {
     let (otlp, spans) = collector().await;
@@ -232,45 +254,32 @@ async fn traces_follow_a_request_into_sql_and_into_its_job_and_logs_keep_no_secr
         .next()
         .expect("a verification link");
     let verification_token = link.rsplit_once('=').unwrap().1.to_string();
-    let r = client
-        .post(format!(
-            "{base}/api/v1/auth/verify-email?verification_token={verification_token}"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verify = format!("{base}/api/v1/auth/verify-email?verification_token={verification_token}");
+    post(&client, &verify, None, None, 200).await;
+    let credentials = json!({"email": email, "password": PASSWORD});
+    let login = post(
+        &client,
+        &format!("{base}/api/v1/auth/login"),
+        None,
+        Some(credentials),
+        200,
+    )
+    .await;
     let access = login["access_token"].as_str().unwrap().to_string();
     let refresh = login["refresh_token"].as_str().unwrap().to_string();
-    let ws: Value = client
-        .post(format!("{base}/api/v1/workspaces"))
-        .bearer_auth(&access)
-        .json(&json!({"name": "Observed", "slug": unique("obs")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let workspace = json!({"name": "Observed", "slug": unique("obs")});
+    let ws = post(
+        &client,
+        &format!("{base}/api/v1/workspaces"),
+        Some(&access),
+        Some(workspace),
+        201,
+    )
+    .await;
     let ws_id = ws["id"].as_str().unwrap().to_string();
     let arts = format!("{base}/api/v1/workspaces/{ws_id}/artifacts");
-    let r = client
-        .post(&arts)
-        .bearer_auth(&access)
-        .json(&json!({"name": "traced", "tags": ["otel"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let artifact = json!({"name": "traced", "tags": ["otel"]});
+    post(&client, &arts, Some(&access), Some(artifact), 201).await;
 
     // The request whose span tree is checked below.
     let (list_trace, caller_span) = (random_hex(16), random_hex(8));
@@ -285,41 +294,38 @@ async fn traces_follow_a_request_into_sql_and_into_its_job_and_logs_keep_no_secr
     assert_eq!(r.status(), 200);
 
     // The rest of the lifecycle, for the secret scan of the logs.
-    let r = client
-        .post(format!("{base}/api/v1/auth/refresh"))
-        .bearer_auth(&refresh)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let refreshed: Value = r.json().await.unwrap();
-    let r = client
-        .post(format!("{base}/api/v1/auth/password-reset/request"))
-        .json(&json!({"email": email}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    let refreshed = post(
+        &client,
+        &format!("{base}/api/v1/auth/refresh"),
+        Some(&refresh),
+        None,
+        200,
+    )
+    .await;
+    let reset = format!("{base}/api/v1/auth/password-reset");
+    post(
+        &client,
+        &format!("{reset}/request"),
+        None,
+        Some(json!({"email": email})),
+        202,
+    )
+    .await;
     let mail = &services().mail_to(&email, 2, Duration::from_secs(20)).await[1];
     let link = mail.links().into_iter().next().expect("a reset link");
     let reset_token = link.rsplit_once('=').unwrap().1.to_string();
-    let r = client
-        .post(format!("{base}/api/v1/auth/password-reset/confirm"))
-        .json(&json!({"token": reset_token, "new_password": NEW_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let confirm = json!({"token": reset_token, "new_password": NEW_PASSWORD});
+    post(
+        &client,
+        &format!("{reset}/confirm"),
+        None,
+        Some(confirm),
+        200,
+    )
+    .await;
 
     // The metrics the workload must have produced, exactly.
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{base}/metrics")).await;
     let route = "/api/v1/workspaces/{workspace_id}/artifacts";
     for (series, value) in [
         (
@@ -493,14 +499,7 @@ async fn without_a_collector_requests_still_succeed() {
         assert_eq!(r.status(), 200);
     }
     // Per-tenant series exist only behind METRICS_TENANT_LABELS.
-    let metrics = client
-        .get(format!("http://{bind}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("http://{bind}/metrics")).await;
     assert!(metrics.contains("http_requests_total{"));
     assert!(!metrics.contains("ghostworks_tenant_requests_total"));
     api.stop();

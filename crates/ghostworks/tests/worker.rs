@@ -12,11 +12,7 @@ use uuid::Uuid;
 const BIN: &str = env!("CARGO_BIN_EXE_ghostworks");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ghostworks_devstack::free_port().expect("a free loopback port")
 }
 
 fn spawn_worker(db: &TestDb, sink: &Sink, bind: &str) -> Child {
