@@ -71,7 +71,7 @@ enum Command {
         #[command(subcommand)]
         command: Option<ops::DeployCommand>,
         /// The release: the path of its ghostworks binary.
-        #[arg(long, required_unless_present = "command")]
+        #[arg(long)]
         release: Option<String>,
         #[command(flatten)]
         args: ops::ReleaseArgs,
