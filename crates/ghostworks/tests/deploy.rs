@@ -251,7 +251,14 @@ struct Load {
 impl Load {
     async fn start(port: u16, concurrency: usize) -> Self {
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        // One connection per request: an nginx reload closes idle keep-alive connections, and
+        // a request racing that close fails on any HTTP/1.1 client that does not retry
+        // (browsers retry, RFC 9112 9.3.1). Not reusing them makes every failure counted here
+        // one of the deploy's.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
         let login = body(
             http.post(format!("{base}/api/v1/auth/login"))
                 .json(&json!({"email": "owner@acme.com", "password": "demo123"})),
@@ -350,7 +357,7 @@ async fn answer(
                 r.text().await.unwrap_or_default()
             ))
         }
-        Err(e) => Err(format!("{what} {e}")),
+        Err(e) => Err(format!("{what} {e:?}")),
     }
 }
 
