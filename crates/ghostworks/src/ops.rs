@@ -166,8 +166,8 @@ pub async fn restore(url: &str, from: PathBuf, force: bool) -> anyhow::Result<()
     let r = backup::restore(url, &manifest, force).await?;
     println!(
         "restored {} ({} rows in {} tables, schema version {}) in {:.1} s ({:.1} MB/s of \
-         database); counts, checksums and row-level security verified. Recreate the login \
-         roles with `ghostworks migrate` if this is a new server.",
+         database); counts, checksums and row-level security verified. On a new server, create \
+         the login roles (docs/operations.md, Restore).",
         manifest.display(),
         r.manifest.total_rows(),
         r.manifest.tables.len(),
@@ -350,17 +350,31 @@ pub async fn deploy(
 pub fn history(args: &ReleaseArgs) -> anyhow::Result<()> {
     let state = deploy::State::open(&args.state_dir)?;
     println!(
-        "{:<20}  {:<12}  {:<6}  {:<12}  {:>6}  {:<8}  {:<12}  {:<19}  reason",
-        "time", "version", "colour", "result", "schema", "by", "git", "digest"
+        "{:<20}  {:<12}  {:<6}  {:<12}  {:>6}  {:>7}  {:>9}  {:>11}  {:<8}  {:<12}  {:<19}  reason",
+        "time",
+        "version",
+        "colour",
+        "result",
+        "schema",
+        "took_s",
+        "switch_ms",
+        "rollback_ms",
+        "by",
+        "git",
+        "digest"
     );
+    let ms = |v: Option<u64>| v.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
     for e in state.history()? {
         println!(
-            "{:<20}  {:<12}  {:<6}  {:<12}  {:>6}  {:<8}  {:<12}  {:<19}  {}",
+            "{:<20}  {:<12}  {:<6}  {:<12}  {:>6}  {:>7.1}  {:>9}  {:>11}  {:<8}  {:<12}  {:<19}  {}",
             e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             e.release.version,
             e.colour.as_str(),
             e.result,
             e.schema_version,
+            e.duration_ms as f64 / 1000.0,
+            ms(e.switch_ms),
+            ms(e.rollback_ms),
             e.by,
             e.release.git_sha.chars().take(12).collect::<String>(),
             e.release.digest.chars().take(19).collect::<String>(),

@@ -204,8 +204,11 @@ impl Stage {
         path
     }
 
+    /// `deploy history`, also printed: its timings are the figures in docs/operations.md.
     fn history(&self) -> String {
-        text(&self.ghostworks(&["deploy", "history"], &[]))
+        let h = text(&self.ghostworks(&["deploy", "history"], &[]));
+        eprintln!("{h}");
+        h
     }
 }
 
