@@ -24,6 +24,8 @@ apt_update() {
 missing=()
 [ -x "${PG_BIN_DIR:-/usr/lib/postgresql/15/bin}/postgres" ] || missing+=(postgresql-15)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The deploy tests put Debian's nginx in front of the process runtime.
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # Debian's python3 ships venv/ensurepip separately.

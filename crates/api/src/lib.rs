@@ -131,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         ])
         .max_age(std::time::Duration::from_secs(600));
     let body_limit = cfg.max_body_bytes;
+    let fault_ratio = middleware::fault_ratio(cfg.environment);
     #[allow(deprecated)] // TimeoutLayer::new: the status-code variant is not in every 0.6 release
     let timeout = TimeoutLayer::new(cfg.request_timeout);
     routes::routes(state.clone())
@@ -142,6 +143,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             middleware::security_headers,
         ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            middleware::inject_faults(fault_ratio, req, next)
+        }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::track_metrics,

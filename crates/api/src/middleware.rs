@@ -286,6 +286,35 @@ pub async fn security_headers(
     response
 }
 
+/// The share of `/api/` requests to fail with 503 (`GHOSTWORKS_FAULT_ERROR_RATIO`), for
+/// rehearsing a deploy's automatic rollback. Honoured in development only: staging and
+/// production ignore it.
+pub fn fault_ratio(environment: Environment) -> Option<f64> {
+    if environment != Environment::Development {
+        return None;
+    }
+    std::env::var("GHOSTWORKS_FAULT_ERROR_RATIO")
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|r| *r > 0.0)
+}
+
+/// Fails `ratio` of the `/api/` requests with 503 (health and metrics stay truthful).
+pub async fn inject_faults(ratio: Option<f64>, req: Request, next: Next) -> Response {
+    use rand::Rng;
+    match ratio {
+        Some(r)
+            if req.uri().path().starts_with("/api/") && rand::thread_rng().gen_bool(r.min(1.0)) =>
+        {
+            let mut resp = Response::new(Body::from("injected fault"));
+            *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            resp
+        }
+        _ => next.run(req).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

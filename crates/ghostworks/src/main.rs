@@ -1,6 +1,7 @@
 //! `ghostworks`: every role of the platform behind one binary.
 
 mod dev;
+mod ops;
 mod probe;
 mod score;
 mod seed;
@@ -37,10 +38,57 @@ enum Command {
     },
     /// Apply the embedded database migrations as the schema owner (DATABASE_ADMIN_URL, else
     /// DATABASE_URL). Idempotent; creates the `ghostworks_app` role the API logs in through.
+    /// Holds a lock so two deploys never migrate at once.
     Migrate {
+        #[command(subcommand)]
+        command: Option<ops::MigrateCommand>,
         /// List applied and pending migrations instead of applying them.
         #[arg(long)]
         status: bool,
+        /// How long a migration statement may wait for a table lock before it gives up (and
+        /// the migration rolls back), so traffic never queues behind it for long.
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        lock_timeout: u64,
+    },
+    /// Write a compressed, checksummed logical backup (pg_dump custom format) and its manifest
+    /// of the DATABASE_ADMIN_URL database, then apply the retention policy.
+    Backup(ops::BackupArgs),
+    /// Restore a backup into the (empty) DATABASE_ADMIN_URL database, recreate the group roles,
+    /// and verify counts, checksums and row-level security.
+    Restore {
+        /// A manifest, its .dump, or a backup directory (its newest backup).
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace the contents of a non-empty database.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Blue/green release of the api and worker behind nginx: check, back up, migrate, start
+    /// the new colour, wait for readiness, switch nginx, bake while watching the new colour's
+    /// error ratio and p95, then drain and stop the old colour. Any failure switches back and
+    /// exits non-zero naming the step. See docs/operations.md.
+    Deploy {
+        #[command(subcommand)]
+        command: Option<ops::DeployCommand>,
+        /// The release: the path of its ghostworks binary.
+        #[arg(long)]
+        release: Option<String>,
+        #[command(flatten)]
+        args: ops::ReleaseArgs,
+    },
+    /// Redeploy an earlier succeeded release through the same gated path as `deploy`.
+    Rollback {
+        /// The release's version (or binary path) from `deploy history`; default: the newest
+        /// succeeded release other than the live one.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        args: ops::ReleaseArgs,
+    },
+    /// Move one workspace's data between databases (DATABASE_ADMIN_URL).
+    Tenant {
+        #[command(subcommand)]
+        command: ops::TenantCommand,
     },
     /// Load data into the database (as the schema owner).
     Seed {
@@ -225,10 +273,14 @@ async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
 }
 
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    migrate_with(url, ghostworks_ops::migrate::DEFAULT_LOCK_TIMEOUT).await
+}
+
+async fn migrate_with(url: &str, lock_timeout: std::time::Duration) -> anyhow::Result<()> {
+    ghostworks_ops::migrate::run(url, lock_timeout).await?;
     let pool = ghostworks_db::connect(url, 2, "ghostworks-migrate")
         .await
         .context("cannot connect as the schema owner")?;
-    ghostworks_db::migrate(&pool).await?;
     for (version, description, applied) in ghostworks_db::migration_status(&pool).await? {
         tracing::info!(version, description, applied, "migration");
     }
@@ -251,7 +303,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _telemetry = telemetry::logs_from_env("ghostworks-jobs");
             jobs(command).await?;
         }
-        Command::Migrate { status } => {
+        Command::Migrate {
+            command: Some(command),
+            ..
+        } => return ops::lint(command),
+        Command::Migrate {
+            command: None,
+            status,
+            lock_timeout,
+        } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-migrate");
             let url = admin_url()?;
             if status {
@@ -265,7 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
             } else {
-                migrate(&url).await?;
+                migrate_with(&url, std::time::Duration::from_secs(lock_timeout)).await?;
                 println!("migrations applied");
             }
         }
@@ -313,6 +373,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             });
+        }
+        Command::Backup(args) => {
+            let _telemetry = telemetry::logs_from_env("ghostworks-backup");
+            ops::backup(&admin_url()?, args).await?;
+        }
+        Command::Restore { from, force } => {
+            let _telemetry = telemetry::logs_from_env("ghostworks-restore");
+            ops::restore(&admin_url()?, from, force).await?;
+        }
+        Command::Deploy {
+            command: Some(ops::DeployCommand::History),
+            args,
+            ..
+        } => ops::history(&args)?,
+        Command::Deploy {
+            command: None,
+            release,
+            args,
+        } => {
+            let _telemetry = telemetry::logs_from_env("ghostworks-deploy");
+            let release = release.context("--release: missing; pass the path of the binary")?;
+            ops::deploy(&admin_url()?, release, None, &args).await?;
+        }
+        Command::Rollback { to, args } => {
+            let _telemetry = telemetry::logs_from_env("ghostworks-rollback");
+            ops::rollback(&admin_url()?, to, &args).await?;
+        }
+        Command::Tenant { command } => {
+            let _telemetry = telemetry::logs_from_env("ghostworks-tenant");
+            ops::tenant(&admin_url()?, command).await?;
         }
         Command::Dev { data_dir } => dev::run(&data_dir).await?,
         Command::Score { dir, output } => return score::run(&dir, &output),

@@ -1,0 +1,394 @@
+//! The operator's commands (`migrate lint`, `backup`, `restore`, `tenant`, `deploy`,
+//! `rollback`): argument parsing and reporting around the `ghostworks-ops` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use ghostworks_ops::backup::{self, Retention};
+use ghostworks_ops::deploy::{self, process::ProcessRuntime};
+use ghostworks_ops::{lint, tenant};
+
+#[derive(Subcommand)]
+pub enum MigrateCommand {
+    /// Flag destructive changes (drop or rename of a table or column, type changes, NOT NULL
+    /// without a default, non-concurrent indexes on existing tables) in the migration files,
+    /// unless the file is marked `-- ghostworks:contract`. Exit status 1 when any is found.
+    Lint {
+        /// The migrations directory.
+        #[arg(long, default_value = "migrations")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// Where backups are written (a local directory; S3 is not supported yet: sync this
+    /// directory to object storage with your tool of choice).
+    #[arg(long, env = "BACKUP_DIR", default_value = "backups", global = true)]
+    pub dir: PathBuf,
+    /// Retention: keep this many newest backups...
+    #[arg(long, default_value_t = 7)]
+    pub keep_recent: usize,
+    /// ...plus the newest of each of this many days...
+    #[arg(long, default_value_t = 7)]
+    pub keep_daily: usize,
+    /// ...plus the newest of each of this many ISO weeks; older backups are deleted.
+    #[arg(long, default_value_t = 4)]
+    pub keep_weekly: usize,
+}
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Restore a backup into a scratch database and check row counts and content checksums
+    /// against its manifest (the scratch database is dropped afterwards).
+    Verify {
+        /// A manifest, its .dump, or a backup directory (its newest backup).
+        #[arg(long, default_value = "backups")]
+        from: PathBuf,
+    },
+    /// The backups in --dir, oldest first.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Write one workspace's data (workspace, member accounts, memberships, artifacts, audit
+    /// log, usage) to a checksummed JSON-lines archive.
+    Export {
+        /// The workspace's slug.
+        slug: String,
+        /// The archive to write; default: SLUG.gwtenant.jsonl.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Import an archive into the database of DATABASE_ADMIN_URL in one transaction, verified
+    /// against the archive's manifest. Refused when the workspace exists there.
+    Import {
+        /// The archive written by `tenant export`.
+        archive: PathBuf,
+    },
+}
+
+fn mb_per_s(bytes: f64, d: Duration) -> f64 {
+    bytes / 1e6 / d.as_secs_f64().max(1e-3)
+}
+
+pub fn lint(command: MigrateCommand) -> anyhow::Result<ExitCode> {
+    let MigrateCommand::Lint { dir } = command;
+    let findings = lint::lint_dir(&dir)?;
+    let blocking = findings.iter().filter(|f| !f.contract).count();
+    for f in &findings {
+        println!("{f}");
+    }
+    println!(
+        "{blocking} destructive change(s) outside contract steps, {} allowed in contract steps \
+         (migrations up to {:04} are the baseline and not linted)",
+        findings.len() - blocking,
+        lint::BASELINE_VERSION
+    );
+    Ok(if blocking == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub async fn backup(url: &str, args: BackupArgs) -> anyhow::Result<()> {
+    match args.command {
+        None => {
+            let (path, m) = backup::create(url, &args.dir).await?;
+            let secs = Duration::from_millis(m.duration_ms);
+            println!(
+                "backup {} written: {} rows in {} tables, schema version {}, dump {:.1} MB \
+                 (database {:.1} MB) in {:.1} s ({:.1} MB/s of database), sha256 {}",
+                path.display(),
+                m.total_rows(),
+                m.tables.len(),
+                m.schema_version,
+                m.dump_bytes as f64 / 1e6,
+                m.database_bytes as f64 / 1e6,
+                secs.as_secs_f64(),
+                mb_per_s(m.database_bytes as f64, secs),
+                m.sha256
+            );
+            let removed = backup::prune(
+                &args.dir,
+                Retention {
+                    recent: args.keep_recent.max(1),
+                    daily: args.keep_daily,
+                    weekly: args.keep_weekly,
+                },
+            )?;
+            for r in removed {
+                println!("retention: deleted {}", r.display());
+            }
+        }
+        Some(BackupCommand::Verify { from }) => {
+            let manifest = backup::locate(&from)?;
+            let r = backup::verify(url, &manifest).await?;
+            println!(
+                "backup {} verified: {} rows in {} tables match the manifest's counts and \
+                 checksums (restored in {:.1} s, {:.1} MB/s of database)",
+                manifest.display(),
+                r.manifest.total_rows(),
+                r.manifest.tables.len(),
+                r.duration.as_secs_f64(),
+                mb_per_s(r.manifest.database_bytes as f64, r.duration)
+            );
+        }
+        Some(BackupCommand::List) => {
+            println!(
+                "{:<26}  {:>6}  {:>12}  {:>10}  file",
+                "created_at", "schema", "rows", "MB"
+            );
+            for (path, m) in backup::list(&args.dir)? {
+                println!(
+                    "{:<26}  {:>6}  {:>12}  {:>10.1}  {}",
+                    m.created_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    m.schema_version,
+                    m.total_rows(),
+                    m.dump_bytes as f64 / 1e6,
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn restore(url: &str, from: PathBuf, force: bool) -> anyhow::Result<()> {
+    let manifest = backup::locate(&from)?;
+    let r = backup::restore(url, &manifest, force).await?;
+    println!(
+        "restored {} ({} rows in {} tables, schema version {}) in {:.1} s ({:.1} MB/s of \
+         database); counts, checksums and row-level security verified. On a new server, create \
+         the login roles (docs/operations.md, Restore).",
+        manifest.display(),
+        r.manifest.total_rows(),
+        r.manifest.tables.len(),
+        r.manifest.schema_version,
+        r.duration.as_secs_f64(),
+        mb_per_s(r.manifest.database_bytes as f64, r.duration)
+    );
+    Ok(())
+}
+
+pub async fn tenant(url: &str, command: TenantCommand) -> anyhow::Result<()> {
+    let (verb, s) = match command {
+        TenantCommand::Export { slug, output } => {
+            let output = output.unwrap_or_else(|| PathBuf::from(format!("{slug}.gwtenant.jsonl")));
+            let s = tenant::export(url, &slug, &output).await?;
+            (format!("exported to {}", output.display()), s)
+        }
+        TenantCommand::Import { archive } => {
+            let s = tenant::import(url, &archive).await?;
+            (format!("imported from {}", archive.display()), s)
+        }
+    };
+    let tables: Vec<String> = s
+        .tables
+        .iter()
+        .map(|t| format!("{} {}", t.name, t.rows))
+        .collect();
+    println!(
+        "workspace {} ({}) {verb}: {} rows ({}){}; counts and checksums verified",
+        s.slug,
+        s.tenant_id,
+        s.total_rows(),
+        tables.join(", "),
+        if s.existing_users > 0 {
+            format!(", {} existing account(s) kept", s.existing_users)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ReleaseArgs {
+    /// Where the history, the active colour, pid files and process logs are kept.
+    #[arg(
+        long,
+        env = "GHOSTWORKS_DEPLOY_STATE",
+        default_value = ".ghostworks/deploy"
+    )]
+    pub state_dir: PathBuf,
+    /// The api listens on this port in blue and one above in green; the worker's /health
+    /// 10 above those.
+    #[arg(long, default_value_t = 8100)]
+    pub base_port: u16,
+    /// Environment of a role as ROLE=FILE (KEY=VALUE lines), e.g. api=/etc/ghostworks/api.env
+    /// and worker=/etc/ghostworks/worker.env; over the inherited environment. Repeatable.
+    #[arg(long = "env-file", value_name = "ROLE=FILE")]
+    pub env_files: Vec<String>,
+    /// nginx's upstream file for the api (included by its nginx.conf).
+    #[arg(long, default_value = "deploy/nginx/upstream-api.conf")]
+    pub upstream_file: PathBuf,
+    /// nginx's pid file: the master is sent SIGHUP to reload.
+    #[arg(long, default_value = "/run/nginx.pid")]
+    pub nginx_pid_file: PathBuf,
+    /// Deploy without backing the database up first.
+    #[arg(long)]
+    pub skip_backup: bool,
+    /// Where the pre-deploy backup goes.
+    #[arg(long, env = "BACKUP_DIR", default_value = "backups")]
+    pub backup_dir: PathBuf,
+    /// How long to watch the new colour after the switch.
+    #[arg(long, default_value_t = 30)]
+    pub bake_secs: u64,
+    /// How long every new instance has to answer its readiness check.
+    #[arg(long, default_value_t = 60)]
+    pub ready_timeout_secs: u64,
+    /// Roll back when the new colour's share of 5xx answers during the bake exceeds this.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_ratio: f64,
+    /// Roll back when the new colour's p95 latency during the bake exceeds this.
+    #[arg(long, default_value_t = 500)]
+    pub max_p95_ms: u64,
+    /// Requests the bake must see before it judges the error ratio and latency.
+    #[arg(long, default_value_t = 20)]
+    pub min_requests: u64,
+    /// Time for nginx's old workers to finish before the old colour is stopped.
+    #[arg(long, default_value_t = 2)]
+    pub drain_secs: u64,
+    /// The git commit of the release, for the history.
+    #[arg(long, env = "GIT_SHA", default_value = "unknown")]
+    pub git_sha: String,
+    /// The version recorded in the history instead of the one the binary reports.
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum DeployCommand {
+    /// Every deploy and rollback, oldest first.
+    History,
+}
+
+fn runtime(admin: &str, args: &ReleaseArgs) -> anyhow::Result<ProcessRuntime> {
+    let mut rt = ProcessRuntime::new(admin.to_string(), args.base_port, args.state_dir.clone());
+    for spec in &args.env_files {
+        let (role, file) = spec.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--env-file: {spec:?} is not ROLE=FILE (e.g. api=api.env)")
+        })?;
+        if !deploy::ROLES.iter().any(|r| r.name == role) {
+            anyhow::bail!(
+                "--env-file: unknown role {role:?}; the roles are {}",
+                deploy::ROLES
+                    .iter()
+                    .map(|r| r.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        rt.env.insert(
+            role.to_string(),
+            deploy::read_env_file(std::path::Path::new(file))?,
+        );
+    }
+    rt.upstream_file = args.upstream_file.clone();
+    rt.nginx_pid_file = args.nginx_pid_file.clone();
+    rt.git_sha = args.git_sha.clone();
+    Ok(rt)
+}
+
+fn who() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Deploys `artifact`; a rollback passes the `earlier` release from the history, whose version
+/// and commit it keeps.
+pub async fn deploy(
+    admin: &str,
+    artifact: String,
+    earlier: Option<deploy::Release>,
+    args: &ReleaseArgs,
+) -> anyhow::Result<()> {
+    let state = deploy::State::open(&args.state_dir)?;
+    let mut rt = runtime(admin, args)?;
+    rt.label = args.label.clone();
+    if let Some(r) = earlier {
+        rt.label = Some(r.version);
+        rt.git_sha = r.git_sha;
+    }
+    let plan = deploy::Plan {
+        artifact,
+        admin_url: admin,
+        backup_dir: (!args.skip_backup).then(|| args.backup_dir.clone()),
+        gates: deploy::Gates {
+            ready_timeout: Duration::from_secs(args.ready_timeout_secs),
+            bake: Duration::from_secs(args.bake_secs),
+            max_error_ratio: args.max_error_ratio,
+            max_p95: Duration::from_millis(args.max_p95_ms),
+            min_requests: args.min_requests,
+            drain: Duration::from_secs(args.drain_secs),
+        },
+        by: who(),
+    };
+    let e = deploy::deploy(&mut rt, &state, &plan).await?;
+    println!(
+        "deployed {} ({}) as {} in {:.1} s (switch-over {} ms), schema version {}",
+        e.release.version,
+        e.release.artifact,
+        e.colour.as_str(),
+        e.duration_ms as f64 / 1000.0,
+        e.switch_ms.unwrap_or(0),
+        e.schema_version
+    );
+    Ok(())
+}
+
+pub fn history(args: &ReleaseArgs) -> anyhow::Result<()> {
+    let state = deploy::State::open(&args.state_dir)?;
+    println!(
+        "{:<20}  {:<12}  {:<6}  {:<12}  {:>6}  {:>7}  {:>9}  {:>11}  {:<8}  {:<12}  {:<19}  reason",
+        "time",
+        "version",
+        "colour",
+        "result",
+        "schema",
+        "took_s",
+        "switch_ms",
+        "rollback_ms",
+        "by",
+        "git",
+        "digest"
+    );
+    let ms = |v: Option<u64>| v.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+    for e in state.history()? {
+        println!(
+            "{:<20}  {:<12}  {:<6}  {:<12}  {:>6}  {:>7.1}  {:>9}  {:>11}  {:<8}  {:<12}  {:<19}  {}",
+            e.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            e.release.version,
+            e.colour.as_str(),
+            e.result,
+            e.schema_version,
+            e.duration_ms as f64 / 1000.0,
+            ms(e.switch_ms),
+            ms(e.rollback_ms),
+            e.by,
+            e.release.git_sha.chars().take(12).collect::<String>(),
+            e.release.digest.chars().take(19).collect::<String>(),
+            match (&e.failed_step, &e.reason) {
+                (Some(s), Some(r)) => format!("{s}: {r}"),
+                _ => String::new(),
+            }
+        );
+    }
+    Ok(())
+}
+
+pub async fn rollback(admin: &str, to: Option<String>, args: &ReleaseArgs) -> anyhow::Result<()> {
+    let state = deploy::State::open(&args.state_dir)?;
+    let release = deploy::rollback_target(&state, to.as_deref())?;
+    deploy(admin, release.artifact.clone(), Some(release), args).await
+}

@@ -1,0 +1,549 @@
+//! Blue/green deploys through the process runtime behind a real nginx (Debian's package), under
+//! a steady loopback load of reads and writes: a good release switches with zero failed
+//! requests and every acknowledged write kept; a release that never gets ready and one that
+//! answers 5% errors during the bake are both rolled back automatically, and the history says
+//! why.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ghostworks_testkit::{services, TestDb};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ghostworks");
+
+fn nginx_binary() -> PathBuf {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .expect(
+            "nginx is missing: apt-get install nginx-light (scripts/install-deps.sh installs it)",
+        )
+}
+
+/// A free base port: base, base+1 (api blue/green) and base+10, base+11 (worker) all free.
+fn free_base() -> u16 {
+    loop {
+        let base = 20000 + rand_u16() % 30000;
+        if [0, 1, 10, 11]
+            .iter()
+            .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+fn rand_u16() -> u16 {
+    (uuid::Uuid::new_v4().as_u128() & 0xffff) as u16
+}
+
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(blue_port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let port = ghostworks_devstack::free_port().unwrap();
+        std::fs::write(
+            dir.path().join("upstream-api.conf"),
+            format!("server 127.0.0.1:{blue_port};\n"),
+        )
+        .unwrap();
+        // The shipped deploy/nginx/nginx.conf's proxying, without its per-address rate limits
+        // (all of this load comes from one loopback address) and Docker's resolver.
+        std::fs::write(
+            dir.path().join("nginx.conf"),
+            format!(
+                "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+                 fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                 upstream api {{\n    include {d}/upstream-api.conf;\n    keepalive 32;\n  }}\n\
+                 server {{\n    listen 127.0.0.1:{port};\n    proxy_http_version 1.1;\n\
+                 proxy_set_header Connection \"\";\n    proxy_set_header X-Forwarded-For $remote_addr;\n\
+                 proxy_next_upstream error timeout http_502 http_503;\n\
+                 location / {{ proxy_pass http://api; }}\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(nginx_binary())
+            .args(["-p", &d, "-c", &format!("{d}/nginx.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen: {}",
+                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nginx { child, dir, port }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Everything a deploy of one test needs.
+struct Stage {
+    db: TestDb,
+    nginx: Nginx,
+    base: u16,
+    state: tempfile::TempDir,
+}
+
+impl Stage {
+    async fn new() -> Self {
+        let db = services().database().await.unwrap();
+        let base = free_base();
+        let nginx = Nginx::start(base);
+        let state = tempfile::tempdir().unwrap();
+        let common = "GHOSTWORKS_ENV=development\nLOG_FORMAT=json\nLOG_LEVEL=warn\n\
+                      RATE_LIMIT_ENABLED=false\n\
+                      JWT_SECRET_KEY=deploy-test-secret-key-of-at-least-32-bytes\n";
+        std::fs::write(
+            state.path().join("api.env"),
+            format!(
+                "{common}DATABASE_URL={}\nREDIS_URL={}\n",
+                db.app_url,
+                services().redis_url()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            state.path().join("worker.env"),
+            format!(
+                "{common}DATABASE_URL={}\nSMTP_URL={}\nJOB_POLL_SECONDS=1\n",
+                db.worker_url,
+                services().smtp().url()
+            ),
+        )
+        .unwrap();
+        let stage = Stage {
+            db,
+            nginx,
+            base,
+            state,
+        };
+        let out = stage.ghostworks(&["seed", "--demo"], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        stage
+    }
+
+    fn ghostworks(&self, args: &[&str], extra: &[&str]) -> Output {
+        let s = self.state.path();
+        Command::new(BIN)
+            .args(args)
+            .args(extra)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("DATABASE_ADMIN_URL", &self.db.admin_url)
+            .env("GHOSTWORKS_DEPLOY_STATE", s.join("deploy"))
+            .env("BACKUP_DIR", s.join("backups"))
+            .output()
+            .expect("binary runs")
+    }
+
+    /// `ghostworks deploy` of `release` with test-sized timings.
+    fn deploy(&self, release: &Path, label: &str, extra: &[&str]) -> Output {
+        let s = self.state.path();
+        let base = self.base.to_string();
+        let upstream = self.nginx.dir.path().join("upstream-api.conf");
+        let pid = self.nginx.dir.path().join("nginx.pid");
+        let api = format!("api={}", s.join("api.env").display());
+        let worker = format!("worker={}", s.join("worker.env").display());
+        let mut args = vec![
+            "deploy",
+            "--release",
+            release.to_str().unwrap(),
+            "--label",
+            label,
+            "--base-port",
+            &base,
+            "--env-file",
+            &api,
+            "--env-file",
+            &worker,
+            "--upstream-file",
+            upstream.to_str().unwrap(),
+            "--nginx-pid-file",
+            pid.to_str().unwrap(),
+            "--drain-secs",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        self.ghostworks(&args, &[])
+    }
+
+    /// A release that is the real binary behind a wrapper script exporting `env` for `serve`.
+    fn wrapper(&self, name: &str, env: &str) -> PathBuf {
+        let path = self.state.path().join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\nif [ \"$1\" = serve ]; then {env} :; fi\nexec '{BIN}' \"$@\"\n"),
+        )
+        .unwrap();
+        Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+        path
+    }
+
+    /// `deploy history`, also printed: its timings are the figures in docs/operations.md.
+    fn history(&self) -> String {
+        let h = text(&self.ghostworks(&["deploy", "history"], &[]));
+        eprintln!("{h}");
+        h
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        // Whatever colour is still running belongs to this test.
+        for colour in ["blue", "green"] {
+            let file = self
+                .state
+                .path()
+                .join("deploy")
+                .join(format!("{colour}.pids.json"));
+            if let Ok(bytes) = std::fs::read(file) {
+                let pids: Vec<Value> = serde_json::from_slice(&bytes).unwrap_or_default();
+                for p in pids {
+                    let _ = Command::new("kill")
+                        .arg(p["pid"].as_u64().unwrap_or(0).to_string())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A steady, bounded load through nginx: each task alternates a write (create an artifact) and
+/// a read (list), counting failures and keeping the ids of acknowledged writes.
+struct Load {
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    acked: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    async fn start(port: u16, concurrency: usize) -> Self {
+        let base = format!("http://127.0.0.1:{port}");
+        // One connection per request: an nginx reload closes idle keep-alive connections, and
+        // a request racing that close fails on any HTTP/1.1 client that does not retry
+        // (browsers retry, RFC 9112 9.3.1). Not reusing them makes every failure counted here
+        // one of the deploy's.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let login = body(
+            http.post(format!("{base}/api/v1/auth/login"))
+                .json(&json!({"email": "owner@acme.com", "password": "demo123"})),
+        )
+        .await;
+        let token = login["access_token"].as_str().expect("a token").to_string();
+        let ws = body(
+            http.get(format!("{base}/api/v1/workspaces"))
+                .bearer_auth(&token),
+        )
+        .await;
+        let ws = ws[0]["id"].as_str().unwrap().to_string();
+        let artifacts = format!("{base}/api/v1/workspaces/{ws}/artifacts");
+        let load = Load {
+            stop: Arc::new(AtomicBool::new(false)),
+            requests: Arc::new(AtomicU64::new(0)),
+            failures: Arc::new(Mutex::new(Vec::new())),
+            acked: Arc::new(Mutex::new(Vec::new())),
+            tasks: Vec::new(),
+        };
+        let mut tasks = Vec::new();
+        for task in 0..concurrency {
+            let (stop, requests, failures, acked) = (
+                load.stop.clone(),
+                load.requests.clone(),
+                load.failures.clone(),
+                load.acked.clone(),
+            );
+            let (http, token, url) = (http.clone(), token.clone(), artifacts.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let write = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"name": format!("load {task}-{i}"), "tags": ["load"]}))
+                        .send()
+                        .await;
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    match answer("POST", write, |s| s == 201).await {
+                        Ok(body) => acked
+                            .lock()
+                            .unwrap()
+                            .push(body["id"].as_str().unwrap_or_default().to_string()),
+                        Err(f) => failures.lock().unwrap().push(f),
+                    }
+                    let read = http
+                        .get(format!("{url}?limit=5"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await;
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    if let Err(f) = answer("GET", read, |s| s == 200).await {
+                        failures.lock().unwrap().push(f);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }));
+        }
+        Load { tasks, ..load }
+    }
+
+    /// Stops the load; returns (requests, failures, acknowledged ids).
+    async fn finish(self) -> (u64, Vec<String>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        let acked = self.acked.lock().unwrap().clone();
+        (self.requests.load(Ordering::Relaxed), failures, acked)
+    }
+
+    fn failures_so_far(&self) -> Vec<String> {
+        self.failures.lock().unwrap().clone()
+    }
+}
+
+async fn body(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// The JSON body of an expected answer, or a description of the failure.
+async fn answer(
+    what: &str,
+    r: reqwest::Result<reqwest::Response>,
+    expected: fn(u16) -> bool,
+) -> Result<Value, String> {
+    match r {
+        Ok(r) if expected(r.status().as_u16()) => Ok(r.json().await.unwrap_or_default()),
+        Ok(r) => {
+            let status = r.status();
+            Err(format!(
+                "{what} {status} {}",
+                r.text().await.unwrap_or_default()
+            ))
+        }
+        Err(e) => Err(format!("{what} {e:?}")),
+    }
+}
+
+async fn assert_all_present(db: &TestDb, ids: &[String]) {
+    let pool = ghostworks_db::connect(&db.admin_url, 1, "test")
+        .await
+        .unwrap();
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.parse().unwrap()).collect();
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM artifacts WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(found as usize, ids.len(), "acknowledged writes lost");
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_switches_under_load_without_a_failed_request() {
+    let stage = Arc::new(Stage::new().await);
+    let v1 = PathBuf::from(BIN);
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let load = Load::start(stage.nginx.port, 4).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let v2 = stage.wrapper("v2", "");
+    let s = stage.clone();
+    let started = Instant::now();
+    let out = blocking(move || s.deploy(&v2, "v2", &["--bake-secs", "3", "--skip-backup"])).await;
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("deployed v2"), "{}", text(&out));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // And back to v1 through the same gated path.
+    let s = stage.clone();
+    let out = blocking(move || {
+        s.ghostworks(
+            &["rollback"],
+            &[
+                "--base-port",
+                &s.base.to_string(),
+                "--env-file",
+                &format!("api={}", s.state.path().join("api.env").display()),
+                "--env-file",
+                &format!("worker={}", s.state.path().join("worker.env").display()),
+                "--upstream-file",
+                s.nginx
+                    .dir
+                    .path()
+                    .join("upstream-api.conf")
+                    .to_str()
+                    .unwrap(),
+                "--nginx-pid-file",
+                s.nginx.dir.path().join("nginx.pid").to_str().unwrap(),
+                "--bake-secs",
+                "2",
+                "--drain-secs",
+                "1",
+                "--skip-backup",
+            ],
+        )
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("deployed v1"), "{}", text(&out));
+
+    let (requests, failures, acked) = load.finish().await;
+    assert!(requests > 100, "{requests} requests");
+    assert!(
+        failures.is_empty(),
+        "{} failed of {requests}: {failures:#?}",
+        failures.len()
+    );
+    assert_all_present(&stage.db, &acked).await;
+    let history = stage.history();
+    assert_eq!(history.matches("succeeded").count(), 3, "{history}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_releases_are_rolled_back_automatically() {
+    let stage = Arc::new(Stage::new().await);
+    let v1 = PathBuf::from(BIN);
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let load = Load::start(stage.nginx.port, 4).await;
+
+    // Never ready: its api cannot reach Redis.
+    let unready = stage.wrapper("unready", "export REDIS_URL=redis://127.0.0.1:1/0;");
+    let s = stage.clone();
+    let out = blocking(move || {
+        s.deploy(
+            &unready,
+            "unready",
+            &["--skip-backup", "--ready-timeout-secs", "4"],
+        )
+    })
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("failed at step `ready`"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        load.failures_so_far().is_empty(),
+        "{:#?}",
+        load.failures_so_far()
+    );
+
+    // Ready, but 5% of its answers are errors: caught during the bake.
+    let faulty = stage.wrapper("faulty", "export GHOSTWORKS_FAULT_ERROR_RATIO=0.05;");
+    let s = stage.clone();
+    let out = blocking(move || {
+        s.deploy(
+            &faulty,
+            "faulty",
+            &[
+                "--skip-backup",
+                "--bake-secs",
+                "20",
+                "--max-error-ratio",
+                "0.01",
+                "--min-requests",
+                "100",
+            ],
+        )
+    })
+    .await;
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("failed at step `bake`") && t.contains("error ratio"),
+        "{t}"
+    );
+    assert!(t.contains("switched back"), "{t}");
+    let during_bake = load.failures_so_far();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (requests, failures, acked) = load.finish().await;
+    // The only failures are the faulty release's injected 503s (in the API's error envelope),
+    // all within the bake: none before it (checked above), none after the switch back.
+    assert!(
+        failures.iter().all(|f| f.contains(" 503 ")),
+        "{failures:#?}"
+    );
+    assert_eq!(
+        failures.len(),
+        during_bake.len(),
+        "failures after the rollback"
+    );
+    assert!(
+        (failures.len() as u64) < requests / 10,
+        "{} of {requests}",
+        failures.len()
+    );
+    assert_all_present(&stage.db, &acked).await;
+
+    let history = stage.history();
+    assert!(
+        history.contains("failed") && history.contains("ready: "),
+        "{history}"
+    );
+    assert!(
+        history.contains("rolled_back") && history.contains("bake: error ratio"),
+        "{history}"
+    );
+    // v1 still serves.
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!(
+            "http://127.0.0.1:{}/health/ready",
+            stage.nginx.port
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -1,0 +1,476 @@
+//! Blue/green deploys behind nginx, gated step by step, with automatic rollback and a release
+//! history.
+//!
+//! Steps: check the release and its configuration, back up, migrate, start the new colour,
+//! wait for every new instance's readiness, switch nginx's upstream and reload it, bake while
+//! watching the new colour's golden signals, then drain and stop the old colour. A failure
+//! before the switch stops the new colour; a failure during the bake switches traffic back
+//! first. Either way the deploy exits non-zero naming the step, and the history records why.
+//!
+//! The history is a JSON-lines file in the state directory, not a table: it must be readable
+//! and writable when the database is what failed (a migration, a restore), and it describes
+//! releases of the binaries, which outlive any one database.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub mod metrics;
+pub mod process;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Blue,
+    Green,
+}
+
+impl Colour {
+    pub fn other(self) -> Self {
+        match self {
+            Colour::Blue => Colour::Green,
+            Colour::Green => Colour::Blue,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Colour::Blue => "blue",
+            Colour::Green => "green",
+        }
+    }
+
+    fn index(self) -> u16 {
+        match self {
+            Colour::Blue => 0,
+            Colour::Green => 1,
+        }
+    }
+}
+
+/// A role the deploy runs per colour. New roles (e.g. a web front end) are one more entry in
+/// [`ROLES`].
+#[derive(Debug, Clone, Copy)]
+pub struct Role {
+    pub name: &'static str,
+    /// The `ghostworks` subcommand that runs it.
+    pub command: &'static str,
+    /// The environment variable that takes its listen address.
+    pub bind_var: &'static str,
+    /// Added to the colour's base port.
+    pub port_offset: u16,
+    /// 200 once the instance can take work.
+    pub ready_path: &'static str,
+    /// Whether nginx routes traffic to it (and its golden signals gate the bake).
+    pub serves_traffic: bool,
+}
+
+pub const ROLES: &[Role] = &[
+    Role {
+        name: "api",
+        command: "serve",
+        bind_var: "GHOSTWORKS_BIND",
+        port_offset: 0,
+        ready_path: "/health/ready",
+        serves_traffic: true,
+    },
+    Role {
+        name: "worker",
+        command: "worker",
+        bind_var: "WORKER_BIND",
+        port_offset: 10,
+        ready_path: "/health",
+        serves_traffic: false,
+    },
+];
+
+/// The port of `role` in `colour` (blue on the base port, green one above).
+pub fn port(base: u16, colour: Colour, role: &Role) -> u16 {
+    base + role.port_offset + colour.index()
+}
+
+/// What is deployed: a binary (process runtime) or an image tag (compose runtime).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub artifact: String,
+    pub version: String,
+    pub git_sha: String,
+    /// sha256 of the binary, or the image reference's digest as the runtime reports it.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub time: DateTime<Utc>,
+    pub release: Release,
+    pub colour: Colour,
+    pub schema_version: i64,
+    /// `succeeded`, `failed` (before the switch) or `rolled_back` (during the bake).
+    pub result: String,
+    pub failed_step: Option<String>,
+    pub reason: Option<String>,
+    pub by: String,
+    pub duration_ms: u64,
+    /// From writing the upstream to nginx serving the new colour.
+    pub switch_ms: Option<u64>,
+    /// From the failure to traffic on the old colour again and the new colour stopped.
+    pub rollback_ms: Option<u64>,
+}
+
+/// The colour serving traffic and its release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Active {
+    pub colour: Colour,
+    pub release: Release,
+}
+
+/// The state directory: history and the active colour.
+pub struct State {
+    dir: PathBuf,
+}
+
+impl State {
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--state-dir: cannot create {}", dir.display()))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn active(&self) -> Result<Option<Active>> {
+        let p = self.dir.join("active.json");
+        if !p.exists() {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_slice(&std::fs::read(&p)?)?))
+    }
+
+    fn set_active(&self, a: &Active) -> Result<()> {
+        let tmp = self.dir.join("active.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(a)?)?;
+        std::fs::rename(tmp, self.dir.join("active.json"))?;
+        Ok(())
+    }
+
+    pub fn history(&self) -> Result<Vec<HistoryEntry>> {
+        let p = self.dir.join("history.jsonl");
+        if !p.exists() {
+            return Ok(Vec::new());
+        }
+        std::fs::read_to_string(&p)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).context("history.jsonl: a damaged line"))
+            .collect()
+    }
+
+    fn record(&self, e: &HistoryEntry) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("history.jsonl"))?;
+        writeln!(f, "{}", serde_json::to_string(e)?)?;
+        f.sync_all()?;
+        Ok(())
+    }
+}
+
+/// Where a colour's instances answer.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub role: Role,
+    pub base_url: String,
+}
+
+/// How releases are run: supervised processes on this host, or Docker Compose.
+pub trait Runtime {
+    /// Checks the release artifact and its configuration; returns the release's description.
+    fn check(&mut self, artifact: &str) -> Result<Release>;
+    /// Applies the release's migrations.
+    fn migrate(&mut self, release: &Release) -> Result<()>;
+    /// Starts every role of `colour` from `release`.
+    fn start(&mut self, colour: Colour, release: &Release) -> Result<Vec<Instance>>;
+    /// Points nginx at `colour` and reloads it gracefully.
+    fn switch(&mut self, colour: Colour) -> Result<()>;
+    /// Stops `colour` gracefully (in-flight requests and jobs finish first).
+    fn stop(&mut self, colour: Colour) -> Result<()>;
+}
+
+/// Thresholds and timings of a deploy.
+#[derive(Debug, Clone)]
+pub struct Gates {
+    pub ready_timeout: Duration,
+    pub bake: Duration,
+    pub max_error_ratio: f64,
+    pub max_p95: Duration,
+    /// Requests the bake must see before judging the error ratio and latency.
+    pub min_requests: u64,
+    /// Time for nginx's old workers to finish their requests before the old colour stops.
+    pub drain: Duration,
+}
+
+/// What the deploy needs besides the runtime.
+pub struct Plan<'a> {
+    pub artifact: String,
+    pub admin_url: &'a str,
+    pub backup_dir: Option<PathBuf>,
+    pub gates: Gates,
+    pub by: String,
+}
+
+struct StepError {
+    step: &'static str,
+    error: anyhow::Error,
+}
+
+fn step<T>(name: &'static str, r: Result<T>) -> std::result::Result<T, StepError> {
+    r.map_err(|error| StepError { step: name, error })
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("HTTP client")
+}
+
+async fn wait_ready(instances: &[Instance], timeout: Duration) -> Result<()> {
+    let http = client();
+    let deadline = Instant::now() + timeout;
+    for i in instances {
+        let url = format!("{}{}", i.base_url, i.role.ready_path);
+        loop {
+            let status = http.get(&url).send().await.map(|r| r.status().as_u16());
+            if matches!(status, Ok(200)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} at {url} not ready within {timeout:?} (last answer: {})",
+                    i.role.name,
+                    match status {
+                        Ok(s) => format!("HTTP {s}"),
+                        Err(e) => e.to_string(),
+                    }
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Watches the traffic-serving instances' /metrics for the bake window.
+async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
+    let http = client();
+    let urls: Vec<String> = instances
+        .iter()
+        .filter(|i| i.role.serves_traffic)
+        .map(|i| format!("{}/metrics", i.base_url))
+        .collect();
+    let scrape = || async {
+        let mut total = metrics::Signals::default();
+        for u in &urls {
+            let text = http.get(u).send().await?.error_for_status()?.text().await?;
+            total.add(&metrics::Signals::parse(&text));
+        }
+        anyhow::Ok(total)
+    };
+    let start = scrape().await?;
+    let deadline = Instant::now() + gates.bake;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let window = scrape().await?.since(&start);
+        if window.requests >= gates.min_requests {
+            let ratio = window.error_ratio();
+            if ratio > gates.max_error_ratio {
+                bail!(
+                    "error ratio {:.1}% over {} requests exceeds --max-error-ratio {:.1}%",
+                    ratio * 100.0,
+                    window.requests,
+                    gates.max_error_ratio * 100.0
+                );
+            }
+            if let Some(p95) = window.p95() {
+                if p95 > gates.max_p95 {
+                    bail!(
+                        "p95 latency {:?} over {} requests exceeds --max-p95-ms {}",
+                        p95,
+                        window.requests,
+                        gates.max_p95.as_millis()
+                    );
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(());
+        }
+    }
+}
+
+async fn schema_version(admin_url: &str) -> i64 {
+    match crate::pg::owner_connection(admin_url, "ghostworks-deploy").await {
+        Ok(mut c) => crate::pg::schema_version(&mut c).await.unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Runs one gated deploy of `plan.artifact`; records it in the history either way.
+pub async fn deploy(
+    runtime: &mut dyn Runtime,
+    state: &State,
+    plan: &Plan<'_>,
+) -> Result<HistoryEntry> {
+    let started = Instant::now();
+    let active = state.active()?;
+    let colour = active
+        .as_ref()
+        .map(|a| a.colour.other())
+        .unwrap_or(Colour::Blue);
+    let mut release = Release {
+        artifact: plan.artifact.clone(),
+        version: String::new(),
+        git_sha: String::new(),
+        digest: String::new(),
+    };
+    let mut switch_ms = None;
+    let mut switched = false;
+    let outcome: std::result::Result<(), StepError> = async {
+        release = step("check", runtime.check(&plan.artifact))?;
+        if let Some(dir) = &plan.backup_dir {
+            step("backup", crate::backup::create(plan.admin_url, dir).await)?;
+        }
+        step("migrate", runtime.migrate(&release))?;
+        let instances = step("start", runtime.start(colour, &release))?;
+        step(
+            "ready",
+            wait_ready(&instances, plan.gates.ready_timeout).await,
+        )?;
+        let t = Instant::now();
+        step("switch", runtime.switch(colour))?;
+        switched = true;
+        switch_ms = Some(t.elapsed().as_millis() as u64);
+        step("bake", bake(&instances, &plan.gates).await)?;
+        Ok(())
+    }
+    .await;
+
+    let mut entry = HistoryEntry {
+        time: Utc::now(),
+        release: release.clone(),
+        colour,
+        schema_version: schema_version(plan.admin_url).await,
+        result: "succeeded".into(),
+        failed_step: None,
+        reason: None,
+        by: plan.by.clone(),
+        duration_ms: 0,
+        switch_ms,
+        rollback_ms: None,
+    };
+    match outcome {
+        Ok(()) => {
+            state.set_active(&Active {
+                colour,
+                release: release.clone(),
+            })?;
+            if let Some(old) = &active {
+                tokio::time::sleep(plan.gates.drain).await;
+                runtime
+                    .stop(old.colour)
+                    .context("the new colour is live, but stopping the old one failed")?;
+            }
+            entry.duration_ms = started.elapsed().as_millis() as u64;
+            state.record(&entry)?;
+            Ok(entry)
+        }
+        Err(StepError { step, error }) => {
+            let t = Instant::now();
+            let mut cleanup = Vec::new();
+            if switched {
+                match &active {
+                    Some(old) => {
+                        if let Err(e) = runtime.switch(old.colour) {
+                            cleanup.push(format!(
+                                "switching back to {} failed: {e:#}",
+                                old.colour.as_str()
+                            ));
+                        }
+                        tokio::time::sleep(plan.gates.drain).await;
+                    }
+                    None => cleanup.push("no earlier colour to switch back to".into()),
+                }
+            }
+            if let Err(e) = runtime.stop(colour) {
+                cleanup.push(format!("stopping {} failed: {e:#}", colour.as_str()));
+            }
+            entry.result = if switched { "rolled_back" } else { "failed" }.into();
+            entry.failed_step = Some(step.into());
+            entry.reason = Some(format!("{error:#}"));
+            entry.rollback_ms = Some(t.elapsed().as_millis() as u64);
+            entry.duration_ms = started.elapsed().as_millis() as u64;
+            state.record(&entry)?;
+            let mut msg = format!(
+                "deploy of {} failed at step `{step}`: {error:#}; {}",
+                release.artifact,
+                if switched {
+                    "traffic was switched back and the new colour stopped"
+                } else {
+                    "the new colour was stopped; traffic never left the old one"
+                }
+            );
+            for c in cleanup {
+                msg.push_str(&format!("\n  {c}"));
+            }
+            bail!(msg)
+        }
+    }
+}
+
+/// The release to roll back to: `to` (a version or artifact) or the newest succeeded release
+/// other than the active one.
+pub fn rollback_target(state: &State, to: Option<&str>) -> Result<Release> {
+    let active = state.active()?.map(|a| a.release);
+    let history = state.history()?;
+    let candidates = history
+        .iter()
+        .rev()
+        .filter(|e| e.result == "succeeded")
+        .map(|e| &e.release);
+    let found = match to {
+        Some(v) => candidates
+            .into_iter()
+            .find(|r| r.version == v || r.artifact == v),
+        None => candidates.into_iter().find(|r| Some(*r) != active.as_ref()),
+    };
+    match (found, to) {
+        (Some(r), _) => Ok(r.clone()),
+        (None, Some(v)) => bail!(
+            "--to: no succeeded release {v:?} in the history; see `ghostworks deploy history`"
+        ),
+        (None, None) => bail!("no earlier succeeded release in the history to roll back to"),
+    }
+}
+
+/// `KEY=VALUE` lines (blank lines and `#` comments skipped).
+pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--env-file: cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect())
+}

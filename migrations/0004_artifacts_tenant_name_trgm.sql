@@ -1,0 +1,3 @@
+-- no-transaction
+-- Substring search on names within one workspace, live rows only (migration 0003 says why tenant first).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_artifacts_tenant_name_trgm ON artifacts USING gin (tenant_id, name gin_trgm_ops) WHERE deleted_at IS NULL;
