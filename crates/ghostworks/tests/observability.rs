@@ -2,7 +2,7 @@
 //! running API and worker, and the shipped dashboards and alert rules query only metrics a
 //! live scrape of each role shows.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ghostworks_deploy_checks::metrics::{
@@ -20,29 +20,49 @@ fn free_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-/// A child process killed when the test ends, however it ends.
-struct Running(Child);
+/// A child process killed when the test ends, however it ends, with what it printed.
+struct Running {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Running {
+    fn output(&self) -> String {
+        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        format!("--- {:?} ---\n{text}", self.child.id())
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 fn spawn(cmd: &mut Command) -> Running {
+    let log = tempfile::NamedTempFile::new().unwrap();
     let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    Running(child)
+    Running { child, log }
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bool) {
+/// Polls `ok` until it holds; past `timeout`, fails with the output of `processes`.
+async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    processes: &[Running],
+    mut ok: impl AsyncFnMut() -> bool,
+) {
     let deadline = Instant::now() + timeout;
     while !ok().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() > deadline {
+            let logs: Vec<String> = processes.iter().map(Running::output).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -64,7 +84,7 @@ struct Stack {
     api: String,
     worker: String,
     client: reqwest::Client,
-    _processes: [Running; 2],
+    processes: [Running; 2],
     db: TestDb,
 }
 
@@ -100,16 +120,19 @@ impl Stack {
             api: format!("http://{api}"),
             worker: format!("http://{worker}"),
             client: reqwest::Client::new(),
-            _processes: [serve, work],
+            processes: [serve, work],
             db,
         };
         for url in [
             format!("{}/health/ready", stack.api),
             format!("{}/health", stack.worker),
         ] {
-            wait_for(&url, Duration::from_secs(30), async || {
-                stack.get(&url).await.is_some()
-            })
+            wait_for(
+                &url,
+                Duration::from_secs(30),
+                &stack.processes,
+                async || stack.get(&url).await.is_some(),
+            )
             .await;
         }
         stack
@@ -206,6 +229,7 @@ impl Stack {
         wait_for(
             "jobs of every outcome",
             Duration::from_secs(30),
+            &self.processes,
             async || {
                 self.get(&url)
                     .await
@@ -280,7 +304,7 @@ async fn dashboards_and_alert_rules_query_only_metrics_a_live_scrape_shows() {
 struct Prometheus {
     url: String,
     client: reqwest::Client,
-    _process: Running,
+    process: Running,
     _dir: tempfile::TempDir,
 }
 
@@ -315,12 +339,13 @@ impl Prometheus {
         let prom = Prometheus {
             url: format!("http://{listen}"),
             client: reqwest::Client::new(),
-            _process: process,
+            process,
             _dir: dir,
         };
         wait_for(
             "Prometheus to be ready",
             Duration::from_secs(20),
+            std::slice::from_ref(&prom.process),
             async || {
                 let r = prom
                     .client
@@ -366,6 +391,7 @@ async fn a_real_prometheus_scrapes_request_rates_by_route_from_every_role() {
     wait_for(
         "a request-rate series in Prometheus",
         Duration::from_secs(20),
+        std::slice::from_ref(&prom.process),
         async || {
             stack.get(&ready).await.expect("the API is ready");
             series = prom.query(query).await;
