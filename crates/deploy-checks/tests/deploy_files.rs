@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ghostworks_deploy_checks::metrics::{
-    dashboard_queries, metric_families, promql_metric_refs, ExportedMetrics,
-};
+use ghostworks_deploy_checks::metrics::{dashboard_queries, ExportedMetrics};
 use ghostworks_deploy_checks::{
     assert_no_violations, files_under, repo_root, require_tool, run, run_ok, yaml_docs,
 };
@@ -1688,33 +1686,6 @@ fn dashboard_layout(name: &str, dash: &Value) -> Vec<String> {
 }
 
 #[test]
-fn promql_metric_references() {
-    assert_eq!(
-        promql_metric_refs(
-            r#"sum by (kind) (rate(ghostworks_jobs_succeeded_total{job="ghostworks-worker"}[$__rate_interval]))"#
-        ),
-        vec![(
-            "ghostworks_jobs_succeeded_total".into(),
-            vec!["ghostworks-worker".into()]
-        )]
-    );
-    assert_eq!(
-        promql_metric_refs(
-            r#"histogram_quantile(0.95, sum by (kind, le) (rate(x_bucket{job=~"a|b", kind!="y"}[5m]))) > 0.2"#
-        ),
-        vec![("x_bucket".into(), vec!["a".into(), "b".into()])]
-    );
-    assert_eq!(
-        promql_metric_refs(r#"absent(up{job="w"} == 1) or up offset 5m"#),
-        vec![("up".into(), vec!["w".into()]), ("up".into(), vec![])]
-    );
-    assert_eq!(
-        promql_metric_refs("a / on (instance) group_left (kind) b"),
-        vec![("a".into(), vec![]), ("b".into(), vec![])]
-    );
-}
-
-#[test]
 fn dashboard_rules_reject_broken_panels_and_unknown_metrics() {
     // What a scrape of each role serves (the live scrape is in crates/ghostworks/tests).
     let exported = ExportedMetrics::from_scrapes([
@@ -1765,35 +1736,6 @@ fn dashboard_rules_reject_broken_panels_and_unknown_metrics() {
         &metrics,
         "nested: metric artifacts_created_total is exported by no job",
     );
-}
-
-#[test]
-fn exposition_families_and_their_series() {
-    let text = "# HELP h_seconds x\n# TYPE h_seconds histogram\nh_seconds_bucket{le=\"1\"} 1\n\
-                h_seconds_bucket{le=\"+Inf\"} 1\nh_seconds_sum 0.5\nh_seconds_count 1\n\
-                # TYPE jobs_count counter\njobs_count 2\nbare{a=\"b\"} 3\n";
-    let families = metric_families(text);
-    assert_eq!(
-        families.into_iter().collect::<Vec<_>>(),
-        [
-            ("bare".to_string(), "untyped".to_string()),
-            ("h_seconds".into(), "histogram".into()),
-            ("jobs_count".into(), "counter".into()),
-        ]
-    );
-    let exported = ExportedMetrics::from_scrapes([("j", text)]);
-    for ok in [
-        "h_seconds_bucket",
-        "h_seconds_count",
-        "jobs_count",
-        "bare",
-        "up",
-    ] {
-        assert!(exported.violations(ok).is_empty(), "{ok}");
-    }
-    for bad in ["h_seconds", "jobs", "h_seconds_total"] {
-        assert_eq!(exported.violations(bad).len(), 1, "{bad}");
-    }
 }
 
 fn collect_datasources<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
