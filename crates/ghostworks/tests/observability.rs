@@ -252,6 +252,20 @@ async fn dashboards_and_alert_rules_query_only_metrics_a_live_scrape_shows() {
         .get(&format!("{}/metrics", stack.worker))
         .await
         .expect("worker /metrics");
+    // The one malformed job died once; the API counted the refused registrations.
+    for (text, line) in [
+        (
+            &worker,
+            r#"ghostworks_jobs_dead_total{kind="email.verification"} 1"#,
+        ),
+        (&api, r#"rate_limited_requests_total{bucket="register"} 2"#),
+        (&api, "user_registrations_total 5"),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from\n{text}"
+        );
+    }
     // Prometheus' own parser reads both expositions, and its linter finds nothing to name.
     assert_eq!(promtool_lint(&api), Vec::<String>::new(), "api /metrics");
     assert_eq!(
