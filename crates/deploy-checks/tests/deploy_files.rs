@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ghostworks_deploy_checks::metrics::{dashboard_queries, ExportedMetrics};
 use ghostworks_deploy_checks::{
     assert_no_violations, files_under, repo_root, require_tool, run, run_ok, yaml_docs,
 };
@@ -1443,6 +1444,13 @@ fn k8s_example_secret_is_not_rendered() {
 // ---------------------------------------------------------------------------------------
 // Prometheus and Grafana
 
+/// Scrape job and compose target of every Ghostworks role.
+const SCRAPED_ROLES: &[(&str, &str)] = &[
+    ("ghostworks-api", "api:8000"),
+    ("ghostworks-worker", "worker:8001"),
+    ("ghostworks-web", "web:3000"),
+];
+
 #[test]
 fn prometheus_config_and_rules() {
     let root = repo_root();
@@ -1478,47 +1486,38 @@ fn prometheus_config_and_rules() {
             .args(&rules),
         "promtool check rules",
     );
-    // The rules watch metrics the code really exports (per scrape job).
-    let exported = ExportedMetrics::load();
-    let mut v = Vec::new();
-    for f in &rules {
-        let name = f.strip_prefix(&root).unwrap().display().to_string();
-        for doc in yaml_docs(&std::fs::read_to_string(f).unwrap()).unwrap() {
-            for group in doc["groups"].as_array().into_iter().flatten() {
-                for rule in group["rules"].as_array().into_iter().flatten() {
-                    let what = rule["alert"]
-                        .as_str()
-                        .or(rule["record"].as_str())
-                        .unwrap_or("?");
-                    if let Some(expr) = rule["expr"].as_str() {
-                        v.extend(
-                            exported
-                                .violations(expr)
-                                .into_iter()
-                                .map(|e| format!("{name}: {what}: {e}")),
-                        );
-                    }
-                }
-            }
-        }
-    }
-    assert_no_violations("prometheus rules", &v);
-    // Every Ghostworks scrape job in prometheus.yml is one whose metrics are checked above.
+    // Every Ghostworks role is scraped where the stack runs it (the live check of the
+    // metrics these jobs serve is crates/ghostworks/tests/observability.rs).
     let config =
         yaml_docs(&std::fs::read_to_string(root.join("deploy/prometheus/prometheus.yml")).unwrap())
             .unwrap();
-    let jobs: BTreeSet<&str> = config[0]["scrape_configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["job_name"].as_str())
-        .collect();
-    for (job, _) in METRIC_SOURCES {
-        assert!(
-            jobs.contains(job),
-            "prometheus.yml does not scrape job {job}: {jobs:?}"
-        );
+    let mut v = Vec::new();
+    for (job, target) in SCRAPED_ROLES {
+        let scrape = config[0]["scrape_configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["job_name"] == *job);
+        let Some(scrape) = scrape else {
+            v.push(format!("prometheus.yml does not scrape job {job}"));
+            continue;
+        };
+        let targets: Vec<&str> = scrape["static_configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| str_list(&c["targets"]))
+            .collect();
+        if !targets.contains(target) {
+            v.push(format!(
+                "job {job} does not scrape {target} (scrapes {targets:?})"
+            ));
+        }
+        if scrape["metrics_path"].as_str().unwrap_or("/metrics") != "/metrics" {
+            v.push(format!("job {job} must scrape /metrics"));
+        }
     }
+    assert_no_violations("prometheus.yml", &v);
     run_ok(
         Command::new(&promtool)
             .current_dir(&root)
@@ -1555,7 +1554,6 @@ fn grafana_dashboards_use_provisioned_datasources() {
         n.ends_with(".json")
     });
     assert!(!dashboards.is_empty(), "no Grafana dashboard JSON");
-    let exported = ExportedMetrics::load();
     let mut v = Vec::new();
     for f in &dashboards {
         let name = f.strip_prefix(&root).unwrap().display().to_string();
@@ -1594,18 +1592,78 @@ fn grafana_dashboards_use_provisioned_datasources() {
         if !uses_provisioned {
             v.push(format!("{name}: names no provisioned datasource"));
         }
-        v.extend(dashboard_layout_and_metrics(&name, &dash, &exported));
+        v.extend(dashboard_layout(&name, &dash));
     }
     assert_no_violations("grafana dashboards", &v);
 }
 
-/// Every panel sits on the 24-column grid, and every query names only metrics the code
-/// really exports (for the job it selects).
-fn dashboard_layout_and_metrics(
-    name: &str,
-    dash: &Value,
-    exported: &ExportedMetrics,
-) -> Vec<String> {
+/// The collector's own `validate` command is not packaged for Debian, PyPI or npm, so this
+/// checks what it would: OTLP on the ports the roles export to, and every pipeline built from
+/// components the file defines.
+fn otelcol_violations(config: &Value) -> Vec<String> {
+    let mut v = Vec::new();
+    let protocols = &config["receivers"]["otlp"]["protocols"];
+    for (proto, port) in [("grpc", ":4317"), ("http", ":4318")] {
+        let endpoint = protocols[proto]["endpoint"].as_str().unwrap_or("");
+        if !endpoint.ends_with(port) {
+            v.push(format!(
+                "receivers.otlp.protocols.{proto}.endpoint must listen on {port} (is {endpoint:?})"
+            ));
+        }
+    }
+    let service = &config["service"];
+    for ext in str_list(&service["extensions"]) {
+        if config["extensions"][ext].is_null() {
+            v.push(format!(
+                "service.extensions names undefined extension {ext}"
+            ));
+        }
+    }
+    let pipelines = service["pipelines"].as_object();
+    if pipelines.is_none_or(|p| p.is_empty()) {
+        v.push("service.pipelines is empty".into());
+    }
+    for (name, pipeline) in pipelines.into_iter().flatten() {
+        for kind in ["receivers", "processors", "exporters"] {
+            let used = str_list(&pipeline[kind]);
+            if kind != "processors" && used.is_empty() {
+                v.push(format!("pipeline {name} has no {kind}"));
+            }
+            for component in used {
+                if config[kind][component].is_null() {
+                    v.push(format!(
+                        "pipeline {name}: {kind} {component} is not defined"
+                    ));
+                }
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn otelcol_config_receives_otlp_and_wires_every_pipeline() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/otelcol/config.yaml")).unwrap();
+    let config = yaml_docs(&text).expect("deploy/otelcol/config.yaml is YAML");
+    assert_eq!(config.len(), 1, "one YAML document");
+    assert_no_violations(
+        "deploy/otelcol/config.yaml",
+        &otelcol_violations(&config[0]),
+    );
+
+    let mut broken = config[0].clone();
+    broken["receivers"]["otlp"]["protocols"]["http"]["endpoint"] = "0.0.0.0:55681".into();
+    broken["service"]["pipelines"]["traces"]["exporters"] = serde_json::json!(["otlp/tempo"]);
+    broken["service"]["extensions"] = serde_json::json!(["pprof"]);
+    let v = otelcol_violations(&broken);
+    assert_eq!(v.len(), 3, "{v:#?}");
+    assert_flags(&v, "protocols.http.endpoint must listen on :4318");
+    assert_flags(&v, "pipeline traces: exporters otlp/tempo is not defined");
+    assert_flags(&v, "undefined extension pprof");
+}
+
+/// Every panel sits on the 24-column grid with an id of its own.
+fn dashboard_layout(name: &str, dash: &Value) -> Vec<String> {
     let mut v = Vec::new();
     let mut ids = BTreeSet::new();
     for panel in dash["panels"].as_array().into_iter().flatten() {
@@ -1623,270 +1681,23 @@ fn dashboard_layout_and_metrics(
                 "{name}: panel {title:?}: gridPos must hold integers x, y, w, h with 1 <= w, x + w <= 24 (is {gp})"
             )),
         }
-        for t in panel["targets"].as_array().into_iter().flatten() {
-            if let Some(expr) = t["expr"].as_str() {
-                v.extend(
-                    exported
-                        .violations(expr)
-                        .into_iter()
-                        .map(|e| format!("{name}: panel {title:?}: {e}")),
-                );
-            }
-        }
     }
     v
 }
 
-/// The Rust sources that define each scrape job's metrics, to check dashboards and alert rules
-/// against: a metric is exported when its name appears as a string literal there.
-struct ExportedMetrics {
-    /// Scrape job -> the concatenated sources of the crate serving it.
-    by_job: BTreeMap<&'static str, String>,
-    /// Every crate's sources, for queries that name no Ghostworks job.
-    all: String,
-}
-
-/// Scrape jobs (deploy/prometheus/prometheus.yml) and the crate whose /metrics each scrapes.
-const METRIC_SOURCES: &[(&str, &str)] = &[
-    ("ghostworks-api", "crates/api/src"),
-    ("ghostworks-worker", "crates/worker/src"),
-];
-
-/// Aggregations, functions and keywords of PromQL (never metric names).
-const PROMQL_WORDS: &[&str] = &[
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "inf",
-    "nan",
-    "atan2",
-];
-
-impl ExportedMetrics {
-    fn load() -> Self {
-        let root = repo_root();
-        let read_all = |dir: &Path| -> String {
-            files_under(dir, &|n| n.ends_with(".rs"))
-                .iter()
-                .map(|f| std::fs::read_to_string(f).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let by_job = METRIC_SOURCES
-            .iter()
-            .map(|(job, dir)| (*job, read_all(&root.join(dir))))
-            .collect();
-        // Every crate's src/ (not tests, and not this crate, whose tests name metrics).
-        let mut all = String::new();
-        for entry in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
-            if entry.file_name() != "deploy-checks" {
-                all.push_str(&read_all(&entry.path().join("src")));
-            }
-        }
-        ExportedMetrics { by_job, all }
-    }
-
-    fn exports(src: &str, metric: &str) -> bool {
-        if metric == "up" || (metric.starts_with("process_") && src.contains("ProcessCollector")) {
-            return true;
-        }
-        let base = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| metric.strip_suffix(suffix));
-        [Some(metric), base]
-            .into_iter()
-            .flatten()
-            .any(|m| src.contains(&format!("\"{m}\"")))
-    }
-
-    /// One line per metric in `expr` that its job's crate does not export.
-    fn violations(&self, expr: &str) -> Vec<String> {
-        let mut v = Vec::new();
-        for (metric, jobs) in promql_metric_refs(expr) {
-            let known: Vec<&str> = jobs
-                .iter()
-                .map(String::as_str)
-                .filter(|j| self.by_job.contains_key(j))
-                .collect();
-            if known.is_empty() {
-                if !Self::exports(&self.all, &metric) {
-                    v.push(format!("metric {metric} is exported by no crate"));
-                }
-                continue;
-            }
-            for job in known {
-                if !Self::exports(&self.by_job[job], &metric) {
-                    v.push(format!("metric {metric} is not exported by job {job}"));
-                }
-            }
-        }
-        v
-    }
-}
-
-/// The metric names a PromQL expression selects, each with the values its `job` matcher
-/// allows (`job="a"` or `job=~"a|b"`; empty when it has none).
-fn promql_metric_refs(expr: &str) -> Vec<(String, Vec<String>)> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    // Skips a bracketed group starting at chars[i] (one of `[{(`), quotes respected.
-    let skip_group = |mut i: usize, open: char, close: char| -> (usize, String) {
-        let start = i;
-        let mut depth = 0;
-        let mut quote = None;
-        while i < chars.len() {
-            let c = chars[i];
-            match quote {
-                Some(_) if c == '\\' => i += 1,
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if c == '"' || c == '\'' || c == '`' => quote = Some(c),
-                None if c == open => depth += 1,
-                None if c == close => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return (i + 1, chars[start..=i].iter().collect());
-                    }
-                }
-                None => {}
-            }
-            i += 1;
-        }
-        (i, chars[start..].iter().collect())
-    };
-    let is_start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':';
-    let is_part = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '[' {
-            i = skip_group(i, '[', ']').0;
-        } else if c == '"' || c == '\'' {
-            i += 1;
-            while i < chars.len() && chars[i] != c {
-                i += if chars[i] == '\\' { 2 } else { 1 };
-            }
-            i += 1;
-        } else if c.is_ascii_digit() || c == '.' || c == '$' {
-            // Numbers (and durations such as 5m), Grafana variables.
-            i += 1;
-            while i < chars.len() && (is_part(chars[i]) || chars[i] == '.') {
-                i += 1;
-            }
-        } else if is_start(c) {
-            let start = i;
-            while i < chars.len() && is_part(chars[i]) {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            let mut j = i;
-            while j < chars.len() && chars[j].is_whitespace() {
-                j += 1;
-            }
-            let next = chars.get(j).copied();
-            if PROMQL_WORDS.contains(&word.as_str()) {
-                // `by (kind, le)` and friends list label names, not metrics.
-                if matches!(
-                    word.as_str(),
-                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
-                ) && next == Some('(')
-                {
-                    i = skip_group(j, '(', ')').0;
-                }
-            } else if next == Some('(') {
-                // A function call: its arguments are scanned as they come.
-            } else {
-                let mut jobs = Vec::new();
-                if next == Some('{') {
-                    let (end, matchers) = skip_group(j, '{', '}');
-                    i = end;
-                    jobs = job_matcher_values(&matchers);
-                }
-                out.push((word, jobs));
-            }
-        } else {
-            i += 1;
-        }
-    }
-    out
-}
-
-/// The job values a `{...}` matcher list allows: `job="a"` -> [a], `job=~"a|b"` -> [a, b].
-fn job_matcher_values(matchers: &str) -> Vec<String> {
-    let inner = matchers.trim_start_matches('{').trim_end_matches('}');
-    for m in inner.split(',') {
-        let m = m.trim();
-        let Some(rest) = m.strip_prefix("job") else {
-            continue;
-        };
-        let rest = rest.trim_start();
-        let (regex, value) = if let Some(v) = rest.strip_prefix("=~") {
-            (true, v)
-        } else if let Some(v) = rest.strip_prefix('=') {
-            (false, v)
-        } else {
-            continue;
-        };
-        let value = value.trim().trim_matches('"');
-        return if regex {
-            value.split('|').map(str::to_owned).collect()
-        } else {
-            vec![value.to_string()]
-        };
-    }
-    Vec::new()
-}
-
-#[test]
-fn promql_metric_references() {
-    assert_eq!(
-        promql_metric_refs(
-            r#"sum by (kind) (rate(ghostworks_jobs_succeeded_total{job="ghostworks-worker"}[$__rate_interval]))"#
-        ),
-        vec![(
-            "ghostworks_jobs_succeeded_total".into(),
-            vec!["ghostworks-worker".into()]
-        )]
-    );
-    assert_eq!(
-        promql_metric_refs(
-            r#"histogram_quantile(0.95, sum by (kind, le) (rate(x_bucket{job=~"a|b", kind!="y"}[5m]))) > 0.2"#
-        ),
-        vec![("x_bucket".into(), vec!["a".into(), "b".into()])]
-    );
-    assert_eq!(
-        promql_metric_refs(r#"absent(up{job="w"} == 1) or up offset 5m"#),
-        vec![("up".into(), vec!["w".into()]), ("up".into(), vec![])]
-    );
-    assert_eq!(
-        promql_metric_refs("a / on (instance) group_left (kind) b"),
-        vec![("a".into(), vec![]), ("b".into(), vec![])]
-    );
-}
-
 #[test]
 fn dashboard_rules_reject_broken_panels_and_unknown_metrics() {
-    let exported = ExportedMetrics::load();
+    // What a scrape of each role serves (the live scrape is in crates/ghostworks/tests).
+    let exported = ExportedMetrics::from_scrapes([
+        (
+            "ghostworks-worker",
+            "# TYPE ghostworks_jobs gauge\nghostworks_jobs{kind=\"k\",status=\"queued\"} 1\n",
+        ),
+        (
+            "ghostworks-api",
+            "# TYPE http_requests_total counter\nhttp_requests_total{method=\"GET\"} 1\n",
+        ),
+    ]);
     let dash = serde_json::json!({"panels": [
         {"id": 1, "title": "ok", "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8},
          "targets": [{"expr": "sum(max by (kind) (ghostworks_jobs{job=\"ghostworks-worker\",status=\"queued\"}))"}]},
@@ -1895,19 +1706,35 @@ fn dashboard_rules_reject_broken_panels_and_unknown_metrics() {
         {"id": 2, "title": "made-up metric", "gridPos": {"x": 12, "y": 0, "w": 12, "h": 8},
          "targets": [{"expr": "max(ghostworks_jobs_queue_depth{job=\"ghostworks-worker\"})"}]},
         {"id": 4, "title": "wrong job", "gridPos": {"x": 0, "y": 8, "w": 24, "h": 8},
-         "targets": [{"expr": "rate(http_requests_total{job=\"ghostworks-worker\"}[5m])"}]}
+         "targets": [{"expr": "rate(http_requests_total{job=\"ghostworks-worker\"}[5m])"}]},
+        {"id": 5, "title": "row", "type": "row", "gridPos": {"x": 0, "y": 16, "w": 24, "h": 1},
+         "panels": [{"title": "nested", "targets": [{"expr": "sum(rate(artifacts_created_total[5m]))"}]}]}
     ]});
-    let v = dashboard_layout_and_metrics("test.json", &dash, &exported);
-    assert_eq!(v.len(), 4, "{v:#?}");
-    assert_flags(&v, "panel \"broken grid\": gridPos must hold integers");
-    assert_flags(&v, "panel id 2 is used twice");
+    let layout = dashboard_layout("test.json", &dash);
+    assert_eq!(layout.len(), 2, "{layout:#?}");
+    assert_flags(&layout, "panel \"broken grid\": gridPos must hold integers");
+    assert_flags(&layout, "panel id 2 is used twice");
+    let metrics: Vec<String> = dashboard_queries(&dash)
+        .iter()
+        .flat_map(|(title, expr)| {
+            exported
+                .violations(expr)
+                .into_iter()
+                .map(move |e| format!("{title}: {e}"))
+        })
+        .collect();
+    assert_eq!(metrics.len(), 3, "{metrics:#?}");
     assert_flags(
-        &v,
-        "metric ghostworks_jobs_queue_depth is not exported by job ghostworks-worker",
+        &metrics,
+        "made-up metric: metric ghostworks_jobs_queue_depth is not exported by job ghostworks-worker",
     );
     assert_flags(
-        &v,
-        "metric http_requests_total is not exported by job ghostworks-worker",
+        &metrics,
+        "wrong job: metric http_requests_total is not exported by job ghostworks-worker",
+    );
+    assert_flags(
+        &metrics,
+        "nested: metric artifacts_created_total is exported by no job",
     );
 }
 
