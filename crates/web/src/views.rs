@@ -230,7 +230,7 @@ pub fn chart(title: &str, unit: &str, series: &[(&str, &[f64])]) -> Markup {
     html! {
         figure class="chart" {
             figcaption { (title) }
-            svg viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(format!("{title}; peak {max:.2} {unit}")) {
+            svg viewBox=(format!("0 0 {w} {h}")) preserveAspectRatio="none" role="img" aria-label=(format!("{title}; peak {max:.2} {unit}")) {
                 line class="axis" x1="0" y1=(h) x2=(w) y2=(h) {}
                 @for (class, path, _) in &lines {
                     polyline class=(class) fill="none" points=(path) {}
