@@ -11,7 +11,7 @@ module.exports = defineConfig({
   fullyParallel: false,
   workers: 1,
   retries: 0,
-  reporter: [['list'], ['json', { outputFile: '../../target/e2e/playwright.json' }]],
+  reporter: [['list'], ['json', { outputFile: '../../target/ci/playwright.json' }]],
   outputDir: '../../target/e2e/test-results',
   use: {
     launchOptions: {
