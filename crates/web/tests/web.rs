@@ -1,0 +1,417 @@
+//! The web app over HTTP against a real API (in-process, on a fresh test database), driven
+//! like a browser without script: cookies kept by hand, forms posted urlencoded.
+
+use std::collections::HashMap;
+
+use ghostworks_api::AppState;
+use ghostworks_config::{Config, WebConfig};
+use ghostworks_testkit::{services, unique};
+use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::Value;
+
+const PASSWORD: &str = "Str0ng!Passw0rd";
+
+struct Stack {
+    web: String,
+    api: String,
+    http: reqwest::Client,
+}
+
+fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn stack(cookie_secure: bool) -> Stack {
+    let svc = services();
+    let db = svc.database().await.expect("a test database");
+    let prefix = unique("w");
+    let mut api_vars = vars(&[
+        (
+            "JWT_SECRET_KEY",
+            "test-secret-0123456789abcdef0123456789abcdef",
+        ),
+        ("RATE_LIMIT_ENABLED", "false"),
+        ("REQUIRE_EMAIL_VERIFICATION", "false"),
+        ("COOKIE_SECURE", "false"),
+        ("GHOSTWORKS_ENV", "development"),
+        ("LOG_FORMAT", "json"),
+        ("REDIS_URL", svc.redis_url()),
+        ("REDIS_KEY_PREFIX", &prefix),
+    ]);
+    api_vars.insert("DATABASE_URL".into(), db.app_url.clone());
+    let state = AppState::connect(Config::from_vars(&api_vars).expect("valid API configuration"))
+        .await
+        .expect("API state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(ghostworks_api::serve(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    // The database lives as long as the test process; the stack outlives this function.
+    std::mem::forget(db);
+
+    let web_config = WebConfig::from_vars(&vars(&[
+        ("API_URL", &api),
+        (
+            "COOKIE_SECURE",
+            if cookie_secure { "true" } else { "false" },
+        ),
+        ("LOG_FORMAT", "json"),
+    ]))
+    .expect("valid web configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(ghostworks_web::serve(
+        ghostworks_web::Web::new(web_config),
+        listener,
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Stack { web, api, http }
+}
+
+/// One browser: its cookies, kept from `Set-Cookie` (a zero `Max-Age` deletes).
+struct Browser<'a> {
+    stack: &'a Stack,
+    cookies: HashMap<String, String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(stack: &'a Stack) -> Self {
+        Self {
+            stack,
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn keep(&mut self, r: &Response) {
+        for v in r.headers().get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+        fetch: bool,
+    ) -> Response {
+        let mut req = self
+            .stack
+            .http
+            .request(method, format!("{}{path}", self.stack.web))
+            .header("cookie", self.cookie_header());
+        if let Some(f) = form {
+            req = req.form(f);
+        }
+        if fetch {
+            req = req.header("x-requested-with", "fetch");
+        }
+        let r = req.send().await.expect("request sent");
+        self.keep(&r);
+        r
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, String) {
+        let r = self.send(Method::GET, path, None, false).await;
+        (r.status(), r.text().await.unwrap())
+    }
+
+    fn csrf(&self) -> String {
+        self.cookies.get("gw_csrf").cloned().expect("a CSRF cookie")
+    }
+
+    /// Posts a form with the CSRF token, as the page would.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let csrf = self.csrf();
+        let mut f = vec![("csrf_token", csrf.as_str())];
+        f.extend_from_slice(fields);
+        self.send(Method::POST, path, Some(&f), false).await
+    }
+
+    async fn post_fetch(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+        let csrf = self.csrf();
+        let mut f = vec![("csrf_token", csrf.as_str())];
+        f.extend_from_slice(fields);
+        let r = self.send(Method::POST, path, Some(&f), true).await;
+        (r.status(), r.json().await.unwrap())
+    }
+
+    /// A new account (verification is off in these tests), logged in, with a workspace.
+    async fn signed_up(stack: &'a Stack) -> (Self, String) {
+        let mut b = Self::new(stack);
+        b.get("/register").await;
+        let email = format!("{}@example.com", unique("web"));
+        let r = b
+            .post("/register", &[("email", &email), ("password", PASSWORD)])
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let r = b
+            .post("/login", &[("email", &email), ("password", PASSWORD)])
+            .await;
+        assert_eq!(r.headers()[LOCATION], "/workspaces");
+        let slug = unique("ws");
+        let r = b
+            .post("/workspaces", &[("name", "Team"), ("slug", &slug)])
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
+        let to = r.headers()[LOCATION].to_str().unwrap().to_string();
+        let ws = to
+            .trim_start_matches("/w/")
+            .trim_end_matches("/artifacts")
+            .to_string();
+        (b, ws)
+    }
+
+    async fn create_artifact(&mut self, ws: &str, name: &str) -> (String, i64) {
+        let (s, body) = self
+            .post_fetch(
+                &format!("/w/{ws}/artifacts"),
+                &[("name", name), ("tags", "a, b")],
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let url = body["url"].as_str().unwrap().to_string();
+        (url, body["version"].as_i64().unwrap())
+    }
+}
+
+#[tokio::test]
+async fn a_post_without_the_matching_csrf_token_is_refused() {
+    let s = stack(false).await;
+    let mut b = Browser::new(&s);
+    b.get("/login").await;
+    let fields = [("email", "a@example.com"), ("password", "x")];
+    let r = b.send(Method::POST, "/login", Some(&fields), false).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let wrong = [
+        ("csrf_token", "0".repeat(64)),
+        ("email", "a@example.com".into()),
+    ];
+    let r = b
+        .send(
+            Method::POST,
+            "/login",
+            Some(
+                &wrong
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect::<Vec<_>>(),
+            ),
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // With the token, the same form reaches the API (which refuses the credentials).
+    let r = b.post("/login", &fields).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("a@example.com"));
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_secure_and_same_site_and_logout_clears_them() {
+    let s = stack(true).await;
+    let (mut b, _) = Browser::signed_up(&s).await;
+    let r = b.send(Method::GET, "/workspaces", None, false).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut b2 = Browser::new(&s);
+    let r = b2.send(Method::GET, "/login", None, false).await;
+    let set: Vec<String> = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(!set.is_empty());
+    for c in &set {
+        assert!(
+            c.contains("HttpOnly") && c.contains("Secure") && c.contains("SameSite=Lax"),
+            "{c}"
+        );
+    }
+    let old = b.cookies.clone();
+    let r = b.post("/logout", &[]).await;
+    assert_eq!(r.headers()[LOCATION], "/login?notice=logged_out");
+    let cleared: Vec<&str> = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .filter(|v| v.contains("Max-Age=0"))
+        .collect();
+    assert_eq!(cleared.len(), 3, "{cleared:?}");
+    assert!(!b.cookies.contains_key("gw_access"));
+    // The old tokens were revoked by the API, not just forgotten by the browser.
+    b.cookies = old;
+    let r = b.send(Method::GET, "/workspaces", None, false).await;
+    assert_eq!(r.headers()[LOCATION], "/login?expired=1");
+}
+
+#[tokio::test]
+async fn pages_are_no_store_with_a_strict_csp_and_assets_are_cacheable() {
+    let s = stack(false).await;
+    let (mut b, ws) = Browser::signed_up(&s).await;
+    for path in ["/login", "/workspaces", &format!("/w/{ws}/artifacts")] {
+        let r = b.send(Method::GET, path, None, false).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store", "{path}");
+        let csp = r.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self';") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        let html = r.text().await.unwrap();
+        assert!(
+            !html.contains("<script>") && !html.contains("style="),
+            "{path}"
+        );
+    }
+    let r = b
+        .send(Method::GET, &ghostworks_web::assets::JS.url(), None, false)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()[CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+}
+
+#[tokio::test]
+async fn a_refused_form_comes_back_with_what_was_typed_and_the_field_error() {
+    let s = stack(false).await;
+    let mut b = Browser::new(&s);
+    b.get("/register").await;
+    let r = b
+        .post(
+            "/register",
+            &[
+                ("email", "typed@example.com"),
+                ("password", "weak"),
+                ("first_name", "Grace"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("value=\"typed@example.com\""));
+    assert!(html.contains("value=\"Grace\""));
+    assert!(html.contains("id=\"f-password-error\""));
+    assert!(html.contains("aria-invalid=\"true\""));
+}
+
+#[tokio::test]
+async fn a_stale_edit_is_a_conflict_that_keeps_the_text_and_offers_the_new_version() {
+    let s = stack(false).await;
+    let (mut b, ws) = Browser::signed_up(&s).await;
+    let (url, version) = b.create_artifact(&ws, "Plan").await;
+    let v = version.to_string();
+    let first = [
+        ("name", "Plan"),
+        ("description", "first"),
+        ("version", v.as_str()),
+    ];
+    let (st, body) = b.post_fetch(&url, &first).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+
+    // Without script: the page again, the text kept, the newer version in the form.
+    let mine = [
+        ("name", "Plan"),
+        ("description", "my careful words"),
+        ("version", v.as_str()),
+    ];
+    let r = b.post(&url, &mine).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Someone else saved this artifact"));
+    assert!(html.contains("my careful words"));
+    assert!(html.contains(&format!("name=\"version\" value=\"{}\"", version + 1)));
+
+    // With script: the same as JSON, and saving with the offered version wins.
+    let (st, body) = b.post_fetch(&url, &mine).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let newer = body["version"].as_i64().unwrap().to_string();
+    let again = [
+        ("name", "Plan"),
+        ("description", "my careful words"),
+        ("version", newer.as_str()),
+    ];
+    let (st, _) = b.post_fetch(&url, &again).await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, page) = b.get(&url).await;
+    assert!(page.contains("my careful words"));
+}
+
+#[tokio::test]
+async fn another_workspace_is_not_found_through_any_url() {
+    let s = stack(false).await;
+    let (mut alice, alice_ws) = Browser::signed_up(&s).await;
+    let (mut bob, bob_ws) = Browser::signed_up(&s).await;
+    let (bob_url, _) = bob.create_artifact(&bob_ws, "Bob's secret plan").await;
+    let bob_artifact = bob_url.rsplit('/').next().unwrap().to_string();
+    for path in [
+        format!("/w/{bob_ws}/artifacts"),
+        format!("/w/{bob_ws}/settings"),
+        format!("/w/{bob_ws}/members"),
+        format!("/w/{bob_ws}/artifacts/{bob_artifact}"),
+        format!("/w/{alice_ws}/artifacts/{bob_artifact}"),
+        format!("/w/{alice_ws}/artifacts/{bob_artifact}/edit"),
+    ] {
+        let (status, html) = alice.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!html.contains("secret plan"), "{path}");
+    }
+    let r = alice
+        .post(&format!("/w/{bob_ws}/artifacts/{bob_artifact}/delete"), &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (status, html) = bob.get(&bob_url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("secret plan"));
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refreshed_transparently() {
+    let s = stack(false).await;
+    let (mut b, _) = Browser::signed_up(&s).await;
+    let before = b.cookies["gw_refresh"].clone();
+    b.cookies.insert("gw_access".into(), "not-a-token".into());
+    let (status, html) = b.get("/workspaces").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Team"));
+    assert_ne!(b.cookies["gw_access"], "not-a-token");
+    assert_ne!(b.cookies["gw_refresh"], before);
+    // The API agrees the new access token is good.
+    let r = s
+        .http
+        .get(format!("{}/api/v1/auth/me", s.api))
+        .bearer_auth(&b.cookies["gw_access"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
