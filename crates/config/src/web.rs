@@ -22,16 +22,26 @@ pub struct WebConfig {
     pub log_format: LogFormat,
 }
 
-fn http_url(r: &mut Reader<'_>, name: &str, value: &str, production: bool) {
+/// PUBLIC_URL: https in production, http allowed elsewhere.
+fn check_public_url(r: &mut Reader<'_>, value: &str, production: bool) {
     match url::Url::parse(value) {
         Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && !production) => {}
-        Ok(u) if u.scheme() == "http" && name != "PUBLIC_URL" => {}
-        Ok(_) if production => r
+        Ok(u) if u.scheme() == "http" => r
             .errors
-            .push(format!("{name}: must be an https:// URL in production")),
+            .push("PUBLIC_URL: must be an https:// URL in production".into()),
         _ => r.errors.push(format!(
-            "{name}: '{value}' must be an http(s) URL such as http://127.0.0.1:8000"
+            "PUBLIC_URL: '{value}' must be an http(s) URL such as https://app.example.com"
         )),
+    }
+}
+
+/// API_URL and WORKER_URL: services on the internal network, reached over plain HTTP (TLS
+/// ends at the proxy in front of the web app).
+fn internal_url(r: &mut Reader<'_>, name: &str, value: &str) {
+    if !url::Url::parse(value).is_ok_and(|u| u.scheme() == "http" && u.host().is_some()) {
+        r.errors.push(format!(
+            "{name}: '{value}' must be an http:// URL on the internal network, such as http://api:8000"
+        ));
     }
 }
 
@@ -69,13 +79,13 @@ impl WebConfig {
             }
         };
         if !api_url.is_empty() {
-            http_url(&mut r, "API_URL", &api_url, production);
+            internal_url(&mut r, "API_URL", &api_url);
         }
         let worker_url = r
             .raw("WORKER_URL")
             .map(|u| u.trim_end_matches('/').to_string());
         if let Some(u) = worker_url.clone() {
-            http_url(&mut r, "WORKER_URL", &u, production);
+            internal_url(&mut r, "WORKER_URL", &u);
         }
         let public_url = match r.raw("PUBLIC_URL") {
             Some(u) => u.trim_end_matches('/').to_string(),
@@ -86,7 +96,7 @@ impl WebConfig {
             }
         };
         if !public_url.is_empty() {
-            http_url(&mut r, "PUBLIC_URL", &public_url, production);
+            check_public_url(&mut r, &public_url, production);
         }
         let cookie_secure = r.bool("COOKIE_SECURE", true);
         if production && !cookie_secure {
@@ -164,7 +174,11 @@ mod tests {
     }
 
     #[test]
-    fn the_api_may_be_plain_http_inside_the_network() {
+    fn the_api_is_reached_over_plain_http_inside_the_network() {
+        let e = WebConfig::from_vars(&vars(&[("API_URL", "https://api.example.com")])).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("API_URL: 'https://api.example.com' must be an http:// URL"));
         let c = WebConfig::from_vars(&vars(&[
             ("GHOSTWORKS_ENV", "production"),
             ("API_URL", "http://api:8000/"),
