@@ -1,4 +1,4 @@
-const { test, expect, unique, login, openWorkspace } = require('./helpers');
+const { test, expect, unique, login, openWorkspace, axeClean, screenshot } = require('./helpers');
 
 test('a conflicting edit from a second browser shows the conflict and keeps the text', async ({ browser }) => {
   const alice = await browser.newContext({ baseURL: process.env.GW_WEB_URL });
@@ -31,6 +31,8 @@ test('a conflicting edit from a second browser shows the conflict and keeps the 
   await expect(b.getByLabel('Description')).toHaveValue(bobs);
   // The optimistic heading went back to the saved name.
   await expect(b.locator('h1 [data-bind=name]')).toHaveText(name);
+  await axeClean(b);
+  await screenshot(b, 'edit-conflict');
 
   // Saving again, knowingly, replaces Alice's change.
   await b.getByRole('button', { name: 'Save' }).click();
