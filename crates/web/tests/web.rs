@@ -221,3 +221,121 @@ async fn an_expired_access_token_is_refreshed_transparently() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn every_main_page_renders_for_an_owner() {
+    let s = stack(false).await;
+    let (mut b, ws) = Browser::signed_up(&s).await;
+    let (url, _) = b.create_artifact(&ws, "Roadmap").await;
+    for path in [
+        "/".to_string(),
+        "/workspaces".into(),
+        format!("/workspaces/{ws}"),
+        format!("/switch?workspace={ws}"),
+        format!("/w/{ws}/artifacts?q=road&tags=a&sort=name"),
+        format!("/w/{ws}/artifacts/new"),
+        url.clone(),
+        format!("{url}/edit"),
+        format!("/w/{ws}/settings"),
+        format!("/w/{ws}/members"),
+        "/tour".into(),
+        "/ops".into(),
+        "/health/live".into(),
+        "/health/ready".into(),
+        "/metrics".into(),
+    ] {
+        let r = b.send(Method::GET, &path, None, false).await;
+        let status = r.status();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::SEE_OTHER,
+            "{path}: {status}"
+        );
+    }
+    let (_, html) = b.get(&format!("/w/{ws}/artifacts?q=road")).await;
+    assert!(html.contains("Roadmap") && html.contains("1 artifact(s)"));
+    let (_, metrics) = b.get("/metrics").await;
+    assert!(metrics.contains("http_requests_total{endpoint=\"/w/{workspace_id}/artifacts\""));
+    assert!(metrics.contains("service=\"web\""));
+    let (status, _) = b.get("/no/such/page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn owners_manage_members_and_refusals_come_back_on_the_page() {
+    let s = stack(false).await;
+    let (mut member, _) = Browser::signed_up(&s).await;
+    let (mut owner, ws) = Browser::signed_up(&s).await;
+    let (_, me) = member.get("/workspaces").await;
+    assert!(me.contains("Team"));
+    // The member's address: the one they registered with, shown nowhere else; ask the API.
+    let token = member.cookies["gw_access"].clone();
+    let who: serde_json::Value = s
+        .http
+        .get(format!("{}/api/v1/auth/me", s.api))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let email = who["email"].as_str().unwrap();
+    let user_id = who["id"].as_str().unwrap();
+
+    let r = owner
+        .post(
+            &format!("/w/{ws}/members"),
+            &[("email", "nobody@example.com"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("value=\"nobody@example.com\""));
+
+    let r = owner
+        .post(
+            &format!("/w/{ws}/members"),
+            &[("email", email), ("role", "member")],
+        )
+        .await;
+    assert_eq!(
+        r.headers()[LOCATION],
+        format!("/w/{ws}/members?notice=invited")
+    );
+    let (status, html) = member.get(&format!("/w/{ws}/artifacts")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains(&format!("/w/{ws}/members\"")));
+    let (status, _) = member.get(&format!("/w/{ws}/members")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let r = owner
+        .post(
+            &format!("/w/{ws}/members/{user_id}/role"),
+            &[("role", "admin")],
+        )
+        .await;
+    assert_eq!(
+        r.headers()[LOCATION],
+        format!("/w/{ws}/members?notice=role")
+    );
+    let (status, _) = member.get(&format!("/w/{ws}/members")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (st, body) = owner
+        .post_fetch(&format!("/w/{ws}/members/{user_id}/remove"), &[])
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (status, _) = member.get(&format!("/w/{ws}/artifacts")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let r = owner
+        .post(
+            &format!("/w/{ws}/settings"),
+            &[("name", ""), ("description", "kept")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains(">kept</textarea>"));
+}

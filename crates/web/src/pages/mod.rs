@@ -87,13 +87,18 @@ pub struct InWorkspace {
 
 impl InWorkspace {
     pub async fn load(session: Session, id: Uuid) -> WebResult<Self> {
-        let (workspace, workspaces) = tokio::join!(
-            session.call::<Workspace>(Call::new(Method::GET, format!("/api/v1/workspaces/{id}"))),
-            session.call::<Vec<Workspace>>(Call::new(Method::GET, "/api/v1/workspaces")),
-        );
+        // The caller's workspaces carry their role: one call serves the page and the switcher.
+        let workspaces: Vec<Workspace> = session
+            .call(Call::new(Method::GET, "/api/v1/workspaces"))
+            .await?;
+        let workspace = workspaces
+            .iter()
+            .find(|w| w.id == id)
+            .cloned()
+            .ok_or(WebError::NotFound)?;
         Ok(Self {
-            workspace: workspace?,
-            workspaces: workspaces?,
+            workspace,
+            workspaces,
             session,
         })
     }
