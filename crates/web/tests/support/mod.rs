@@ -145,6 +145,20 @@ impl<'a> Browser<'a> {
         (r.status(), r.text().await.unwrap())
     }
 
+    /// The API's `/auth/me` with this browser's access token.
+    pub async fn me(&self) -> Value {
+        let r = self
+            .stack
+            .http
+            .get(format!("{}/api/v1/auth/me", self.stack.api))
+            .bearer_auth(&self.cookies["gw_access"])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
     pub fn csrf(&self) -> String {
         self.cookies.get("gw_csrf").cloned().expect("a CSRF cookie")
     }
