@@ -6,6 +6,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const coverage = require('./coverage');
 
 const root = path.resolve(__dirname, '../..');
 
@@ -35,6 +36,7 @@ module.exports = async () => {
   // PostgreSQL runs as the postgres user when the tests run as root: it must reach its directory.
   fs.chmodSync(dataDir, 0o755);
   fs.mkdirSync(path.join(root, 'target/e2e/screenshots'), { recursive: true });
+  fs.rmSync(coverage.dir, { recursive: true, force: true });
   const log = fs.createWriteStream(path.join(root, 'target/e2e/stack.log'));
   const child = spawn(bin, ['dev', '--data-dir', dataDir], {
     cwd: root,
@@ -83,5 +85,7 @@ module.exports = async () => {
     for (let i = 0; i < 40 && exited === null; i += 1) await sleep(250);
     if (exited === null) { try { process.kill(-child.pid, 'SIGKILL'); } catch (_) { /* gone */ } }
     fs.rmSync(dataDir, { recursive: true, force: true });
+    const c = coverage.report();
+    console.log(`app.js line coverage: ${c.covered}/${c.valid} (${(c.rate * 100).toFixed(1)} %), target/ci/coverage-frontend.xml`);
   };
 };

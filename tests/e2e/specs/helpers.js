@@ -8,8 +8,35 @@ const PASSWORD = 'Str0ng!Passw0rd';
 const DEMO_PASSWORD = 'demo123';
 const shots = path.resolve(__dirname, '../../../target/e2e/screenshots');
 
+const coverage = require('../coverage');
+
 const test = base.extend({
   baseURL: async ({}, use) => { await use(process.env.GW_WEB_URL); },
+  // Every test's page records which lines of the shipped script ran. V8's counters are read
+  // when a navigation starts, before the old document goes away; a document replaced before
+  // its counters are read is not counted, so the figure is a lower bound.
+  page: async ({ page, javaScriptEnabled }, use, testInfo) => {
+    if (!javaScriptEnabled) { await use(page); return; }
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.startPreciseCoverage', { callCount: true, detailed: true });
+    const entries = [];
+    const pending = [];
+    const take = async () => {
+      try {
+        entries.push(...(await cdp.send('Profiler.takePreciseCoverage')).result);
+      } catch (_) { /* the page is closing */ }
+    };
+    const onRequest = (r) => {
+      if (r.isNavigationRequest() && r.frame() === page.mainFrame()) pending.push(take());
+    };
+    page.on('request', onRequest);
+    await use(page);
+    page.off('request', onRequest);
+    await Promise.all(pending);
+    await take();
+    coverage.save(entries, testInfo.titlePath.join(' '));
+  },
 });
 
 const api = (p) => `${process.env.GW_API_URL}${p}`;
