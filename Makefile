@@ -1,6 +1,6 @@
 # Everyday commands. `make dev` runs Ghostworks locally; `make test` runs every gate CI runs
 # (lint, tests with coverage, security, containers, score); `make check` is the quick loop.
-.PHONY: setup dev check lint coverage security build load containers score test
+.PHONY: setup dev check lint coverage security build e2e load containers score test
 
 SHELL := /bin/bash
 CI_DIR := target/ci
@@ -26,6 +26,14 @@ coverage: setup
 	@command -v cargo-tarpaulin >/dev/null || cargo install --locked --quiet cargo-tarpaulin
 	set -o pipefail; cargo tarpaulin --workspace --engine llvm --skip-clean --out Xml --output-dir $(CI_DIR) \
 	  --exclude-files 'crates/*/tests/*' --fail-under 70 2>&1 | tee $(CI_DIR)/test-output.log
+
+## Browser tests of the web app: Playwright drives Debian's chromium (no browser download)
+## against a whole stack started by `ghostworks dev` on free ports; screenshots go to
+## target/e2e/screenshots, the JSON report to target/ci/playwright.json for the score.
+e2e: setup
+	cargo build -p ghostworks
+	cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	cd tests/e2e && npx playwright test
 
 ## cargo-deny (advisories, licences, bans, sources) and schemathesis against a running server.
 security: setup build
@@ -54,7 +62,7 @@ score: build
 	  || echo "score: the grade would hold back an automatic deployment (see kiro_score.json)"
 
 ## Every gate, in CI's order.
-test: setup lint coverage build security load containers score
+test: setup lint coverage build e2e security load containers score
 
 ## Container stage helpers (the stage itself is `containers` above; see deploy/README.md).
 .PHONY: containers-stop containers-purge

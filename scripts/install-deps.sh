@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Ghostworks needs on Debian 12, when missing:
-# PostgreSQL 15 server binaries and redis-server, plus the offline validators used by
+# PostgreSQL 15 server binaries and redis-server, chromium, Node.js and npm, plus the offline validators used by
 # crates/deploy-checks (Compose v5, hadolint, check-jsonschema, kubernetes-validate,
 # kubectl/kustomize, promtool, prometheus). Idempotent and quiet; needs root (or sudo) only when a
 # Debian package is missing.
@@ -30,11 +30,20 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # Debian's python3 ships venv/ensurepip separately.
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+# The web app's browser tests (make e2e): Playwright drives Debian's chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt_update
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# @playwright/test needs Node.js 20 or later (Debian 12's own nodejs is 18).
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+  echo "Node.js $(node --version 2>/dev/null) is too old for the browser tests (make e2e): install Node.js 20 or later" >&2
 fi
 
 # --- Offline validators for crates/deploy-checks --------------------------------------

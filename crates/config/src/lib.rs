@@ -11,6 +11,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use ipnet::IpNet;
+pub use web::WebConfig;
+
+mod web;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {

@@ -1,5 +1,6 @@
 //! `ghostworks dev`: a complete local stack from nothing but the installed PostgreSQL 15 and
-//! Redis binaries: the API, a worker, and an SMTP sink that keeps the e-mail it sends.
+//! Redis binaries: the API, a worker, the web app, and an SMTP sink that keeps the e-mail it
+//! sends.
 //! Configured servers (DATABASE_URL, REDIS_URL, SMTP_URL) are used as they are.
 
 use std::collections::HashMap;
@@ -25,10 +26,20 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         ("COOKIE_SECURE", "false"),
         ("GHOSTWORKS_BIND", "127.0.0.1:8000"),
         ("WORKER_BIND", "127.0.0.1:8001"),
+        ("WEB_BIND", "127.0.0.1:3000"),
         ("LOG_FORMAT", "pretty"),
     ];
     for (k, v) in defaults {
         vars.entry(k.into()).or_insert_with(|| v.into());
+    }
+    // The web app talks to this API and worker, and e-mail links lead to it.
+    for (k, bind) in [
+        ("API_URL", "GHOSTWORKS_BIND"),
+        ("WORKER_URL", "WORKER_BIND"),
+        ("PUBLIC_URL", "WEB_BIND"),
+    ] {
+        let url = format!("http://{}", vars[bind]);
+        vars.entry(k.into()).or_insert(url);
     }
     let _telemetry = crate::telemetry::logs(
         "ghostworks-dev",
@@ -145,9 +156,12 @@ async fn stack(
         }
         None => None,
     };
+    let web_config = ghostworks_config::WebConfig::from_vars(vars)
+        .map_err(|e| anyhow::anyhow!("invalid web configuration:\n{e}"))?;
     let bind = config.bind;
     println!();
     println!("Ghostworks is running:");
+    println!("  web app    http://{}/", web_config.bind);
     println!("  API        http://{bind}/");
     println!("  API docs   http://{bind}/docs");
     println!("  health     http://{bind}/health/ready");
@@ -166,11 +180,18 @@ async fn stack(
         crate::seed::DEMO_PASSWORD
     );
     println!("Ctrl-C stops everything; data stays in the data directory.");
+    let web = async {
+        ghostworks_web::run(web_config, crate::shutdown_signal())
+            .await
+            .map_err(anyhow::Error::from)
+    };
     match worker_config {
         Some(w) => {
-            tokio::try_join!(crate::serve(config), crate::worker(w))?;
-            Ok(())
+            tokio::try_join!(crate::serve(config), crate::worker(w), web)?;
         }
-        None => crate::serve(config).await,
+        None => {
+            tokio::try_join!(crate::serve(config), web)?;
+        }
     }
+    Ok(())
 }

@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (configuration from the environment; see .env.example).
     Serve,
+    /// Serve the web application: server-rendered pages over the API at API_URL, on WEB_BIND
+    /// (default 0.0.0.0:3000; see docs/web.md).
+    Web,
     /// Run background jobs (e-mail, scheduled maintenance) until SIGTERM, which finishes the
     /// jobs in flight; /metrics and /health on WORKER_BIND. Logs in with its own DATABASE_URL
     /// (a member of ghostworks_worker) and needs SMTP_URL; see docs/worker.md.
@@ -110,8 +113,9 @@ enum Command {
         url: Option<String>,
     },
     /// Run everything locally: private PostgreSQL and Redis (when DATABASE_URL / REDIS_URL
-    /// are unset), an SMTP sink (when SMTP_URL is unset), migrations, demo data, the API and
-    /// a worker. Ctrl-C stops it all; data persists.
+    /// are unset), an SMTP sink (when SMTP_URL is unset), migrations, demo data, the API, a
+    /// worker and the web app (WEB_BIND, default 127.0.0.1:3000). Ctrl-C stops it all; data
+    /// persists.
     Dev {
         /// Where the private servers keep their data.
         #[arg(long, default_value = ".data")]
@@ -298,6 +302,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_worker_config()?;
             let _telemetry = telemetry::worker(&config);
             worker(config).await?;
+        }
+        Command::Web => {
+            let config = ghostworks_config::WebConfig::from_env()
+                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            let _telemetry = telemetry::web(&config);
+            ghostworks_web::run(config, shutdown_signal()).await?;
         }
         Command::Jobs { command } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-jobs");

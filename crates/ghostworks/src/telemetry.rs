@@ -1,6 +1,6 @@
 //! The telemetry of each command, from its configuration (see crates/telemetry).
 
-use ghostworks_config::{Config, LogFormat, WorkerConfig};
+use ghostworks_config::{Config, LogFormat, WebConfig, WorkerConfig};
 use ghostworks_telemetry::{Format, Guard, Settings};
 
 fn format(f: LogFormat) -> Format {
@@ -24,6 +24,17 @@ pub fn api(c: &Config) -> Guard {
 pub fn worker(c: &WorkerConfig) -> Guard {
     ghostworks_telemetry::init(Settings {
         service: "ghostworks-worker",
+        environment: c.environment.as_str(),
+        level: &c.log_level,
+        format: format(c.log_format),
+        otlp_endpoint: c.otel_endpoint.as_deref(),
+        sample_ratio: c.trace_sample_ratio,
+    })
+}
+
+pub fn web(c: &WebConfig) -> Guard {
+    ghostworks_telemetry::init(Settings {
+        service: "ghostworks-web",
         environment: c.environment.as_str(),
         level: &c.log_level,
         format: format(c.log_format),

@@ -1,0 +1,196 @@
+//! The web application's configuration (`ghostworks web`). It holds no secret: the browser's
+//! session is the API's own tokens, so the web role needs no key of its own.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::{read_env_file, ConfigErrors, Environment, LogFormat, Reader};
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub environment: Environment,
+    pub bind: SocketAddr,
+    /// The API every page talks to, without a trailing slash.
+    pub api_url: String,
+    /// The worker's `/health` and `/metrics` base, for the tour page; optional.
+    pub worker_url: Option<String>,
+    /// Where browsers reach this app (the base of e-mail links), without a trailing slash.
+    pub public_url: String,
+    pub cookie_secure: bool,
+    pub otel_endpoint: Option<String>,
+    pub trace_sample_ratio: f64,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// PUBLIC_URL: https in production, http allowed elsewhere.
+fn check_public_url(r: &mut Reader<'_>, value: &str, production: bool) {
+    match url::Url::parse(value) {
+        Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && !production) => {}
+        Ok(u) if u.scheme() == "http" => r
+            .errors
+            .push("PUBLIC_URL: must be an https:// URL in production".into()),
+        _ => r.errors.push(format!(
+            "PUBLIC_URL: '{value}' must be an http(s) URL such as https://app.example.com"
+        )),
+    }
+}
+
+/// API_URL and WORKER_URL: services on the internal network, reached over plain HTTP (TLS
+/// ends at the proxy in front of the web app).
+fn internal_url(r: &mut Reader<'_>, name: &str, value: &str) {
+    if !url::Url::parse(value).is_ok_and(|u| u.scheme() == "http" && u.host().is_some()) {
+        r.errors.push(format!(
+            "{name}: '{value}' must be an http:// URL on the internal network, such as http://api:8000"
+        ));
+    }
+}
+
+impl WebConfig {
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    pub fn from_env_file(path: &Path) -> Result<Self, ConfigErrors> {
+        Self::from_vars(&read_env_file(path)?)
+    }
+
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
+        let environment = r.environment();
+        let development = environment == Environment::Development;
+        let production = environment == Environment::Production;
+        let default_bind = if development {
+            SocketAddr::from(([127, 0, 0, 1], 3000))
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 3000))
+        };
+        let bind = r.parse("WEB_BIND", default_bind, "an address such as 0.0.0.0:3000");
+        let api_url = match r.raw("API_URL") {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if development => "http://127.0.0.1:8000".into(),
+            None => {
+                r.errors.push(
+                    "API_URL: missing; set the address of the API, e.g. http://api:8000".into(),
+                );
+                String::new()
+            }
+        };
+        if !api_url.is_empty() {
+            internal_url(&mut r, "API_URL", &api_url);
+        }
+        let worker_url = r
+            .raw("WORKER_URL")
+            .map(|u| u.trim_end_matches('/').to_string());
+        if let Some(u) = worker_url.clone() {
+            internal_url(&mut r, "WORKER_URL", &u);
+        }
+        let public_url = match r.raw("PUBLIC_URL") {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if development => format!("http://{bind}"),
+            None => {
+                r.errors.push("PUBLIC_URL: missing; set the address browsers use for this app, e.g. https://app.example.com".into());
+                String::new()
+            }
+        };
+        if !public_url.is_empty() {
+            check_public_url(&mut r, &public_url, production);
+        }
+        let cookie_secure = r.bool("COOKIE_SECURE", true);
+        if production && !cookie_secure {
+            r.errors.push(
+                "COOKIE_SECURE: must be true in production (session cookies only over HTTPS)"
+                    .into(),
+            );
+        }
+        let (otel_endpoint, trace_sample_ratio) = r.traces();
+        let (log_level, log_format) = r.logging(environment);
+        if !r.errors.is_empty() {
+            return Err(ConfigErrors(r.errors));
+        }
+        Ok(WebConfig {
+            environment,
+            bind,
+            api_url,
+            worker_url,
+            public_url,
+            cookie_secure,
+            otel_endpoint,
+            trace_sample_ratio,
+            log_level,
+            log_format,
+        })
+    }
+
+    /// The effective configuration as `NAME=value` lines (nothing here is secret).
+    pub fn redacted(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("GHOSTWORKS_ENV", self.environment.as_str().into()),
+            ("WEB_BIND", self.bind.to_string()),
+            ("API_URL", self.api_url.clone()),
+            ("WORKER_URL", self.worker_url.clone().unwrap_or_default()),
+            ("PUBLIC_URL", self.public_url.clone()),
+            ("COOKIE_SECURE", self.cookie_secure.to_string()),
+            ("LOG_LEVEL", self.log_level.clone()),
+            (
+                "LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn development_defaults_point_at_the_local_api() {
+        let c = WebConfig::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.api_url, "http://127.0.0.1:8000");
+        assert_eq!(c.bind.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.public_url, "http://127.0.0.1:3000");
+        assert!(c.cookie_secure);
+    }
+
+    #[test]
+    fn production_names_every_problem() {
+        let e = WebConfig::from_vars(&vars(&[
+            ("GHOSTWORKS_ENV", "production"),
+            ("COOKIE_SECURE", "false"),
+            ("PUBLIC_URL", "http://app.example.com"),
+        ]))
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("API_URL: missing"), "{text}");
+        assert!(text.contains("COOKIE_SECURE"), "{text}");
+        assert!(text.contains("PUBLIC_URL: must be an https://"), "{text}");
+    }
+
+    #[test]
+    fn the_api_is_reached_over_plain_http_inside_the_network() {
+        let e = WebConfig::from_vars(&vars(&[("API_URL", "https://api.example.com")])).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("API_URL: 'https://api.example.com' must be an http:// URL"));
+        let c = WebConfig::from_vars(&vars(&[
+            ("GHOSTWORKS_ENV", "production"),
+            ("API_URL", "http://api:8000/"),
+            ("PUBLIC_URL", "https://app.example.com"),
+        ]))
+        .unwrap();
+        assert_eq!(c.api_url, "http://api:8000");
+        assert_eq!(c.bind.to_string(), "0.0.0.0:3000");
+    }
+}

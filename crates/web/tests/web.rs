@@ -1,0 +1,324 @@
+//! The web app over HTTP against a real API (in-process, on a fresh test database), driven
+//! like a browser without script: cookies kept by hand, forms posted urlencoded.
+
+mod support;
+
+use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use support::{stack, Browser};
+
+#[tokio::test]
+async fn a_post_without_the_matching_csrf_token_is_refused() {
+    let s = stack(false).await;
+    let mut b = Browser::new(&s);
+    b.get("/login").await;
+    let fields = [("email", "a@example.com"), ("password", "x")];
+    let r = b.send(Method::POST, "/login", Some(&fields), false).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let wrong = [
+        ("csrf_token", "0".repeat(64)),
+        ("email", "a@example.com".into()),
+    ];
+    let r = b
+        .send(
+            Method::POST,
+            "/login",
+            Some(
+                &wrong
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect::<Vec<_>>(),
+            ),
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // With the token, the same form reaches the API (which refuses the credentials).
+    let r = b.post("/login", &fields).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("a@example.com"));
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_secure_and_same_site_and_logout_clears_them() {
+    let s = stack(true).await;
+    let (mut b, _) = Browser::signed_up(&s).await;
+    let r = b.send(Method::GET, "/workspaces", None, false).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut b2 = Browser::new(&s);
+    let r = b2.send(Method::GET, "/login", None, false).await;
+    let set: Vec<String> = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(!set.is_empty());
+    for c in &set {
+        assert!(
+            c.contains("HttpOnly") && c.contains("Secure") && c.contains("SameSite=Lax"),
+            "{c}"
+        );
+    }
+    let old = b.cookies.clone();
+    let r = b.post("/logout", &[]).await;
+    assert_eq!(r.headers()[LOCATION], "/login?notice=logged_out");
+    let cleared: Vec<&str> = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .filter(|v| v.contains("Max-Age=0"))
+        .collect();
+    assert_eq!(cleared.len(), 3, "{cleared:?}");
+    assert!(!b.cookies.contains_key("gw_access"));
+    // The old tokens were revoked by the API, not just forgotten by the browser.
+    b.cookies = old;
+    let r = b.send(Method::GET, "/workspaces", None, false).await;
+    assert_eq!(r.headers()[LOCATION], "/login?expired=1");
+}
+
+#[tokio::test]
+async fn pages_are_no_store_with_a_strict_csp_and_assets_are_cacheable() {
+    let s = stack(false).await;
+    let (mut b, ws) = Browser::signed_up(&s).await;
+    for path in ["/login", "/workspaces", &format!("/w/{ws}/artifacts")] {
+        let r = b.send(Method::GET, path, None, false).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store", "{path}");
+        let csp = r.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self';") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        let html = r.text().await.unwrap();
+        assert!(
+            !html.contains("<script>") && !html.contains("style="),
+            "{path}"
+        );
+    }
+    let r = b
+        .send(Method::GET, &ghostworks_web::assets::JS.url(), None, false)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()[CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+}
+
+#[tokio::test]
+async fn a_refused_form_comes_back_with_what_was_typed_and_the_field_error() {
+    let s = stack(false).await;
+    let mut b = Browser::new(&s);
+    b.get("/register").await;
+    let r = b
+        .post(
+            "/register",
+            &[
+                ("email", "typed@example.com"),
+                ("password", "weak"),
+                ("first_name", "Grace"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("value=\"typed@example.com\""));
+    assert!(html.contains("value=\"Grace\""));
+    assert!(html.contains("id=\"f-password-error\""));
+    assert!(html.contains("aria-invalid=\"true\""));
+}
+
+#[tokio::test]
+async fn a_stale_edit_is_a_conflict_that_keeps_the_text_and_offers_the_new_version() {
+    let s = stack(false).await;
+    let (mut b, ws) = Browser::signed_up(&s).await;
+    let (url, version) = b.create_artifact(&ws, "Plan").await;
+    let v = version.to_string();
+    let first = [
+        ("name", "Plan"),
+        ("description", "first"),
+        ("version", v.as_str()),
+    ];
+    let (st, body) = b.post_fetch(&url, &first).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+
+    // Without script: the page again, the text kept, the newer version in the form.
+    let mine = [
+        ("name", "Plan"),
+        ("description", "my careful words"),
+        ("version", v.as_str()),
+    ];
+    let r = b.post(&url, &mine).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Someone else saved this artifact"));
+    assert!(html.contains("my careful words"));
+    assert!(html.contains(&format!("name=\"version\" value=\"{}\"", version + 1)));
+
+    // With script: the same as JSON, and saving with the offered version wins.
+    let (st, body) = b.post_fetch(&url, &mine).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let newer = body["version"].as_i64().unwrap().to_string();
+    let again = [
+        ("name", "Plan"),
+        ("description", "my careful words"),
+        ("version", newer.as_str()),
+    ];
+    let (st, _) = b.post_fetch(&url, &again).await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, page) = b.get(&url).await;
+    assert!(page.contains("my careful words"));
+}
+
+#[tokio::test]
+async fn another_workspace_is_not_found_through_any_url() {
+    let s = stack(false).await;
+    let (mut alice, alice_ws) = Browser::signed_up(&s).await;
+    let (mut bob, bob_ws) = Browser::signed_up(&s).await;
+    let (bob_url, _) = bob.create_artifact(&bob_ws, "Bob's secret plan").await;
+    let bob_artifact = bob_url.rsplit('/').next().unwrap().to_string();
+    for path in [
+        format!("/w/{bob_ws}/artifacts"),
+        format!("/w/{bob_ws}/settings"),
+        format!("/w/{bob_ws}/members"),
+        format!("/w/{bob_ws}/artifacts/{bob_artifact}"),
+        format!("/w/{alice_ws}/artifacts/{bob_artifact}"),
+        format!("/w/{alice_ws}/artifacts/{bob_artifact}/edit"),
+    ] {
+        let (status, html) = alice.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!html.contains("secret plan"), "{path}");
+    }
+    let r = alice
+        .post(&format!("/w/{bob_ws}/artifacts/{bob_artifact}/delete"), &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (status, html) = bob.get(&bob_url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("secret plan"));
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refreshed_transparently() {
+    let s = stack(false).await;
+    let (mut b, _) = Browser::signed_up(&s).await;
+    let before = b.cookies["gw_refresh"].clone();
+    b.cookies.insert("gw_access".into(), "not-a-token".into());
+    let (status, html) = b.get("/workspaces").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Team"));
+    assert_ne!(b.cookies["gw_access"], "not-a-token");
+    assert_ne!(b.cookies["gw_refresh"], before);
+    // The API agrees the new access token is good.
+    assert!(b.me().await["email"].is_string());
+}
+
+#[tokio::test]
+async fn every_main_page_renders_for_an_owner() {
+    let s = stack(false).await;
+    let (mut b, ws) = Browser::signed_up(&s).await;
+    let (url, _) = b.create_artifact(&ws, "Roadmap").await;
+    for path in [
+        "/".to_string(),
+        "/workspaces".into(),
+        format!("/workspaces/{ws}"),
+        format!("/switch?workspace={ws}"),
+        format!("/w/{ws}/artifacts?q=road&tags=a&sort=name"),
+        format!("/w/{ws}/artifacts/new"),
+        url.clone(),
+        format!("{url}/edit"),
+        format!("/w/{ws}/settings"),
+        format!("/w/{ws}/members"),
+        "/tour".into(),
+        "/ops".into(),
+        "/health/live".into(),
+        "/health/ready".into(),
+        "/metrics".into(),
+    ] {
+        let r = b.send(Method::GET, &path, None, false).await;
+        let status = r.status();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::SEE_OTHER,
+            "{path}: {status}"
+        );
+    }
+    let (_, html) = b.get(&format!("/w/{ws}/artifacts?q=road")).await;
+    assert!(html.contains("Roadmap") && html.contains("1 artifact(s)"));
+    let (_, metrics) = b.get("/metrics").await;
+    assert!(metrics.contains("http_requests_total{endpoint=\"/w/{workspace_id}/artifacts\""));
+    assert!(metrics.contains("service=\"web\""));
+    let (status, _) = b.get("/no/such/page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn owners_manage_members_and_refusals_come_back_on_the_page() {
+    let s = stack(false).await;
+    let (mut member, _) = Browser::signed_up(&s).await;
+    let (mut owner, ws) = Browser::signed_up(&s).await;
+    let (_, me) = member.get("/workspaces").await;
+    assert!(me.contains("Team"));
+    // The member's address: the one they registered with, shown nowhere else; ask the API.
+    let who = member.me().await;
+    let email = who["email"].as_str().unwrap();
+    let user_id = who["id"].as_str().unwrap();
+
+    let r = owner
+        .post(
+            &format!("/w/{ws}/members"),
+            &[("email", "nobody@example.com"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("value=\"nobody@example.com\""));
+
+    let r = owner
+        .post(
+            &format!("/w/{ws}/members"),
+            &[("email", email), ("role", "member")],
+        )
+        .await;
+    assert_eq!(
+        r.headers()[LOCATION],
+        format!("/w/{ws}/members?notice=invited")
+    );
+    let (status, html) = member.get(&format!("/w/{ws}/artifacts")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains(&format!("/w/{ws}/members\"")));
+    let (status, _) = member.get(&format!("/w/{ws}/members")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let r = owner
+        .post(
+            &format!("/w/{ws}/members/{user_id}/role"),
+            &[("role", "admin")],
+        )
+        .await;
+    assert_eq!(
+        r.headers()[LOCATION],
+        format!("/w/{ws}/members?notice=role")
+    );
+    let (status, _) = member.get(&format!("/w/{ws}/members")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (st, body) = owner
+        .post_fetch(&format!("/w/{ws}/members/{user_id}/remove"), &[])
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (status, _) = member.get(&format!("/w/{ws}/artifacts")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let r = owner
+        .post(
+            &format!("/w/{ws}/settings"),
+            &[("name", ""), ("description", "kept")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains(">kept</textarea>"));
+}
