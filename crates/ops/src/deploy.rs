@@ -474,3 +474,70 @@ pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(version: &str, result: &str) -> HistoryEntry {
+        HistoryEntry {
+            time: Utc::now(),
+            release: Release {
+                artifact: format!("/opt/ghostworks/{version}/ghostworks"),
+                version: version.into(),
+                git_sha: "abc".into(),
+                digest: "sha256:0".into(),
+            },
+            colour: Colour::Blue,
+            schema_version: 2,
+            result: result.into(),
+            failed_step: None,
+            reason: None,
+            by: "ops".into(),
+            duration_ms: 1,
+            switch_ms: None,
+            rollback_ms: None,
+        }
+    }
+
+    #[test]
+    fn rollback_targets_an_earlier_succeeded_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        assert!(rollback_target(&state, None).is_err());
+        for (v, r) in [
+            ("1.0", "succeeded"),
+            ("1.1", "succeeded"),
+            ("1.2", "rolled_back"),
+            ("1.3", "succeeded"),
+        ] {
+            state.record(&entry(v, r)).unwrap();
+        }
+        state
+            .set_active(&Active {
+                colour: Colour::Green,
+                release: entry("1.3", "succeeded").release,
+            })
+            .unwrap();
+        assert_eq!(state.history().unwrap().len(), 4);
+        assert_eq!(rollback_target(&state, None).unwrap().version, "1.1");
+        assert_eq!(rollback_target(&state, Some("1.0")).unwrap().version, "1.0");
+        let refused = rollback_target(&state, Some("1.2"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("--to") && refused.contains("1.2"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn colours_alternate_and_ports_do_not_collide() {
+        assert_eq!(Colour::Blue.other(), Colour::Green);
+        let ports: std::collections::BTreeSet<u16> = [Colour::Blue, Colour::Green]
+            .iter()
+            .flat_map(|c| ROLES.iter().map(move |r| port(8100, *c, r)))
+            .collect();
+        assert_eq!(ports.len(), 2 * ROLES.len());
+    }
+}
