@@ -196,6 +196,8 @@ pub struct Instance {
 pub trait Runtime {
     /// Checks the release artifact and its configuration; returns the release's description.
     fn check(&mut self, artifact: &str) -> Result<Release>;
+    /// The versions of the release's pending migrations that are contract steps.
+    fn pending_contracts(&mut self, release: &Release) -> Result<Vec<i64>>;
     /// Applies the release's migrations.
     fn migrate(&mut self, release: &Release) -> Result<()>;
     /// Starts every role of `colour` from `release`.
@@ -217,6 +219,8 @@ pub struct Gates {
     pub min_requests: u64,
     /// Time for nginx's old workers to finish their requests before the old colour stops.
     pub drain: Duration,
+    /// How long a replaced release stays a rollback target that may need the old shape.
+    pub rollback_window: Duration,
 }
 
 /// What the deploy needs besides the runtime.
@@ -350,6 +354,19 @@ pub async fn deploy(
         if let Some(dir) = &plan.backup_dir {
             step("backup", crate::backup::create(plan.admin_url, dir).await)?;
         }
+        let contracts = step("migrate", runtime.pending_contracts(&release))?;
+        if !contracts.is_empty() {
+            step(
+                "migrate",
+                contract_allowed(
+                    &contracts,
+                    active.as_ref(),
+                    &state.history().unwrap_or_default(),
+                    Utc::now(),
+                    plan.gates.rollback_window,
+                ),
+            )?;
+        }
         step("migrate", runtime.migrate(&release))?;
         let instances = step("start", runtime.start(colour, &release))?;
         step(
@@ -434,6 +451,41 @@ pub async fn deploy(
             }
             bail!(msg)
         }
+    }
+}
+
+/// Whether contract steps may run now. Expand/contract ships a contract step in the release
+/// after the one that stopped using the old shape: the live release does not need it, but any
+/// release it replaced might, for as long as a rollback may return to it. So contract steps
+/// wait until the live release has been live for the whole rollback window.
+pub fn contract_allowed(
+    contracts: &[i64],
+    active: Option<&Active>,
+    history: &[HistoryEntry],
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Result<()> {
+    let Some(active) = active else {
+        return Ok(());
+    };
+    let live_since = history
+        .iter()
+        .rev()
+        .find(|e| e.result == "succeeded" && e.release == active.release)
+        .map(|e| e.time);
+    let replaced_before = history
+        .iter()
+        .any(|e| e.result == "succeeded" && e.release != active.release);
+    let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    match live_since {
+        Some(since) if replaced_before && now - since < window => bail!(
+            "contract step(s) {contracts:?} pending, but the release the live one ({}) replaced \
+             may still be rolled back to, and may need the old shape, until {}; deploy again \
+             after that, or pass --rollback-window-hours 0 once no such rollback is wanted",
+            active.release.version,
+            (since + window).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -529,6 +581,32 @@ mod tests {
             refused.contains("--to") && refused.contains("1.2"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn contract_steps_wait_for_the_rollback_window() {
+        let day = Duration::from_secs(86_400);
+        let old = entry("1.0", "succeeded");
+        let mut live = entry("1.1", "succeeded");
+        let active = Active {
+            colour: Colour::Green,
+            release: live.release.clone(),
+        };
+        let now = live.time;
+        let history = vec![old.clone(), live.clone()];
+        let refused = contract_allowed(&[7], Some(&active), &history, now, day)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("[7]") && refused.contains("1.1"),
+            "{refused}"
+        );
+        assert!(contract_allowed(&[7], Some(&active), &history, now, Duration::ZERO).is_ok());
+        live.time = now - chrono::Duration::hours(25);
+        assert!(contract_allowed(&[7], Some(&active), &[old, live.clone()], now, day).is_ok());
+        // A first release, or one that replaced nothing, has nothing to roll back to.
+        assert!(contract_allowed(&[7], None, &[], now, day).is_ok());
+        assert!(contract_allowed(&[7], Some(&active), &[live], now, day).is_ok());
     }
 
     #[test]
