@@ -329,9 +329,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for (version, description, applied) in
                     ghostworks_db::migration_status(&pool).await?
                 {
+                    let contract = ghostworks_db::MIGRATOR
+                        .iter()
+                        .any(|m| m.version == version && ghostworks_ops::lint::is_contract(&m.sql));
                     println!(
-                        "{version:>4}  {:<8} {description}",
-                        if applied { "applied" } else { "pending" }
+                        "{version:>4}  {:<8} {description}{}",
+                        if applied { "applied" } else { "pending" },
+                        if contract { " (contract)" } else { "" }
                     );
                 }
             } else {

@@ -257,6 +257,10 @@ pub struct ReleaseArgs {
     /// Time for nginx's old workers to finish before the old colour is stopped.
     #[arg(long, default_value_t = 2)]
     pub drain_secs: u64,
+    /// Contract migrations wait until the live release has been live this long (a rollback
+    /// to the release it replaced may need the old shape until then).
+    #[arg(long, default_value_t = 24)]
+    pub rollback_window_hours: u64,
     /// The git commit of the release, for the history.
     #[arg(long, env = "GIT_SHA", default_value = "unknown")]
     pub git_sha: String,
@@ -331,6 +335,7 @@ pub async fn deploy(
             max_p95: Duration::from_millis(args.max_p95_ms),
             min_requests: args.min_requests,
             drain: Duration::from_secs(args.drain_secs),
+            rollback_window: Duration::from_secs(args.rollback_window_hours * 3600),
         },
         by: who(),
     };

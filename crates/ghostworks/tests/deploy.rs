@@ -390,6 +390,7 @@ async fn a_release_switches_under_load_without_a_failed_request() {
     assert!(out.status.success(), "{}", text(&out));
 
     let load = Load::start(stage.nginx.port, 4).await;
+    let load_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let v2 = stage.wrapper("v2", "");
     let s = stage.clone();
@@ -434,6 +435,11 @@ async fn a_release_switches_under_load_without_a_failed_request() {
     assert!(text(&out).contains("deployed v1"), "{}", text(&out));
 
     let (requests, failures, acked) = load.finish().await;
+    eprintln!(
+        "load: {requests} requests in {:.1} s, {} failed",
+        load_started.elapsed().as_secs_f64(),
+        failures.len()
+    );
     assert!(requests > 100, "{requests} requests");
     assert!(
         failures.is_empty(),

@@ -196,6 +196,8 @@ pub struct Instance {
 pub trait Runtime {
     /// Checks the release artifact and its configuration; returns the release's description.
     fn check(&mut self, artifact: &str) -> Result<Release>;
+    /// The versions of the release's pending migrations that are contract steps.
+    fn pending_contracts(&mut self, release: &Release) -> Result<Vec<i64>>;
     /// Applies the release's migrations.
     fn migrate(&mut self, release: &Release) -> Result<()>;
     /// Starts every role of `colour` from `release`.
@@ -217,6 +219,8 @@ pub struct Gates {
     pub min_requests: u64,
     /// Time for nginx's old workers to finish their requests before the old colour stops.
     pub drain: Duration,
+    /// How long a replaced release stays a rollback target that may need the old shape.
+    pub rollback_window: Duration,
 }
 
 /// What the deploy needs besides the runtime.
@@ -350,6 +354,19 @@ pub async fn deploy(
         if let Some(dir) = &plan.backup_dir {
             step("backup", crate::backup::create(plan.admin_url, dir).await)?;
         }
+        let contracts = step("migrate", runtime.pending_contracts(&release))?;
+        if !contracts.is_empty() {
+            step(
+                "migrate",
+                contract_allowed(
+                    &contracts,
+                    active.as_ref(),
+                    &state.history().unwrap_or_default(),
+                    Utc::now(),
+                    plan.gates.rollback_window,
+                ),
+            )?;
+        }
         step("migrate", runtime.migrate(&release))?;
         let instances = step("start", runtime.start(colour, &release))?;
         step(
@@ -437,6 +454,41 @@ pub async fn deploy(
     }
 }
 
+/// Whether contract steps may run now. Expand/contract ships a contract step in the release
+/// after the one that stopped using the old shape: the live release does not need it, but any
+/// release it replaced might, for as long as a rollback may return to it. So contract steps
+/// wait until the live release has been live for the whole rollback window.
+pub fn contract_allowed(
+    contracts: &[i64],
+    active: Option<&Active>,
+    history: &[HistoryEntry],
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Result<()> {
+    let Some(active) = active else {
+        return Ok(());
+    };
+    let live_since = history
+        .iter()
+        .rev()
+        .find(|e| e.result == "succeeded" && e.release == active.release)
+        .map(|e| e.time);
+    let replaced_before = history
+        .iter()
+        .any(|e| e.result == "succeeded" && e.release != active.release);
+    let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    match live_since {
+        Some(since) if replaced_before && now - since < window => bail!(
+            "contract step(s) {contracts:?} pending, but the release the live one ({}) replaced \
+             may still be rolled back to, and may need the old shape, until {}; deploy again \
+             after that, or pass --rollback-window-hours 0 once no such rollback is wanted",
+            active.release.version,
+            (since + window).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The release to roll back to: `to` (a version or artifact) or the newest succeeded release
 /// other than the active one.
 pub fn rollback_target(state: &State, to: Option<&str>) -> Result<Release> {
@@ -473,4 +525,97 @@ pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(version: &str, result: &str) -> HistoryEntry {
+        HistoryEntry {
+            time: Utc::now(),
+            release: Release {
+                artifact: format!("/opt/ghostworks/{version}/ghostworks"),
+                version: version.into(),
+                git_sha: "abc".into(),
+                digest: "sha256:0".into(),
+            },
+            colour: Colour::Blue,
+            schema_version: 2,
+            result: result.into(),
+            failed_step: None,
+            reason: None,
+            by: "ops".into(),
+            duration_ms: 1,
+            switch_ms: None,
+            rollback_ms: None,
+        }
+    }
+
+    #[test]
+    fn rollback_targets_an_earlier_succeeded_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        assert!(rollback_target(&state, None).is_err());
+        for (v, r) in [
+            ("1.0", "succeeded"),
+            ("1.1", "succeeded"),
+            ("1.2", "rolled_back"),
+            ("1.3", "succeeded"),
+        ] {
+            state.record(&entry(v, r)).unwrap();
+        }
+        state
+            .set_active(&Active {
+                colour: Colour::Green,
+                release: entry("1.3", "succeeded").release,
+            })
+            .unwrap();
+        assert_eq!(state.history().unwrap().len(), 4);
+        assert_eq!(rollback_target(&state, None).unwrap().version, "1.1");
+        assert_eq!(rollback_target(&state, Some("1.0")).unwrap().version, "1.0");
+        let refused = rollback_target(&state, Some("1.2"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("--to") && refused.contains("1.2"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn contract_steps_wait_for_the_rollback_window() {
+        let day = Duration::from_secs(86_400);
+        let old = entry("1.0", "succeeded");
+        let mut live = entry("1.1", "succeeded");
+        let active = Active {
+            colour: Colour::Green,
+            release: live.release.clone(),
+        };
+        let now = live.time;
+        let history = vec![old.clone(), live.clone()];
+        let refused = contract_allowed(&[7], Some(&active), &history, now, day)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("[7]") && refused.contains("1.1"),
+            "{refused}"
+        );
+        assert!(contract_allowed(&[7], Some(&active), &history, now, Duration::ZERO).is_ok());
+        live.time = now - chrono::Duration::hours(25);
+        assert!(contract_allowed(&[7], Some(&active), &[old, live.clone()], now, day).is_ok());
+        // A first release, or one that replaced nothing, has nothing to roll back to.
+        assert!(contract_allowed(&[7], None, &[], now, day).is_ok());
+        assert!(contract_allowed(&[7], Some(&active), &[live], now, day).is_ok());
+    }
+
+    #[test]
+    fn colours_alternate_and_ports_do_not_collide() {
+        assert_eq!(Colour::Blue.other(), Colour::Green);
+        let ports: std::collections::BTreeSet<u16> = [Colour::Blue, Colour::Green]
+            .iter()
+            .flat_map(|c| ROLES.iter().map(move |r| port(8100, *c, r)))
+            .collect();
+        assert_eq!(ports.len(), 2 * ROLES.len());
+    }
 }

@@ -252,9 +252,14 @@ fn alter_action(action: &[String]) -> Option<Rule> {
     }
 }
 
+/// Whether a migration is marked as a contract step.
+pub fn is_contract(sql: &str) -> bool {
+    sql.lines().any(|l| l.trim() == CONTRACT_MARKER)
+}
+
 /// Lints one migration's SQL; `file` names it in the findings.
 pub fn lint_sql(file: &str, sql: &str) -> Vec<Finding> {
-    let contract = sql.lines().any(|l| l.trim() == CONTRACT_MARKER);
+    let contract = is_contract(sql);
     let cleaned = strip(sql);
     let mut created: HashSet<String> = HashSet::new();
     let mut findings = Vec::new();

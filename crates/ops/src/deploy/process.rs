@@ -152,6 +152,18 @@ impl Runtime for ProcessRuntime {
         Ok(release)
     }
 
+    fn pending_contracts(&mut self, release: &Release) -> Result<Vec<i64>> {
+        let mut c = self.command(release, "api");
+        c.args(["migrate", "--status"])
+            .env("DATABASE_ADMIN_URL", &self.admin_url);
+        let status = output_ok(c, "ghostworks migrate --status")?;
+        Ok(status
+            .lines()
+            .filter(|l| l.contains(" pending ") && l.trim_end().ends_with("(contract)"))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect())
+    }
+
     fn migrate(&mut self, release: &Release) -> Result<()> {
         let mut c = self.command(release, "api");
         c.arg("migrate").env("DATABASE_ADMIN_URL", &self.admin_url);
