@@ -32,10 +32,11 @@ coverage: setup
 ## Browser tests of the web app: Playwright drives Debian's chromium (no browser download)
 ## against a whole stack started by `ghostworks dev` on free ports; screenshots go to
 ## target/e2e/screenshots, the JSON report to target/ci/playwright.json for the score.
+## The release binary, as `make build` leaves it (in `make test` this builds nothing more).
 e2e: setup
-	cargo build -p ghostworks
+	cargo build --release --quiet -p ghostworks
 	cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
-	cd tests/e2e && npx playwright test
+	cd tests/e2e && GHOSTWORKS_BIN=$(CURDIR)/target/release/ghostworks npx playwright test
 
 ## cargo-deny (advisories, licences, bans, sources) and schemathesis against a running server.
 security: setup build
