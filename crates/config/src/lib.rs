@@ -130,6 +130,33 @@ struct Reader<'a> {
     errors: Vec<String>,
 }
 
+/// `from_env` (the process environment) and `from_env_file` (`KEY=VALUE` lines, comments and
+/// blank lines ignored, quotes stripped, on top of nothing else: the file alone must be a
+/// complete configuration) for a type with `from_vars`.
+macro_rules! env_sources {
+    ($t:ty) => {
+        impl $t {
+            pub fn from_env() -> Result<Self, ConfigErrors> {
+                Self::from_vars(&std::env::vars().collect())
+            }
+
+            pub fn from_env_file(path: &std::path::Path) -> Result<Self, ConfigErrors> {
+                Self::from_vars(&read_env_file(path)?)
+            }
+        }
+    };
+}
+pub(crate) use env_sources;
+
+impl<'a> Reader<'a> {
+    fn new(vars: &'a HashMap<String, String>) -> Self {
+        Self {
+            vars,
+            errors: Vec::new(),
+        }
+    }
+}
+
 impl Reader<'_> {
     fn raw(&self, name: &str) -> Option<String> {
         self.vars
@@ -297,23 +324,11 @@ fn postgres_url(r: &mut Reader<'_>, name: &str, s: &Secret) {
     }
 }
 
+env_sources!(Config);
+
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigErrors> {
-        Self::from_vars(&std::env::vars().collect())
-    }
-
-    /// Reads `KEY=VALUE` lines of an env file (comments and blank lines ignored; quotes
-    /// stripped), on top of nothing else: the file alone must be a complete configuration.
-    pub fn from_env_file(path: &Path) -> Result<Self, ConfigErrors> {
-        Self::from_vars(&read_env_file(path)?)
-    }
-
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
-        let mut r = Reader {
-            vars,
-            errors: Vec::new(),
-        };
+        let mut r = Reader::new(vars);
         let environment = r.environment();
         let production = environment == Environment::Production;
         let bind = r.parse(
@@ -489,10 +504,7 @@ impl Config {
     /// Just the schema owner's connection (`DATABASE_ADMIN_URL`, else `DATABASE_URL`), for
     /// `migrate` and `seed`, which need no other setting.
     pub fn admin_database_url(vars: &HashMap<String, String>) -> Result<Secret, ConfigErrors> {
-        let mut r = Reader {
-            vars,
-            errors: Vec::new(),
-        };
+        let mut r = Reader::new(vars);
         let url = r
             .secret("DATABASE_ADMIN_URL")
             .or_else(|| r.secret("DATABASE_URL"));
@@ -654,20 +666,11 @@ fn is_loopback_host(url: &url::Url) -> bool {
     }
 }
 
+env_sources!(WorkerConfig);
+
 impl WorkerConfig {
-    pub fn from_env() -> Result<Self, ConfigErrors> {
-        Self::from_vars(&std::env::vars().collect())
-    }
-
-    pub fn from_env_file(path: &Path) -> Result<Self, ConfigErrors> {
-        Self::from_vars(&read_env_file(path)?)
-    }
-
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
-        let mut r = Reader {
-            vars,
-            errors: Vec::new(),
-        };
+        let mut r = Reader::new(vars);
         let environment = r.environment();
         let development = environment == Environment::Development;
         let bind = r.parse(
@@ -764,10 +767,7 @@ impl WorkerConfig {
 
     /// Just the worker's `DATABASE_URL`, for `ghostworks jobs`, which needs nothing else.
     pub fn database_url(vars: &HashMap<String, String>) -> Result<Secret, ConfigErrors> {
-        let mut r = Reader {
-            vars,
-            errors: Vec::new(),
-        };
+        let mut r = Reader::new(vars);
         let url = r.required_secret(
             "DATABASE_URL",
             "the worker's login (a member of ghostworks_worker)",
@@ -882,6 +882,42 @@ mod tests {
         assert_eq!(c.bind.to_string(), "0.0.0.0:8000");
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert!(c.require_email_verification);
+    }
+
+    #[test]
+    fn telemetry_settings_are_validated_and_default_to_metrics_without_traces() {
+        let c = Config::from_vars(&vars(BASE)).unwrap();
+        assert_eq!(c.otel_endpoint, None);
+        assert_eq!(c.trace_sample_ratio, 1.0);
+        assert!(c.metrics_enabled && !c.metrics_tenant_labels);
+        let mut bad = BASE.to_vec();
+        bad.extend([
+            ("OPENTELEMETRY_ENDPOINT", "otelcol:4318"),
+            ("TRACE_SAMPLE_RATIO", "1.5"),
+            ("METRICS_ENABLED", "maybe"),
+        ]);
+        let text = Config::from_vars(&vars(&bad)).unwrap_err().to_string();
+        for var in [
+            "OPENTELEMETRY_ENDPOINT",
+            "TRACE_SAMPLE_RATIO",
+            "METRICS_ENABLED",
+        ] {
+            assert!(
+                text.contains(&format!("{var}:")),
+                "{var} missing from:\n{text}"
+            );
+        }
+        // The worker reads the same two trace settings, with the same checks.
+        let worker = WorkerConfig::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://w:pw@db/gw"),
+            ("SMTP_URL", "smtp://127.0.0.1:2525"),
+            ("TRACE_SAMPLE_RATIO", "-0.1"),
+        ]))
+        .unwrap_err();
+        assert!(
+            worker.to_string().contains("TRACE_SAMPLE_RATIO:"),
+            "{worker}"
+        );
     }
 
     #[test]

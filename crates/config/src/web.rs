@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 
 use crate::{read_env_file, ConfigErrors, Environment, LogFormat, Reader};
 
@@ -47,20 +46,11 @@ fn internal_url(r: &mut Reader<'_>, name: &str, value: &str) {
     }
 }
 
+crate::env_sources!(WebConfig);
+
 impl WebConfig {
-    pub fn from_env() -> Result<Self, ConfigErrors> {
-        Self::from_vars(&std::env::vars().collect())
-    }
-
-    pub fn from_env_file(path: &Path) -> Result<Self, ConfigErrors> {
-        Self::from_vars(&read_env_file(path)?)
-    }
-
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
-        let mut r = Reader {
-            vars,
-            errors: Vec::new(),
-        };
+        let mut r = Reader::new(vars);
         let environment = r.environment();
         let development = environment == Environment::Development;
         let production = environment == Environment::Production;

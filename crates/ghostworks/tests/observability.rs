@@ -504,3 +504,31 @@ async fn without_a_collector_requests_still_succeed() {
     assert!(!metrics.contains("ghostworks_tenant_requests_total"));
     api.stop();
 }
+
+#[tokio::test]
+async fn metrics_can_be_switched_off() {
+    let db = services().database().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bind = format!("127.0.0.1:{}", free_port());
+    let prefix = unique("obs");
+    let mut env = api_env(&db, &bind, &prefix);
+    env.push(("METRICS_ENABLED", "false"));
+    let mut api = Proc::spawn("serve", &env, &dir.path().join("api.log"));
+    let client = reqwest::Client::new();
+    wait_ready(&client, &format!("http://{bind}/health/ready")).await;
+    let r = client
+        .get(format!("http://{bind}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("METRICS_ENABLED"),
+        "{body}"
+    );
+    api.stop();
+}
