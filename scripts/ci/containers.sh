@@ -791,5 +791,104 @@ check "worker exits 0 on SIGTERM (graceful, ${stop_secs} s)" \
     test "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$worker_id")" = "exited 0"
 
 # ---------------------------------------------------------------------------
-step "7. done"
+step "7. blue/green deploys through the compose runtime, under load"
+# A second release: the same binary labelled as the next version (a new image id).
+next_image="${GHOSTWORKS_IMAGE%:*}:ci-next"
+build_image "$next_image" "$WORK/app-context" -f "$ROOT/deploy/Dockerfile.prebuilt" \
+    --build-arg "VERSION=${version:-0.0.0-dev}-next" --build-arg "GIT_SHA=$git_sha" \
+    --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+gw_deploy() { # deploy|rollback [ARGS...]: the host's ghostworks drives `docker compose`
+    local verb="$1"; shift
+    "$binary" "$verb" --runtime compose --docker "$DOCKER_BIN" --compose-project "$PROJECT" \
+        --compose-env-file "$WORK/compose.env" --compose-file "$ROOT/docker-compose.yml" \
+        --compose-file "$ROOT/docker-compose.prod.yml" --compose-file "$ROOT/docker-compose.ci.yml" \
+        --state-dir "$WORK/deploy-state" --upstream-file "$GHOSTWORKS_NGINX_CONF_DIR/upstream-api.conf" \
+        --skip-backup --bake-secs 6 --min-requests 20 --drain-secs 2 --ready-timeout-secs 90 "$@"
+}
+# Steady, bounded load through nginx, within the limits every request from
+# this host shares (one client address): nginx's 20 r/s, and the API's 60
+# artifact reads and 30 artifact writes per minute. Workspace reads (no API
+# limit) at about 8/s, artifact lists at 0.9/s, artifact creations at 0.45/s.
+# Every answer is logged; the writer also logs the id of each acknowledged
+# artifact.
+load_loop() { # workspace|list|write
+    local n=0 code pause
+    while [ ! -e "$WORK/load.stop" ]; do
+        n=$((n + 1))
+        case "$1" in
+            workspace) pause=0.12
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "authorization: Bearer $token" \
+                    "$BASE/api/v1/workspaces/$ws" || echo 000)" ;;
+            list) pause=1.1
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "authorization: Bearer $token" \
+                    "$BASE/api/v1/workspaces/$ws/artifacts?limit=5" || echo 000)" ;;
+            write) pause=2.2
+                code="$(curl -s -o "$WORK/write.body" -w '%{http_code}' --max-time 10 -X POST \
+                    -H "authorization: Bearer $token" -H 'content-type: application/json' \
+                    --data "{\"name\":\"deploy-load-$n\",\"tags\":[\"deploy\"]}" \
+                    "$BASE/api/v1/workspaces/$ws/artifacts" || echo 000)"
+                code="$code $(jq -r '.id // empty' "$WORK/write.body" 2>/dev/null)" ;;
+        esac
+        echo "$code" >>"$OUT_DIR/$1.log"
+        sleep "$pause"
+    done
+}
+OUT_DIR="$WORK/load"; mkdir -p "$OUT_DIR"
+load_pids=()
+for kind in workspace list write; do
+    : >"$OUT_DIR/$kind.log"
+    load_loop "$kind" & load_pids+=($!)
+done
+# 1: blue takes over from the stack's plain api; 2: green, the next release;
+# 3: rollback to blue's release.
+deploy_ok=1
+for d in "deploy --release $GHOSTWORKS_IMAGE" "deploy --release $next_image" "rollback"; do
+    # shellcheck disable=SC2086 # a verb and its arguments
+    if gw_deploy $d >"$WORK/deploy.log" 2>&1; then
+        pass "ghostworks $d: $(tail -n 1 "$WORK/deploy.log")"
+    else
+        fail "ghostworks $d" "$(tail -c 600 "$WORK/deploy.log" | tr '\n' ' ')"
+        deploy_ok=0
+        break
+    fi
+done
+touch "$WORK/load.stop"
+wait "${load_pids[@]}" || true
+reads="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/list.log" | wc -l)"; writes="$(wc -l <"$OUT_DIR/write.log")"
+bad="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/list.log" | grep -cv '^200$' || true)"
+bad=$((bad + $(grep -cv '^201 ' "$OUT_DIR/write.log" || true)))
+codes="$(cut -d' ' -f1 "$OUT_DIR"/*.log | sort | uniq -c | tr -s ' \n' ' ')"
+check "zero failed requests during the deploys ($reads reads, $writes writes; answers:$codes)" \
+    test "$bad" = 0 -a "$reads" -gt 100 -a "$writes" -gt 10
+# Every acknowledged write is there afterwards.
+acked_present() {
+    local offset=0 more=true
+    : >"$WORK/listed.ids"
+    while [ "$more" = true ]; do
+        req GET "/api/v1/workspaces/$ws/artifacts?limit=100&offset=$offset" "" "$token"
+        [ "$STATUS" = 200 ] || return 1
+        jq -r '.items[].id' <<<"$BODY" >>"$WORK/listed.ids"
+        more="$(jq -r '.has_more' <<<"$BODY")"
+        offset=$((offset + 100))
+    done
+    awk '$1 == 201 { print $2 }' "$OUT_DIR/write.log" | sort >"$WORK/acked.ids"
+    test -z "$(comm -23 "$WORK/acked.ids" <(sort "$WORK/listed.ids"))"
+}
+check "every acknowledged write is present after the deploys" acked_present
+if [ "$deploy_ok" = 1 ]; then
+    "$binary" deploy history --state-dir "$WORK/deploy-state" >"$WORK/history.txt" 2>&1 || true
+    log "deploy history:"; cat "$WORK/history.txt"
+    check "deploy history: three succeeded releases, the last back on blue" \
+        test "$(awk 'NR > 1 { print $3, $4 }' "$WORK/history.txt" | tr '\n' ' ')" = "blue succeeded green succeeded blue succeeded "
+    check "nginx routes to api-blue" grep -q '^server api-blue:' "$GHOSTWORKS_NGINX_CONF_DIR/upstream-api.conf"
+    colour_containers() { docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" --filter "label=org.ghostworks.colour=$1"; }
+    check "green's containers are gone after the rollback, blue's two run" \
+        test -z "$(colour_containers green)" -a "$(colour_containers blue | wc -l)" = 2
+    check "api-blue: hardened like api (1001, read-only, CapDrop ALL)" \
+        test "$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}}' \
+            "$(docker ps -q --filter "label=com.docker.compose.service=api-blue")")" = '1001:1001 true ["ALL"]'
+fi
+
+# ---------------------------------------------------------------------------
+step "8. done"
 [ ${#FAILED[@]} -eq 0 ] || exit 1

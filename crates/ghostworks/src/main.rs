@@ -73,7 +73,8 @@ enum Command {
     Deploy {
         #[command(subcommand)]
         command: Option<ops::DeployCommand>,
-        /// The release: the path of its ghostworks binary.
+        /// The release: the path of its ghostworks binary (process runtime), or its image tag
+        /// (compose runtime).
         #[arg(long)]
         release: Option<String>,
         #[command(flatten)]
@@ -193,6 +194,19 @@ fn admin_url() -> anyhow::Result<String> {
     Config::admin_database_url(&std::env::vars().collect())
         .map(|s| s.expose().to_string())
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+}
+
+/// The schema owner's URL when one is configured: a compose deploy needs it only to back up.
+fn optional_admin_url() -> anyhow::Result<Option<String>> {
+    let set = [
+        "DATABASE_ADMIN_URL",
+        "DATABASE_ADMIN_URL_FILE",
+        "DATABASE_URL",
+        "DATABASE_URL_FILE",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    set.then(admin_url).transpose()
 }
 
 async fn shutdown_signal() {
@@ -407,12 +421,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             args,
         } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-deploy");
-            let release = release.context("--release: missing; pass the path of the binary")?;
-            ops::deploy(&admin_url()?, release, None, &args).await?;
+            let release = release.context(
+                "--release: missing; pass the path of the binary (process runtime) or the image \
+                 tag (compose runtime)",
+            )?;
+            ops::deploy(optional_admin_url()?.as_deref(), release, None, &args).await?;
         }
         Command::Rollback { to, args } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-rollback");
-            ops::rollback(&admin_url()?, to, &args).await?;
+            ops::rollback(optional_admin_url()?.as_deref(), to, &args).await?;
         }
         Command::Tenant { command } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-tenant");

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use ghostworks_ops::backup::{self, Retention};
-use ghostworks_ops::deploy::{self, process::ProcessRuntime};
+use ghostworks_ops::deploy::{self, compose::ComposeRuntime, process::ProcessRuntime};
 use ghostworks_ops::{lint, tenant};
 
 #[derive(Subcommand)]
@@ -210,27 +210,65 @@ pub async fn tenant(url: &str, command: TenantCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a release runs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// `ghostworks` processes of the release's binary on this host, behind this host's nginx.
+    Process,
+    /// Services of a Docker Compose project, from the release's image, behind its nginx.
+    Compose,
+}
+
 #[derive(Args)]
 pub struct ReleaseArgs {
+    /// `process`: --release is a binary path. `compose`: --release is an image tag.
+    #[arg(
+        long,
+        value_enum,
+        env = "GHOSTWORKS_DEPLOY_RUNTIME",
+        default_value = "process"
+    )]
+    pub runtime: RuntimeKind,
+    /// compose: the project's files, in order (repeatable).
+    #[arg(
+        long = "compose-file",
+        value_name = "FILE",
+        default_values = ["docker-compose.yml", "docker-compose.prod.yml"]
+    )]
+    pub compose_files: Vec<PathBuf>,
+    /// compose: the project name (`docker compose -p`); default: the files' `name:`.
+    #[arg(long)]
+    pub compose_project: Option<String>,
+    /// compose: Compose's --env-file for interpolating the files.
+    #[arg(long)]
+    pub compose_env_file: Option<PathBuf>,
+    /// compose: the docker CLI (with the Compose plugin).
+    #[arg(long, env = "DOCKER", default_value = "docker")]
+    pub docker: PathBuf,
+    /// compose: the nginx service.
+    #[arg(long, default_value = "nginx")]
+    pub nginx_service: String,
     /// Where the history, the active colour, pid files and process logs are kept.
     #[arg(
         long,
+        global = true,
         env = "GHOSTWORKS_DEPLOY_STATE",
         default_value = ".ghostworks/deploy"
     )]
     pub state_dir: PathBuf,
-    /// The api listens on this port in blue and one above in green; the worker's /health
-    /// 10 above those.
+    /// process: the api listens on this port in blue and one above in green; the worker's
+    /// /health 10 above those.
     #[arg(long, default_value_t = 8100)]
     pub base_port: u16,
-    /// Environment of a role as ROLE=FILE (KEY=VALUE lines), e.g. api=/etc/ghostworks/api.env
+    /// process: environment of a role as ROLE=FILE (KEY=VALUE lines), e.g. api=/etc/ghostworks/api.env
     /// and worker=/etc/ghostworks/worker.env; over the inherited environment. Repeatable.
     #[arg(long = "env-file", value_name = "ROLE=FILE")]
     pub env_files: Vec<String>,
-    /// nginx's upstream file for the api (included by its nginx.conf).
+    /// nginx's upstream file for the api (included by its nginx.conf; compose: the host path,
+    /// in the directory mounted into the nginx service).
     #[arg(long, default_value = "deploy/nginx/upstream-api.conf")]
     pub upstream_file: PathBuf,
-    /// nginx's pid file: the master is sent SIGHUP to reload.
+    /// process: nginx's pid file; the master is sent SIGHUP to reload.
     #[arg(long, default_value = "/run/nginx.pid")]
     pub nginx_pid_file: PathBuf,
     /// Deploy without backing the database up first.
@@ -261,10 +299,12 @@ pub struct ReleaseArgs {
     /// to the release it replaced may need the old shape until then).
     #[arg(long, default_value_t = 24)]
     pub rollback_window_hours: u64,
-    /// The git commit of the release, for the history.
+    /// process: the git commit of the release, for the history (compose reads the image's
+    /// org.opencontainers.image.revision label).
     #[arg(long, env = "GIT_SHA", default_value = "unknown")]
     pub git_sha: String,
-    /// The version recorded in the history instead of the one the binary reports.
+    /// The version recorded in the history instead of the one the binary (or the image's
+    /// org.opencontainers.image.version label) reports.
     #[arg(long)]
     pub label: Option<String>,
 }
@@ -275,7 +315,33 @@ pub enum DeployCommand {
     History,
 }
 
-fn runtime(admin: &str, args: &ReleaseArgs) -> anyhow::Result<ProcessRuntime> {
+fn runtime(
+    admin: Option<&str>,
+    args: &ReleaseArgs,
+    earlier: Option<deploy::Release>,
+) -> anyhow::Result<Box<dyn deploy::Runtime>> {
+    let label = earlier
+        .as_ref()
+        .map(|r| r.version.clone())
+        .or_else(|| args.label.clone());
+    if args.runtime == RuntimeKind::Compose {
+        return Ok(Box::new(ComposeRuntime {
+            docker: args.docker.clone(),
+            project: args.compose_project.clone(),
+            files: args.compose_files.clone(),
+            env_file: args.compose_env_file.clone(),
+            state_dir: args.state_dir.clone(),
+            upstream_file: args.upstream_file.clone(),
+            nginx_service: args.nginx_service.clone(),
+            label,
+        }));
+    }
+    let admin = admin.ok_or_else(|| {
+        anyhow::anyhow!(
+            "DATABASE_ADMIN_URL (or DATABASE_ADMIN_URL_FILE) is not set: the process runtime \
+             migrates as the schema owner"
+        )
+    })?;
     let mut rt = ProcessRuntime::new(admin.to_string(), args.base_port, args.state_dir.clone());
     for spec in &args.env_files {
         let (role, file) = spec.split_once('=').ok_or_else(|| {
@@ -298,8 +364,9 @@ fn runtime(admin: &str, args: &ReleaseArgs) -> anyhow::Result<ProcessRuntime> {
     }
     rt.upstream_file = args.upstream_file.clone();
     rt.nginx_pid_file = args.nginx_pid_file.clone();
-    rt.git_sha = args.git_sha.clone();
-    Ok(rt)
+    rt.label = label;
+    rt.git_sha = earlier.map_or_else(|| args.git_sha.clone(), |r| r.git_sha);
+    Ok(Box::new(rt))
 }
 
 fn who() -> String {
@@ -312,18 +379,13 @@ fn who() -> String {
 /// Deploys `artifact`; a rollback passes the `earlier` release from the history, whose version
 /// and commit it keeps.
 pub async fn deploy(
-    admin: &str,
+    admin: Option<&str>,
     artifact: String,
     earlier: Option<deploy::Release>,
     args: &ReleaseArgs,
 ) -> anyhow::Result<()> {
     let state = deploy::State::open(&args.state_dir)?;
-    let mut rt = runtime(admin, args)?;
-    rt.label = args.label.clone();
-    if let Some(r) = earlier {
-        rt.label = Some(r.version);
-        rt.git_sha = r.git_sha;
-    }
+    let mut rt = runtime(admin, args, earlier)?;
     let plan = deploy::Plan {
         artifact,
         admin_url: admin,
@@ -339,7 +401,7 @@ pub async fn deploy(
         },
         by: who(),
     };
-    let e = deploy::deploy(&mut rt, &state, &plan).await?;
+    let e = deploy::deploy(rt.as_mut(), &state, &plan).await?;
     println!(
         "deployed {} ({}) as {} in {:.1} s (switch-over {} ms), schema version {}",
         e.release.version,
@@ -392,7 +454,11 @@ pub fn history(args: &ReleaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn rollback(admin: &str, to: Option<String>, args: &ReleaseArgs) -> anyhow::Result<()> {
+pub async fn rollback(
+    admin: Option<&str>,
+    to: Option<String>,
+    args: &ReleaseArgs,
+) -> anyhow::Result<()> {
     let state = deploy::State::open(&args.state_dir)?;
     let release = deploy::rollback_target(&state, to.as_deref())?;
     deploy(admin, release.artifact.clone(), Some(release), args).await

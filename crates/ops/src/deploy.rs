@@ -20,7 +20,9 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod compose;
 pub mod metrics;
+pub mod nginx;
 pub mod process;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +68,8 @@ pub struct Role {
     pub port_offset: u16,
     /// 200 once the instance can take work.
     pub ready_path: &'static str,
+    /// The `ghostworks` arguments that check its configuration without starting it.
+    pub check_args: &'static [&'static str],
     /// Whether nginx routes traffic to it (and its golden signals gate the bake).
     pub serves_traffic: bool,
 }
@@ -77,6 +81,7 @@ pub const ROLES: &[Role] = &[
         bind_var: "GHOSTWORKS_BIND",
         port_offset: 0,
         ready_path: "/health/ready",
+        check_args: &["config", "check"],
         serves_traffic: true,
     },
     Role {
@@ -85,6 +90,7 @@ pub const ROLES: &[Role] = &[
         bind_var: "WORKER_BIND",
         port_offset: 10,
         ready_path: "/health",
+        check_args: &["config", "check", "--worker"],
         serves_traffic: false,
     },
 ];
@@ -196,8 +202,8 @@ pub struct Instance {
 pub trait Runtime {
     /// Checks the release artifact and its configuration; returns the release's description.
     fn check(&mut self, artifact: &str) -> Result<Release>;
-    /// The versions of the release's pending migrations that are contract steps.
-    fn pending_contracts(&mut self, release: &Release) -> Result<Vec<i64>>;
+    /// What `ghostworks migrate --status` of the release prints (see [`Migration::parse`]).
+    fn migration_status(&mut self, release: &Release) -> Result<String>;
     /// Applies the release's migrations.
     fn migrate(&mut self, release: &Release) -> Result<()>;
     /// Starts every role of `colour` from `release`.
@@ -226,7 +232,8 @@ pub struct Gates {
 /// What the deploy needs besides the runtime.
 pub struct Plan<'a> {
     pub artifact: String,
-    pub admin_url: &'a str,
+    /// The schema owner's URL, reachable from this host; only the backup needs it.
+    pub admin_url: Option<&'a str>,
     pub backup_dir: Option<PathBuf>,
     pub gates: Gates,
     pub by: String,
@@ -322,11 +329,50 @@ async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
     }
 }
 
-async fn schema_version(admin_url: &str) -> i64 {
-    match crate::pg::owner_connection(admin_url, "ghostworks-deploy").await {
-        Ok(mut c) => crate::pg::schema_version(&mut c).await.unwrap_or(0),
-        Err(_) => 0,
+/// One line of `ghostworks migrate --status`: `   7  applied  description (contract)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub version: i64,
+    pub applied: bool,
+    pub contract: bool,
+}
+
+impl Migration {
+    pub fn parse(status: &str) -> Vec<Migration> {
+        status
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let version = words.next()?.parse().ok()?;
+                let applied = match words.next()? {
+                    "applied" => true,
+                    "pending" => false,
+                    _ => return None,
+                };
+                Some(Migration {
+                    version,
+                    applied,
+                    contract: l.trim_end().ends_with("(contract)"),
+                })
+            })
+            .collect()
     }
+}
+
+/// The newest applied migration as the release sees it (0 when that cannot be read: the
+/// history must be written even when the database is what failed).
+fn schema_version(runtime: &mut dyn Runtime, release: &Release) -> i64 {
+    runtime
+        .migration_status(release)
+        .map(|s| {
+            Migration::parse(&s)
+                .iter()
+                .filter(|m| m.applied)
+                .map(|m| m.version)
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
 }
 
 /// Runs one gated deploy of `plan.artifact`; records it in the history either way.
@@ -352,9 +398,21 @@ pub async fn deploy(
     let outcome: std::result::Result<(), StepError> = async {
         release = step("check", runtime.check(&plan.artifact))?;
         if let Some(dir) = &plan.backup_dir {
-            step("backup", crate::backup::create(plan.admin_url, dir).await)?;
+            let url = step(
+                "backup",
+                plan.admin_url.context(
+                    "DATABASE_ADMIN_URL is not set: the pre-deploy backup connects from this host \
+                     as the schema owner; set it, or pass --skip-backup after backing up another way",
+                ),
+            )?;
+            step("backup", crate::backup::create(url, dir).await)?;
         }
-        let contracts = step("migrate", runtime.pending_contracts(&release))?;
+        let status = step("migrate", runtime.migration_status(&release))?;
+        let contracts: Vec<i64> = Migration::parse(&status)
+            .iter()
+            .filter(|m| m.contract && !m.applied)
+            .map(|m| m.version)
+            .collect();
         if !contracts.is_empty() {
             step(
                 "migrate",
@@ -386,7 +444,7 @@ pub async fn deploy(
         time: Utc::now(),
         release: release.clone(),
         colour,
-        schema_version: schema_version(plan.admin_url).await,
+        schema_version: schema_version(runtime, &release),
         result: "succeeded".into(),
         failed_step: None,
         reason: None,
@@ -514,6 +572,20 @@ pub fn rollback_target(state: &State, to: Option<&str>) -> Result<Release> {
     }
 }
 
+/// Runs `c`; its stdout, or an error naming `what` with everything it printed.
+pub(crate) fn run_ok(mut c: std::process::Command, what: &str) -> Result<String> {
+    let out = c.output().with_context(|| format!("{what}: cannot run"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}{}",
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(stdout)
+}
+
 /// `KEY=VALUE` lines (blank lines and `#` comments skipped).
 pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
     let text = std::fs::read_to_string(path)
@@ -607,6 +679,35 @@ mod tests {
         // A first release, or one that replaced nothing, has nothing to roll back to.
         assert!(contract_allowed(&[7], None, &[], now, day).is_ok());
         assert!(contract_allowed(&[7], Some(&active), &[live], now, day).is_ok());
+    }
+
+    #[test]
+    fn migration_status_lines_are_parsed_and_other_output_ignored() {
+        let status = "{\"level\":\"INFO\",\"message\":\"connected\"}\n   \
+                         8  applied  drop tenantless search indexes\n   \
+                         9  pending  job trace parent\n  \
+                        10  pending  drop old column (contract)\n";
+        let m = Migration::parse(status);
+        assert_eq!(
+            m,
+            vec![
+                Migration {
+                    version: 8,
+                    applied: true,
+                    contract: false
+                },
+                Migration {
+                    version: 9,
+                    applied: false,
+                    contract: false
+                },
+                Migration {
+                    version: 10,
+                    applied: false,
+                    contract: true
+                },
+            ]
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! state directory; nginx on the same host is switched by rewriting its upstream file and
 //! sending its master SIGHUP.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{port, Colour, Instance, Release, Runtime, ROLES};
+use super::{nginx, port, run_ok, Colour, Instance, Release, Runtime, ROLES};
 
 pub struct ProcessRuntime {
     pub admin_url: String,
@@ -92,30 +92,8 @@ fn signal(pid: u32, sig: &str) -> Result<()> {
     Ok(())
 }
 
-/// The child processes of `pid` (nginx's workers).
-fn children_of(pid: u32) -> BTreeSet<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 fn sha256_hex(path: &Path) -> Result<String> {
     crate::pg::sha256_file(path)
-}
-
-fn output_ok(mut c: Command, what: &str) -> Result<String> {
-    let out = c.output().with_context(|| format!("{what}: cannot run"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("{what} failed: {}", text.trim());
-    }
-    Ok(text)
 }
 
 impl Runtime for ProcessRuntime {
@@ -126,7 +104,7 @@ impl Runtime for ProcessRuntime {
         }
         let mut v = Command::new(path);
         v.arg("--version");
-        let version = output_ok(v, "--release: the binary's --version")?;
+        let version = run_ok(v, "--release: the binary's --version")?;
         let version = match &self.label {
             Some(l) => l.clone(),
             None => version
@@ -143,31 +121,23 @@ impl Runtime for ProcessRuntime {
         };
         for role in ROLES {
             let mut c = self.command(&release, role.name);
-            c.args(["config", "check"]);
-            if role.name == "worker" {
-                c.arg("--worker");
-            }
-            output_ok(c, &format!("configuration of the {} role", role.name))?;
+            c.args(role.check_args);
+            run_ok(c, &format!("configuration of the {} role", role.name))?;
         }
         Ok(release)
     }
 
-    fn pending_contracts(&mut self, release: &Release) -> Result<Vec<i64>> {
+    fn migration_status(&mut self, release: &Release) -> Result<String> {
         let mut c = self.command(release, "api");
         c.args(["migrate", "--status"])
             .env("DATABASE_ADMIN_URL", &self.admin_url);
-        let status = output_ok(c, "ghostworks migrate --status")?;
-        Ok(status
-            .lines()
-            .filter(|l| l.contains(" pending ") && l.trim_end().ends_with("(contract)"))
-            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-            .collect())
+        run_ok(c, "ghostworks migrate --status")
     }
 
     fn migrate(&mut self, release: &Release) -> Result<()> {
         let mut c = self.command(release, "api");
         c.arg("migrate").env("DATABASE_ADMIN_URL", &self.admin_url);
-        output_ok(c, "ghostworks migrate").map(|_| ())
+        run_ok(c, "ghostworks migrate").map(|_| ())
     }
 
     fn start(&mut self, colour: Colour, release: &Release) -> Result<Vec<Instance>> {
@@ -209,25 +179,12 @@ impl Runtime for ProcessRuntime {
     }
 
     fn switch(&mut self, colour: Colour) -> Result<()> {
-        let api = ROLES
+        let servers: Vec<String> = ROLES
             .iter()
             .filter(|r| r.serves_traffic)
-            .map(|r| {
-                format!(
-                    "server 127.0.0.1:{} max_fails=3 fail_timeout=10s;\n",
-                    port(self.base_port, colour, r)
-                )
-            })
-            .collect::<String>();
-        let body = format!(
-            "# The {} colour, written by `ghostworks deploy`.\n{api}",
-            colour.as_str()
-        );
-        let dir = self.upstream_file.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(".upstream-api.conf.tmp");
-        std::fs::write(&tmp, body)
-            .with_context(|| format!("--upstream-file: cannot write in {}", dir.display()))?;
-        std::fs::rename(&tmp, &self.upstream_file)?;
+            .map(|r| format!("127.0.0.1:{}", port(self.base_port, colour, r)))
+            .collect();
+        nginx::write_upstream(&self.upstream_file, colour, &servers)?;
         let master: u32 = std::fs::read_to_string(&self.nginx_pid_file)
             .with_context(|| {
                 format!(
@@ -238,20 +195,7 @@ impl Runtime for ProcessRuntime {
             .trim()
             .parse()
             .context("--nginx-pid-file: not a process id")?;
-        let before = children_of(master);
-        signal(master, "-HUP")?;
-        // The switch is done once the master has started workers with the new upstream (the
-        // old ones finish their requests and exit on their own).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while children_of(master).is_subset(&before) {
-            if Instant::now() > deadline {
-                bail!(
-                    "nginx started no workers with the new upstream within 10 s; see its error log"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        nginx::reload(master, || signal(master, "-HUP"))
     }
 
     fn stop(&mut self, colour: Colour) -> Result<()> {
