@@ -21,7 +21,11 @@
 #   5. acceptance through nginx on 127.0.0.1 (register -> the worker mails the
 #      verification link to the sink -> verify through nginx -> login ...);
 #   6. isolation and hardening (api and worker), the worker's graceful stop;
-#   7. teardown (also on failure or Ctrl-C): `down -v`, stop dockerd, put
+#   7. blue/green deploys through `ghostworks deploy --runtime compose` under a
+#      steady load through nginx (the stack's image as blue, a next release
+#      as green, a rollback to blue): zero failed requests, every acknowledged
+#      write present, the history, and Prometheus finding the new colour;
+#   8. teardown (also on failure or Ctrl-C): `down -v`, stop dockerd, put
 #      back the host's firewall state. PASS/FAIL summary; the results also go
 #      to target/ci/containers.json (and the image size into target/ci/build.json).
 #
@@ -887,6 +891,30 @@ if [ "$deploy_ok" = 1 ]; then
     check "api-blue: hardened like api (1001, read-only, CapDrop ALL)" \
         test "$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}}' \
             "$(docker ps -q --filter "label=com.docker.compose.service=api-blue")")" = '1001:1001 true ["ALL"]'
+    # Prometheus finds each colour's containers by their network alias.
+    blue_api_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$backend_net\").IPAddress}}" \
+        "$(docker ps -q --filter "label=com.docker.compose.service=api-blue")")"
+    blue_worker_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$backend_net\").IPAddress}}" \
+        "$(docker ps -q --filter "label=com.docker.compose.service=worker-blue")")"
+    prometheus_scrapes_blue() {
+        local i targets
+        for i in $(seq 1 40); do
+            targets="$(compose exec -T prometheus wget -qO- 'http://127.0.0.1:9090/api/v1/targets?state=active' 2>/dev/null || true)"
+            if jq -e --arg a "$blue_api_ip:8000" --arg w "$blue_worker_ip:8001" '
+                [.data.activeTargets[] | select(.health == "up") | .labels.instance] as $up
+                | ($up | index($a)) != null and ($up | index($w)) != null' <<<"$targets" >/dev/null 2>&1; then
+                return 0
+            fi
+            sleep 2
+        done
+        jq -c '[.data.activeTargets[] | {job: .labels.job, instance: .labels.instance, health}]' <<<"$targets" || true
+        return 1
+    }
+    if compose up -d --no-deps prometheus >"$WORK/prometheus.log" 2>&1; then
+        check "Prometheus scrapes api-blue and worker-blue (found through the network aliases)" prometheus_scrapes_blue
+    else
+        fail "prometheus up" "$(tail -c 400 "$WORK/prometheus.log")"
+    fi
 fi
 
 # ---------------------------------------------------------------------------

@@ -1446,9 +1446,10 @@ fn k8s_example_secret_is_not_rendered() {
 
 /// Scrape job and compose target of every Ghostworks role Compose runs (the web role is not
 /// a Compose service yet).
-const SCRAPED_ROLES: &[(&str, &str)] = &[
-    ("ghostworks-api", "api:8000"),
-    ("ghostworks-worker", "worker:8001"),
+/// Job, the network alias every container of the role has (whatever its deploy colour), port.
+const SCRAPED_ROLES: &[(&str, &str, u64)] = &[
+    ("ghostworks-api", "ghostworks-api", 8000),
+    ("ghostworks-worker", "ghostworks-worker", 8001),
 ];
 
 #[test]
@@ -1492,7 +1493,7 @@ fn prometheus_config_and_rules() {
         yaml_docs(&std::fs::read_to_string(root.join("deploy/prometheus/prometheus.yml")).unwrap())
             .unwrap();
     let mut v = Vec::new();
-    for (job, target) in SCRAPED_ROLES {
+    for (job, alias, port) in SCRAPED_ROLES {
         let scrape = config[0]["scrape_configs"]
             .as_array()
             .into_iter()
@@ -1502,15 +1503,14 @@ fn prometheus_config_and_rules() {
             v.push(format!("prometheus.yml does not scrape job {job}"));
             continue;
         };
-        let targets: Vec<&str> = scrape["static_configs"]
+        let found = scrape["dns_sd_configs"]
             .as_array()
             .into_iter()
             .flatten()
-            .flat_map(|c| str_list(&c["targets"]))
-            .collect();
-        if !targets.contains(target) {
+            .any(|c| str_list(&c["names"]).contains(alias) && c["port"].as_u64() == Some(*port));
+        if !found {
             v.push(format!(
-                "job {job} does not scrape {target} (scrapes {targets:?})"
+                "job {job} must find its targets by DNS: names [{alias}], type A, port {port}"
             ));
         }
         if scrape["metrics_path"].as_str().unwrap_or("/metrics") != "/metrics" {
