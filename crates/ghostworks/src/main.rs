@@ -149,8 +149,11 @@ enum ConfigCommand {
         #[arg(long)]
         env_file: Option<PathBuf>,
         /// Check the worker's configuration (`ghostworks worker`) instead of the API's.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "web")]
         worker: bool,
+        /// Check the web app's configuration (`ghostworks web`) instead of the API's.
+        #[arg(long)]
+        web: bool,
     },
 }
 
@@ -365,13 +368,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{report}");
         }
         Command::Config {
-            command: ConfigCommand::Check { env_file, worker },
+            command:
+                ConfigCommand::Check {
+                    env_file,
+                    worker,
+                    web,
+                },
         } => {
-            let result = match (&env_file, worker) {
-                (Some(f), false) => Config::from_env_file(f).map(|c| c.redacted()),
-                (None, false) => Config::from_env().map(|c| c.redacted()),
-                (Some(f), true) => WorkerConfig::from_env_file(f).map(|c| c.redacted()),
-                (None, true) => WorkerConfig::from_env().map(|c| c.redacted()),
+            use ghostworks_config::WebConfig;
+            let f = env_file.as_deref();
+            let result = match (worker, web) {
+                (true, _) => f
+                    .map_or_else(WorkerConfig::from_env, WorkerConfig::from_env_file)
+                    .map(|c| c.redacted()),
+                (_, true) => f
+                    .map_or_else(WebConfig::from_env, WebConfig::from_env_file)
+                    .map(|c| c.redacted()),
+                _ => f
+                    .map_or_else(Config::from_env, Config::from_env_file)
+                    .map(|c| c.redacted()),
             };
             return Ok(match result {
                 Ok(lines) => {
