@@ -88,6 +88,12 @@ enum Command {
         #[command(flatten)]
         args: ops::ReleaseArgs,
     },
+    /// Run a command (after `--`) and start it again whenever it fails: exits non-zero or is
+    /// killed by a signal. Waits 0.5 s before a restart, doubling with each quick failure up
+    /// to 30 s; gives up after --max-failures quick failures in a row. SIGTERM and SIGINT are
+    /// forwarded to the command, and it exits when the command has. `deploy` runs every role
+    /// this way; each restart is logged as a warning.
+    Supervise(ops::SuperviseArgs),
     /// Move one workspace's data between databases (DATABASE_ADMIN_URL).
     Tenant {
         #[command(subcommand)]
@@ -402,6 +408,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         } => ops::history(&args)?,
         Command::Deploy {
+            command: Some(ops::DeployCommand::Status),
+            args,
+            ..
+        } => ops::status(&args)?,
+        Command::Deploy {
             command: None,
             release,
             args,
@@ -413,6 +424,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback { to, args } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-rollback");
             ops::rollback(&admin_url()?, to, &args).await?;
+        }
+        Command::Supervise(args) => {
+            let _telemetry = telemetry::logs_from_env("ghostworks-supervise");
+            ops::supervise(args).await?;
         }
         Command::Tenant { command } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-tenant");

@@ -1,13 +1,18 @@
 //! The operator's commands (`migrate lint`, `backup`, `restore`, `tenant`, `deploy`,
-//! `rollback`): argument parsing and reporting around the `ghostworks-ops` library.
+//! `rollback`, `supervise`): argument parsing and reporting around the `ghostworks-ops` library.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use ghostworks_ops::backup::{self, Retention};
-use ghostworks_ops::deploy::{self, process::ProcessRuntime};
+use ghostworks_ops::deploy::{
+    self,
+    process::{self, supervise, ProcessRuntime},
+};
 use ghostworks_ops::{lint, tenant};
 
 #[derive(Subcommand)]
@@ -267,12 +272,19 @@ pub struct ReleaseArgs {
     /// The version recorded in the history instead of the one the binary reports.
     #[arg(long)]
     pub label: Option<String>,
+    /// Each role runs under `ghostworks supervise`, which gives up after this many failures in
+    /// a row, each within 30 s of its start (its --max-failures).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub supervise_max_failures: u32,
 }
 
 #[derive(Subcommand)]
 pub enum DeployCommand {
     /// Every deploy and rollback, oldest first.
     History,
+    /// The live colour and release, and per role whether it runs, its pid and how often its
+    /// supervisor restarted it.
+    Status,
 }
 
 fn runtime(admin: &str, args: &ReleaseArgs) -> anyhow::Result<ProcessRuntime> {
@@ -299,6 +311,8 @@ fn runtime(admin: &str, args: &ReleaseArgs) -> anyhow::Result<ProcessRuntime> {
     rt.upstream_file = args.upstream_file.clone();
     rt.nginx_pid_file = args.nginx_pid_file.clone();
     rt.git_sha = args.git_sha.clone();
+    rt.supervisor = std::env::current_exe().context("cannot tell this binary's path")?;
+    rt.max_failures = args.supervise_max_failures;
     Ok(rt)
 }
 
@@ -390,6 +404,65 @@ pub fn history(args: &ReleaseArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+pub fn status(args: &ReleaseArgs) -> anyhow::Result<()> {
+    let state = deploy::State::open(&args.state_dir)?;
+    let Some(active) = state.active()? else {
+        println!("nothing deployed yet");
+        return Ok(());
+    };
+    println!(
+        "live: {} ({}) on {}",
+        active.release.version,
+        active.release.artifact,
+        active.colour.as_str()
+    );
+    println!(
+        "{:<8}  {:<8}  {:>10}  {:>8}  {:>8}  {:<20}  last_exit",
+        "role", "state", "supervisor", "pid", "restarts", "since"
+    );
+    for r in process::status(&args.state_dir, active.colour)? {
+        let s = r.supervised.as_ref();
+        println!(
+            "{:<8}  {:<8}  {:>10}  {:>8}  {:>8}  {:<20}  {}",
+            r.role,
+            if r.running { "running" } else { "down" },
+            r.supervisor,
+            s.map(|s| s.pid.to_string()).unwrap_or_else(|| "-".into()),
+            s.map(|s| s.restarts.to_string()).unwrap_or_else(|| "-".into()),
+            s.map(|s| s.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "-".into()),
+            s.and_then(|s| s.last_exit.clone()).unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SuperviseArgs {
+    /// Give up (exit 1) after this many failures in a row, each within --stable-secs of its
+    /// start.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failures: u32,
+    /// A run that stays up this long ends a streak of failures; the backoff starts over.
+    #[arg(long, default_value_t = 30)]
+    pub stable_secs: u64,
+    /// Keep the command's pid, restart count and last exit here (JSON, rewritten at every
+    /// start; `deploy status` shows it).
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
+    /// The command, after `--`, e.g. `-- /opt/ghostworks/releases/1.4.0/ghostworks serve`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+pub async fn supervise(args: SuperviseArgs) -> anyhow::Result<()> {
+    let policy = supervise::Policy {
+        max_failures: args.max_failures,
+        stable: Duration::from_secs(args.stable_secs),
+    };
+    supervise::run(&args.command, &policy, args.status_file.as_deref()).await
 }
 
 pub async fn rollback(admin: &str, to: Option<String>, args: &ReleaseArgs) -> anyhow::Result<()> {
