@@ -430,10 +430,14 @@ pub fn status(args: &ReleaseArgs) -> anyhow::Result<()> {
             if r.running { "running" } else { "down" },
             r.supervisor,
             s.map(|s| s.pid.to_string()).unwrap_or_else(|| "-".into()),
-            s.map(|s| s.restarts.to_string()).unwrap_or_else(|| "-".into()),
-            s.map(|s| s.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            s.map(|s| s.restarts.to_string())
                 .unwrap_or_else(|| "-".into()),
-            s.and_then(|s| s.last_exit.clone()).unwrap_or_else(|| "-".into())
+            s.map(|s| s
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "-".into()),
+            s.and_then(|s| s.last_exit.clone())
+                .unwrap_or_else(|| "-".into())
         );
     }
     Ok(())

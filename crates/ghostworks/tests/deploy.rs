@@ -553,3 +553,126 @@ async fn failing_releases_are_rolled_back_automatically() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// (pid, parent pid, process group) of every live process.
+fn processes() -> Vec<(u32, u32, u32)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let pid = stat.split_whitespace().next()?.parse().ok()?;
+            let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            if rest[0] == "Z" {
+                return None;
+            }
+            Some((pid, rest[1].parse().ok()?, rest[2].parse().ok()?))
+        })
+        .collect()
+}
+
+/// The supervisor's pid of `role` in `colour`, from the runtime's pid file.
+fn supervisor(stage: &Stage, colour: &str, role: &str) -> u32 {
+    let file = stage
+        .state
+        .path()
+        .join("deploy")
+        .join(format!("{colour}.pids.json"));
+    let pids: Vec<Value> = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let p = pids.iter().find(|p| p["role"] == role).unwrap();
+    p["pid"].as_u64().unwrap() as u32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_api_is_restarted_and_a_stop_leaves_nothing_behind() {
+    let stage = Arc::new(Stage::new().await);
+    let v1 = PathBuf::from(BIN);
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let sup = supervisor(&stage, "blue", "api");
+    let api = |ppid| processes().into_iter().find(|p| p.1 == ppid).map(|p| p.0);
+    let crashed = api(sup).expect("the supervised api");
+    let killed = Instant::now();
+    Command::new("kill")
+        .args(["-KILL", &crashed.to_string()])
+        .status()
+        .unwrap();
+    let ready = format!("http://127.0.0.1:{}/health/ready", stage.nginx.port);
+    let http = reqwest::Client::new();
+    loop {
+        let restarted = api(sup).is_some_and(|p| p != crashed);
+        let status = http.get(&ready).send().await.map(|r| r.status().as_u16());
+        if restarted && matches!(status, Ok(200)) {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the api is not back through nginx 10 s after a crash (last answer: {status:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "the api answered through nginx again {} ms after it was killed",
+        killed.elapsed().as_millis()
+    );
+    let status = text(&stage.ghostworks(&["deploy", "status"], &[]));
+    eprintln!("{status}");
+    let api_line = status.lines().find(|l| l.starts_with("api ")).unwrap();
+    let columns: Vec<&str> = api_line.split_whitespace().collect();
+    assert_eq!(
+        columns[1..5],
+        [
+            "running",
+            &sup.to_string(),
+            &api(sup).unwrap().to_string(),
+            "1"
+        ]
+    );
+    assert!(api_line.contains("SIGKILL"), "{status}");
+    let log = std::fs::read_to_string(stage.state.path().join("deploy/logs/blue-api.log")).unwrap();
+    assert!(log.contains("restarting it after the backoff"), "{log}");
+
+    // Replacing blue stops it through its supervisor: drained within the stop timeout (else
+    // the deploy fails, naming the killed role), and nothing of its process group is left.
+    let v2 = stage.wrapper("v2", "");
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v2, "v2", &["--bake-secs", "1", "--skip-backup"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let worker = supervisor(&stage, "green", "worker");
+    assert!(worker != sup);
+    let left: Vec<_> = processes().into_iter().filter(|p| p.2 == sup).collect();
+    assert!(left.is_empty(), "left behind by the stop: {left:?}");
+}
+
+#[test]
+fn supervise_gives_up_on_a_command_that_keeps_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let status_file = dir.path().join("status.json");
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(["supervise", "--max-failures", "3", "--status-file"])
+        .arg(&status_file)
+        .args(["--", "sh", "-c"])
+        .arg(format!("echo run >> '{}'; exit 3", runs.display()))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("failed 3 times in a row")
+            && t.contains("exit status: 3")
+            && t.contains("giving up"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 3);
+    let status: Value = serde_json::from_slice(&std::fs::read(&status_file).unwrap()).unwrap();
+    assert_eq!(status["restarts"], 2, "{status}");
+    // Backoffs of 0.5 s and 1 s.
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
