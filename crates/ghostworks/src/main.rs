@@ -79,12 +79,18 @@ enum Command {
         #[command(flatten)]
         args: ops::ReleaseArgs,
     },
-    /// Redeploy an earlier succeeded release through the same gated path as `deploy`.
+    /// Redeploy an earlier succeeded release through the same gated path as `deploy`. Refused
+    /// when a contract migration newer than the schema version the release last ran on has
+    /// been applied (it may have removed a column or table the release uses).
     Rollback {
         /// The release's version (or binary path) from `deploy history`; default: the newest
         /// succeeded release other than the live one.
         #[arg(long)]
         to: Option<String>,
+        /// Roll back even past applied contract migrations, when you know the release does not
+        /// use what they removed.
+        #[arg(long)]
+        force_past_contract: bool,
         #[command(flatten)]
         args: ops::ReleaseArgs,
     },
@@ -335,9 +341,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for (version, description, applied) in
                     ghostworks_db::migration_status(&pool).await?
                 {
-                    let contract = ghostworks_db::MIGRATOR
-                        .iter()
-                        .any(|m| m.version == version && ghostworks_ops::lint::is_contract(&m.sql));
+                    let contract = ghostworks_ops::migrate::is_contract(version) == Some(true);
                     println!(
                         "{version:>4}  {:<8} {description}{}",
                         if applied { "applied" } else { "pending" },
@@ -421,9 +425,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let release = release.context("--release: missing; pass the path of the binary")?;
             ops::deploy(&admin_url()?, release, None, &args).await?;
         }
-        Command::Rollback { to, args } => {
+        Command::Rollback {
+            to,
+            force_past_contract,
+            args,
+        } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-rollback");
-            ops::rollback(&admin_url()?, to, &args).await?;
+            ops::rollback(&admin_url()?, to, force_past_contract, &args).await?;
         }
         Command::Supervise(args) => {
             let _telemetry = telemetry::logs_from_env("ghostworks-supervise");

@@ -469,8 +469,22 @@ pub async fn supervise(args: SuperviseArgs) -> anyhow::Result<()> {
     supervise::run(&args.command, &policy, args.status_file.as_deref()).await
 }
 
-pub async fn rollback(admin: &str, to: Option<String>, args: &ReleaseArgs) -> anyhow::Result<()> {
+pub async fn rollback(
+    admin: &str,
+    to: Option<String>,
+    force_past_contract: bool,
+    args: &ReleaseArgs,
+) -> anyhow::Result<()> {
     let state = deploy::State::open(&args.state_dir)?;
-    let release = deploy::rollback_target(&state, to.as_deref())?;
-    deploy(admin, release.artifact.clone(), Some(release), args).await
+    let target = deploy::rollback_target(&state, to.as_deref())?;
+    if !force_past_contract {
+        deploy::rollback_allowed(&target, &ghostworks_ops::migrate::applied(admin).await?)?;
+    }
+    deploy(
+        admin,
+        target.release.artifact.clone(),
+        Some(target.release),
+        args,
+    )
+    .await
 }

@@ -676,3 +676,74 @@ fn supervise_gives_up_on_a_command_that_keeps_failing() {
         "{took:?}"
     );
 }
+
+/// A rollback is checked against the migrations applied to the database: one newer than the
+/// target's schema that this binary cannot vouch for (here unknown to it, as a contract step
+/// from a newer release would be) refuses it before anything runs, unless forced.
+#[tokio::test]
+async fn rollbacks_past_newer_migrations_are_refused_unless_forced() {
+    let db = services().database().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let entry = |version: &str, schema: i64| {
+        json!({
+            "time": "2026-11-01T00:00:00Z",
+            "release": {"artifact": format!("/nonexistent/{version}/ghostworks"),
+                        "version": version, "git_sha": "abc", "digest": "sha256:0"},
+            "colour": if version == "1.0" { "blue" } else { "green" },
+            "schema_version": schema, "result": "succeeded", "failed_step": null,
+            "reason": null, "by": "ops", "duration_ms": 1, "switch_ms": 1, "rollback_ms": null
+        })
+    };
+    let live = entry("1.1", 10);
+    std::fs::write(
+        state.path().join("history.jsonl"),
+        format!("{}\n{live}\n", entry("1.0", 9)),
+    )
+    .unwrap();
+    std::fs::write(
+        state.path().join("active.json"),
+        json!({"colour": "green", "release": live["release"]}).to_string(),
+    )
+    .unwrap();
+    let pool = ghostworks_db::connect(&db.admin_url, 1, "test")
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (10, 'drop legacy names', true, '\\x00', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let rollback = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("rollback")
+            .args(extra)
+            .env("DATABASE_ADMIN_URL", &db.admin_url)
+            .env("GHOSTWORKS_DEPLOY_STATE", state.path())
+            .output()
+            .unwrap()
+    };
+    let out = rollback(&[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("refusing to roll back to 1.0")
+            && t.contains("schema version 9")
+            && t.contains("0010 (drop legacy names)")
+            && t.contains("--force-past-contract"),
+        "{t}"
+    );
+    // Nothing was attempted.
+    let history = std::fs::read_to_string(state.path().join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 2);
+
+    // Forced, the rollback goes ahead: here to the deploy's first gate, which finds no binary.
+    let out = rollback(&["--force-past-contract", "--skip-backup"]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("failed at step `check`") && !t.contains("refusing"),
+        "{t}"
+    );
+}

@@ -489,29 +489,60 @@ pub fn contract_allowed(
     }
 }
 
-/// The release to roll back to: `to` (a version or artifact) or the newest succeeded release
-/// other than the active one.
-pub fn rollback_target(state: &State, to: Option<&str>) -> Result<Release> {
+/// The release to roll back to, as its newest succeeded deploy: `to` (a version or artifact) or
+/// the newest succeeded release other than the active one.
+pub fn rollback_target(state: &State, to: Option<&str>) -> Result<HistoryEntry> {
     let active = state.active()?.map(|a| a.release);
     let history = state.history()?;
-    let candidates = history
-        .iter()
-        .rev()
-        .filter(|e| e.result == "succeeded")
-        .map(|e| &e.release);
+    let mut candidates = history.iter().rev().filter(|e| e.result == "succeeded");
     let found = match to {
-        Some(v) => candidates
-            .into_iter()
-            .find(|r| r.version == v || r.artifact == v),
-        None => candidates.into_iter().find(|r| Some(*r) != active.as_ref()),
+        Some(v) => candidates.find(|e| e.release.version == v || e.release.artifact == v),
+        None => candidates.find(|e| Some(&e.release) != active.as_ref()),
     };
     match (found, to) {
-        (Some(r), _) => Ok(r.clone()),
+        (Some(e), _) => Ok(e.clone()),
         (None, Some(v)) => bail!(
             "--to: no succeeded release {v:?} in the history; see `ghostworks deploy history`"
         ),
         (None, None) => bail!("no earlier succeeded release in the history to roll back to"),
     }
+}
+
+/// Whether a rollback may return to `target`. A contract step applied after the schema the
+/// target last ran on may have removed a column or table it uses, so such a step refuses the
+/// rollback; so does a newer migration this binary does not embed, which may be one.
+pub fn rollback_allowed(target: &HistoryEntry, applied: &[crate::migrate::Applied]) -> Result<()> {
+    let newer = |contract: Option<bool>| {
+        applied
+            .iter()
+            .filter(|m| m.version > target.schema_version && m.contract == contract)
+            .map(|m| format!("{:04} ({})", m.version, m.description))
+            .collect::<Vec<_>>()
+    };
+    let contracts = newer(Some(true));
+    let unknown = newer(None);
+    let reason = if !contracts.is_empty() {
+        format!(
+            "the contract migration(s) {} applied since may have removed what it uses",
+            contracts.join(", ")
+        )
+    } else if !unknown.is_empty() {
+        format!(
+            "the migration(s) {} applied since are unknown to this ghostworks binary, so it \
+             cannot tell whether they are contract steps (run the rollback with the newest \
+             release's binary)",
+            unknown.join(", ")
+        )
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "refusing to roll back to {version}: it last ran on schema version {}, and {reason}. \
+         Roll forward instead, or pass --force-past-contract if you know {version} does not use \
+         what they removed",
+        target.schema_version,
+        version = target.release.version,
+    )
 }
 
 /// `KEY=VALUE` lines (blank lines and `#` comments skipped).
@@ -572,8 +603,17 @@ mod tests {
             })
             .unwrap();
         assert_eq!(state.history().unwrap().len(), 4);
-        assert_eq!(rollback_target(&state, None).unwrap().version, "1.1");
-        assert_eq!(rollback_target(&state, Some("1.0")).unwrap().version, "1.0");
+        assert_eq!(
+            rollback_target(&state, None).unwrap().release.version,
+            "1.1"
+        );
+        assert_eq!(
+            rollback_target(&state, Some("1.0"))
+                .unwrap()
+                .release
+                .version,
+            "1.0"
+        );
         let refused = rollback_target(&state, Some("1.2"))
             .unwrap_err()
             .to_string();
@@ -607,6 +647,47 @@ mod tests {
         // A first release, or one that replaced nothing, has nothing to roll back to.
         assert!(contract_allowed(&[7], None, &[], now, day).is_ok());
         assert!(contract_allowed(&[7], Some(&active), &[live], now, day).is_ok());
+    }
+
+    #[test]
+    fn rollbacks_past_an_applied_contract_step_are_refused() {
+        let applied = |version, contract| crate::migrate::Applied {
+            version,
+            description: format!("step {version}"),
+            contract,
+        };
+        let mut target = entry("1.0", "succeeded");
+        target.schema_version = 7;
+        // Expand steps after the target, and contract steps it already ran on, are fine.
+        let history = [
+            applied(6, Some(true)),
+            applied(7, Some(false)),
+            applied(8, Some(false)),
+        ];
+        assert!(rollback_allowed(&target, &history).is_ok());
+
+        let contracted = [
+            applied(7, Some(false)),
+            applied(8, Some(true)),
+            applied(9, Some(true)),
+        ];
+        let refused = rollback_allowed(&target, &contracted)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("roll back to 1.0")
+                && refused.contains("schema version 7")
+                && refused.contains("0008 (step 8), 0009 (step 9)")
+                && refused.contains("--force-past-contract"),
+            "{refused}"
+        );
+
+        let unknown = [applied(8, Some(false)), applied(10, None)];
+        let refused = rollback_allowed(&target, &unknown).unwrap_err().to_string();
+        assert!(
+            refused.contains("0010 (step 10)") && refused.contains("unknown to this ghostworks"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -14,6 +14,44 @@ pub const LOCK_KEY: i64 = 0x0067_772d_6d69_6772;
 /// The default `lock_timeout` of migration statements.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A migration applied to the database.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub version: i64,
+    pub description: String,
+    /// Whether it is a contract step; `None` when this binary does not embed it (a newer
+    /// release applied it), so it cannot tell.
+    pub contract: Option<bool>,
+}
+
+/// Whether the embedded migration `version` is a contract step; `None` when not embedded.
+pub fn is_contract(version: i64) -> Option<bool> {
+    ghostworks_db::MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .find(|m| m.version == version)
+        .map(|m| crate::lint::is_contract(&m.sql))
+}
+
+/// The migrations applied to the database at `url`, oldest first.
+pub async fn applied(url: &str) -> Result<Vec<Applied>> {
+    let mut conn = crate::pg::owner_connection(url, "ghostworks-rollback").await?;
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot read the applied migrations: {e}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(version, description)| Applied {
+            version,
+            description,
+            contract: is_contract(version),
+        })
+        .collect())
+}
+
 /// Applies the pending embedded migrations as the schema owner at `url`.
 pub async fn run(url: &str, lock_timeout: Duration) -> Result<()> {
     let options: PgConnectOptions = url
