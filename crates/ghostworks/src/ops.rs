@@ -274,7 +274,7 @@ pub struct ReleaseArgs {
     pub label: Option<String>,
     /// Each role runs under `ghostworks supervise`, which gives up after this many failures in
     /// a row, each within 30 s of its start (its --max-failures).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = supervise::DEFAULT_MAX_FAILURES, value_parser = clap::value_parser!(u32).range(1..))]
     pub supervise_max_failures: u32,
 }
 
@@ -447,10 +447,10 @@ pub fn status(args: &ReleaseArgs) -> anyhow::Result<()> {
 pub struct SuperviseArgs {
     /// Give up (exit 1) after this many failures in a row, each within --stable-secs of its
     /// start.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = supervise::DEFAULT_MAX_FAILURES, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_failures: u32,
     /// A run that stays up this long ends a streak of failures; the backoff starts over.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = supervise::DEFAULT_STABLE_SECS)]
     pub stable_secs: u64,
     /// Keep the command's pid, restart count and last exit here (JSON, rewritten at every
     /// start; `deploy status` shows it).

@@ -72,7 +72,7 @@ impl ProcessRuntime {
             label: None,
             stop_timeout: Duration::from_secs(30),
             supervisor: PathBuf::new(),
-            max_failures: 5,
+            max_failures: supervise::DEFAULT_MAX_FAILURES,
             children: Vec::new(),
         }
     }
@@ -94,8 +94,8 @@ impl ProcessRuntime {
         status_file(&self.state_dir, colour, role)
     }
 
-    /// Whether any process of the group `pgid` is alive; our exited children are reaped
-    /// first, so they do not count as zombies.
+    /// Whether any process of the group `pgid` is alive. Reaps our exited children first,
+    /// which would otherwise stay zombies for as long as the deploy runs.
     fn running(&mut self, pgid: u32) -> bool {
         for c in &mut self.children {
             let _ = c.try_wait();

@@ -26,6 +26,10 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The defaults of [`Policy`].
+pub const DEFAULT_MAX_FAILURES: u32 = 5;
+pub const DEFAULT_STABLE_SECS: u64 = 30;
+
 /// When to give up.
 #[derive(Debug, Clone)]
 pub struct Policy {
