@@ -26,9 +26,12 @@ fn nginx_binary() -> PathBuf {
 }
 
 /// A free base port: base, base+1 (api blue/green) and base+10, base+11 (worker) all free.
+/// Below Linux's ephemeral ports (32768 up): a port free here cannot be taken before the
+/// deploy binds it by an outgoing connection, such as a database pool's, which would hold it
+/// for minutes.
 fn free_base() -> u16 {
     loop {
-        let base = 20000 + rand_u16() % 30000;
+        let base = 20000 + rand_u16() % 12000;
         if [0, 1, 10, 11]
             .iter()
             .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())
