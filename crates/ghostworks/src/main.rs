@@ -95,8 +95,8 @@ enum Command {
         args: ops::ReleaseArgs,
     },
     /// Run a command (after `--`) and start it again whenever it fails: exits non-zero or is
-    /// killed by a signal. Waits 0.5 s before a restart, doubling with each quick failure up
-    /// to 30 s; gives up after --max-failures quick failures in a row. SIGTERM and SIGINT are
+    /// killed by a signal. Waits 0.5 s before a restart, doubling with each rapid failure up
+    /// to 30 s; gives up after --max-failures rapid failures in a row. SIGTERM and SIGINT are
     /// forwarded to the command, and it exits when the command has. `deploy` runs every role
     /// this way; each restart is logged as a warning.
     Supervise(ops::SuperviseArgs),
