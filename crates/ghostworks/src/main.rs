@@ -80,15 +80,27 @@ enum Command {
         #[command(flatten)]
         args: ops::ReleaseArgs,
     },
-    /// Redeploy an earlier succeeded release through the same gated path as `deploy`.
+    /// Redeploy an earlier succeeded release through the same gated path as `deploy`. Refused
+    /// when a contract migration newer than the schema version the release last ran on has
+    /// been applied (it may have removed a column or table the release uses).
     Rollback {
         /// The release's version (or binary path) from `deploy history`; default: the newest
         /// succeeded release other than the live one.
         #[arg(long)]
         to: Option<String>,
+        /// Roll back even past applied contract migrations, when you know the release does not
+        /// use what they removed.
+        #[arg(long)]
+        force_past_contract: bool,
         #[command(flatten)]
         args: ops::ReleaseArgs,
     },
+    /// Run a command (after `--`) and start it again whenever it fails: exits non-zero or is
+    /// killed by a signal. Waits 0.5 s before a restart, doubling with each rapid failure up
+    /// to 30 s; gives up after --max-failures rapid failures in a row. SIGTERM and SIGINT are
+    /// forwarded to the command, and it exits when the command has. `deploy` runs every role
+    /// this way; each restart is logged as a warning.
+    Supervise(ops::SuperviseArgs),
     /// Move one workspace's data between databases (DATABASE_ADMIN_URL).
     Tenant {
         #[command(subcommand)]
@@ -342,18 +354,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _telemetry = telemetry::logs_from_env("ghostworks-migrate");
             let url = admin_url()?;
             if status {
-                let pool = ghostworks_db::connect(&url, 1, "ghostworks-migrate").await?;
-                for (version, description, applied) in
-                    ghostworks_db::migration_status(&pool).await?
-                {
-                    let contract = ghostworks_db::MIGRATOR
-                        .iter()
-                        .any(|m| m.version == version && ghostworks_ops::lint::is_contract(&m.sql));
-                    println!(
-                        "{version:>4}  {:<8} {description}{}",
-                        if applied { "applied" } else { "pending" },
-                        if contract { " (contract)" } else { "" }
-                    );
+                for m in ghostworks_ops::migrate::status(&url).await? {
+                    println!("{m}");
                 }
             } else {
                 migrate_with(&url, std::time::Duration::from_secs(lock_timeout)).await?;
@@ -431,6 +433,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         } => ops::history(&args)?,
         Command::Deploy {
+            command: Some(ops::DeployCommand::Status),
+            args,
+            ..
+        } => ops::status(&args)?,
+        Command::Deploy {
             command: None,
             release,
             args,
@@ -442,9 +449,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             ops::deploy(optional_admin_url()?.as_deref(), release, None, &args).await?;
         }
-        Command::Rollback { to, args } => {
+        Command::Rollback {
+            to,
+            force_past_contract,
+            args,
+        } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-rollback");
-            ops::rollback(optional_admin_url()?.as_deref(), to, &args).await?;
+            ops::rollback(
+                optional_admin_url()?.as_deref(),
+                to,
+                force_past_contract,
+                &args,
+            )
+            .await?;
+        }
+        Command::Supervise(args) => {
+            let _telemetry = telemetry::logs_from_env("ghostworks-supervise");
+            ops::supervise(args).await?;
         }
         Command::Tenant { command } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-tenant");

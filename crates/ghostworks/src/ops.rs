@@ -1,13 +1,19 @@
 //! The operator's commands (`migrate lint`, `backup`, `restore`, `tenant`, `deploy`,
-//! `rollback`): argument parsing and reporting around the `ghostworks-ops` library.
+//! `rollback`, `supervise`): argument parsing and reporting around the `ghostworks-ops` library.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use ghostworks_ops::backup::{self, Retention};
-use ghostworks_ops::deploy::{self, compose::ComposeRuntime, process::ProcessRuntime};
+use ghostworks_ops::deploy::{
+    self,
+    compose::ComposeRuntime,
+    process::{self, supervise, ProcessRuntime},
+};
 use ghostworks_ops::{lint, tenant};
 
 #[derive(Subcommand)]
@@ -307,12 +313,19 @@ pub struct ReleaseArgs {
     /// org.opencontainers.image.version label) reports.
     #[arg(long)]
     pub label: Option<String>,
+    /// Each role runs under `ghostworks supervise`, which gives up after this many failures in
+    /// a row, each within 30 s of its start (its --max-failures).
+    #[arg(long, default_value_t = supervise::DEFAULT_MAX_FAILURES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub supervise_max_failures: u32,
 }
 
 #[derive(Subcommand)]
 pub enum DeployCommand {
     /// Every deploy and rollback, oldest first.
     History,
+    /// The live colour and release, and per role whether it runs, its pid and how often its
+    /// supervisor restarted it.
+    Status,
 }
 
 fn runtime(
@@ -366,6 +379,8 @@ fn runtime(
     rt.nginx_pid_file = args.nginx_pid_file.clone();
     rt.label = label;
     rt.git_sha = earlier.map_or_else(|| args.git_sha.clone(), |r| r.git_sha);
+    rt.supervisor = std::env::current_exe().context("cannot tell this binary's path")?;
+    rt.max_failures = args.supervise_max_failures;
     Ok(Box::new(rt))
 }
 
@@ -454,12 +469,91 @@ pub fn history(args: &ReleaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn status(args: &ReleaseArgs) -> anyhow::Result<()> {
+    let state = deploy::State::open(&args.state_dir)?;
+    let Some(active) = state.active()? else {
+        println!("nothing deployed yet");
+        return Ok(());
+    };
+    println!(
+        "live: {} ({}) on {}",
+        active.release.version,
+        active.release.artifact,
+        active.colour.as_str()
+    );
+    println!(
+        "{:<8}  {:<8}  {:>10}  {:>8}  {:>8}  {:<20}  last_exit",
+        "role", "state", "supervisor", "pid", "restarts", "since"
+    );
+    for r in process::status(&args.state_dir, active.colour)? {
+        let s = r.supervised.as_ref();
+        println!(
+            "{:<8}  {:<8}  {:>10}  {:>8}  {:>8}  {:<20}  {}",
+            r.role,
+            if r.running { "running" } else { "down" },
+            r.supervisor,
+            s.map(|s| s.pid.to_string()).unwrap_or_else(|| "-".into()),
+            s.map(|s| s.restarts.to_string())
+                .unwrap_or_else(|| "-".into()),
+            s.map(|s| s
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "-".into()),
+            s.and_then(|s| s.last_exit.clone())
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SuperviseArgs {
+    /// Give up (exit 1) after this many failures in a row, each within --stable-secs of its
+    /// start.
+    #[arg(long, default_value_t = supervise::DEFAULT_MAX_FAILURES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failures: u32,
+    /// A run that stays up this long ends a streak of failures; the backoff starts over.
+    #[arg(long, default_value_t = supervise::DEFAULT_STABLE_SECS)]
+    pub stable_secs: u64,
+    /// Keep the command's pid, restart count and last exit here (JSON, rewritten at every
+    /// start; `deploy status` shows it).
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
+    /// The command, after `--`, e.g. `-- /opt/ghostworks/releases/1.4.0/ghostworks serve`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+pub async fn supervise(args: SuperviseArgs) -> anyhow::Result<()> {
+    let policy = supervise::Policy {
+        max_failures: args.max_failures,
+        stable: Duration::from_secs(args.stable_secs),
+    };
+    supervise::run(&args.command, &policy, args.status_file.as_deref()).await
+}
+
 pub async fn rollback(
     admin: Option<&str>,
     to: Option<String>,
+    force_past_contract: bool,
     args: &ReleaseArgs,
 ) -> anyhow::Result<()> {
     let state = deploy::State::open(&args.state_dir)?;
-    let release = deploy::rollback_target(&state, to.as_deref())?;
-    deploy(admin, release.artifact.clone(), Some(release), args).await
+    let target = deploy::rollback_target(&state, to.as_deref())?;
+    if !force_past_contract {
+        // The live release knows every migration applied (the database's record, and whether
+        // each one it embeds is a contract step).
+        let live = state
+            .active()?
+            .context("nothing is deployed, so there is nothing to roll back")?;
+        let status = runtime(admin, args, None)?.migration_status(&live.release)?;
+        deploy::rollback_allowed(&target, &deploy::Migration::parse(&status))?;
+    }
+    deploy(
+        admin,
+        target.release.artifact.clone(),
+        Some(target.release),
+        args,
+    )
+    .await
 }

@@ -26,9 +26,12 @@ fn nginx_binary() -> PathBuf {
 }
 
 /// A free base port: base, base+1 (api blue/green) and base+10, base+11 (worker) all free.
+/// Below Linux's ephemeral ports (32768 up): a port free here cannot be taken before the
+/// deploy binds it by an outgoing connection, such as a database pool's, which would hold it
+/// for minutes.
 fn free_base() -> u16 {
     loop {
-        let base = 20000 + rand_u16() % 30000;
+        let base = 20000 + rand_u16() % 12000;
         if [0, 1, 10, 11]
             .iter()
             .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())
@@ -552,4 +555,201 @@ async fn failing_releases_are_rolled_back_automatically() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// (pid, parent pid, process group) of every live process.
+fn processes() -> Vec<(u32, u32, u32)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let pid = stat.split_whitespace().next()?.parse().ok()?;
+            let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            if rest[0] == "Z" {
+                return None;
+            }
+            Some((pid, rest[1].parse().ok()?, rest[2].parse().ok()?))
+        })
+        .collect()
+}
+
+/// The supervisor's pid of `role` in `colour`, from the runtime's pid file.
+fn supervisor(stage: &Stage, colour: &str, role: &str) -> u32 {
+    let file = stage
+        .state
+        .path()
+        .join("deploy")
+        .join(format!("{colour}.pids.json"));
+    let pids: Vec<Value> = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let p = pids.iter().find(|p| p["role"] == role).unwrap();
+    p["pid"].as_u64().unwrap() as u32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_api_is_restarted_and_a_stop_leaves_nothing_behind() {
+    let stage = Arc::new(Stage::new().await);
+    let v1 = PathBuf::from(BIN);
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let sup = supervisor(&stage, "blue", "api");
+    let api = |ppid| processes().into_iter().find(|p| p.1 == ppid).map(|p| p.0);
+    let crashed = api(sup).expect("the supervised api");
+    let killed = Instant::now();
+    Command::new("kill")
+        .args(["-KILL", &crashed.to_string()])
+        .status()
+        .unwrap();
+    let ready = format!("http://127.0.0.1:{}/health/ready", stage.nginx.port);
+    let http = reqwest::Client::new();
+    loop {
+        let restarted = api(sup).is_some_and(|p| p != crashed);
+        let status = http.get(&ready).send().await.map(|r| r.status().as_u16());
+        if restarted && matches!(status, Ok(200)) {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the api is not back through nginx 10 s after a crash (last answer: {status:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "the api answered through nginx again {} ms after it was killed",
+        killed.elapsed().as_millis()
+    );
+    let status = text(&stage.ghostworks(&["deploy", "status"], &[]));
+    eprintln!("{status}");
+    let api_line = status.lines().find(|l| l.starts_with("api ")).unwrap();
+    let columns: Vec<&str> = api_line.split_whitespace().collect();
+    assert_eq!(
+        columns[1..5],
+        [
+            "running",
+            &sup.to_string(),
+            &api(sup).unwrap().to_string(),
+            "1"
+        ]
+    );
+    assert!(api_line.contains("SIGKILL"), "{status}");
+    let log = std::fs::read_to_string(stage.state.path().join("deploy/logs/blue-api.log")).unwrap();
+    assert!(log.contains("restarting it after the backoff"), "{log}");
+
+    // Replacing blue stops it through its supervisor: drained within the stop timeout (else
+    // the deploy fails, naming the killed role), and nothing of its process group is left.
+    let v2 = stage.wrapper("v2", "");
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v2, "v2", &["--bake-secs", "1", "--skip-backup"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let worker = supervisor(&stage, "green", "worker");
+    assert!(worker != sup);
+    let left: Vec<_> = processes().into_iter().filter(|p| p.2 == sup).collect();
+    assert!(left.is_empty(), "left behind by the stop: {left:?}");
+}
+
+#[test]
+fn supervise_gives_up_on_a_command_that_keeps_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let status_file = dir.path().join("status.json");
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(["supervise", "--max-failures", "3", "--status-file"])
+        .arg(&status_file)
+        .args(["--", "sh", "-c"])
+        .arg(format!("echo run >> '{}'; exit 3", runs.display()))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("failed 3 times in a row")
+            && t.contains("exit status: 3")
+            && t.contains("giving up"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 3);
+    let status: Value = serde_json::from_slice(&std::fs::read(&status_file).unwrap()).unwrap();
+    assert_eq!(status["restarts"], 2, "{status}");
+    // Backoffs of 0.5 s and 1 s.
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+/// A rollback is checked against the migrations applied to the database, as the live release
+/// reports them: one newer than the target's schema that the live release cannot vouch for
+/// (here unknown to it, as a contract step of a newer, failed release would be) refuses it
+/// before anything runs, unless forced.
+#[tokio::test]
+async fn rollbacks_past_newer_migrations_are_refused_unless_forced() {
+    let db = services().database().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let entry = |version: &str, schema: i64| {
+        json!({
+            "time": "2026-11-01T00:00:00Z",
+            "release": {"artifact": format!("/nonexistent/{version}/ghostworks"),
+                        "version": version, "git_sha": "abc", "digest": "sha256:0"},
+            "colour": if version == "1.0" { "blue" } else { "green" },
+            "schema_version": schema, "result": "succeeded", "failed_step": null,
+            "reason": null, "by": "ops", "duration_ms": 1, "switch_ms": 1, "rollback_ms": null
+        })
+    };
+    // The live release's binary reports the migration status the rollback is judged on.
+    let mut live = entry("1.1", 10);
+    live["release"]["artifact"] = json!(BIN);
+    std::fs::write(
+        state.path().join("history.jsonl"),
+        format!("{}\n{live}\n", entry("1.0", 9)),
+    )
+    .unwrap();
+    std::fs::write(
+        state.path().join("active.json"),
+        json!({"colour": "green", "release": live["release"]}).to_string(),
+    )
+    .unwrap();
+    let pool = ghostworks_db::connect(&db.admin_url, 1, "test")
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (10, 'drop legacy names', true, '\\x00', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let rollback = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("rollback")
+            .args(extra)
+            .env("DATABASE_ADMIN_URL", &db.admin_url)
+            .env("GHOSTWORKS_DEPLOY_STATE", state.path())
+            .output()
+            .unwrap()
+    };
+    let out = rollback(&[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("refusing to roll back to 1.0")
+            && t.contains("schema version 9")
+            && t.contains("0010 (drop legacy names)")
+            && t.contains("--force-past-contract"),
+        "{t}"
+    );
+    // Nothing was attempted.
+    let history = std::fs::read_to_string(state.path().join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 2);
+
+    // Forced, the rollback goes ahead: here to the deploy's first gate, which finds no binary.
+    let out = rollback(&["--force-past-contract", "--skip-backup"]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("failed at step `check`") && !t.contains("refusing"),
+        "{t}"
+    );
 }

@@ -334,25 +334,62 @@ async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
 pub struct Migration {
     pub version: i64,
     pub applied: bool,
-    pub contract: bool,
+    /// Whether it is a contract step; `None` for an applied migration the release does not
+    /// embed (a newer release applied it), which it cannot tell.
+    pub contract: Option<bool>,
+    pub description: String,
+}
+
+/// How `migrate --status` marks the two kinds of migration it cannot treat as expand steps.
+pub const CONTRACT_MARK: &str = "(contract)";
+pub const NOT_EMBEDDED_MARK: &str = "(not in this release)";
+
+impl std::fmt::Display for Migration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>4}  {:<8} {}{}",
+            self.version,
+            if self.applied { "applied" } else { "pending" },
+            self.description,
+            match self.contract {
+                Some(true) => format!(" {CONTRACT_MARK}"),
+                Some(false) => String::new(),
+                None => format!(" {NOT_EMBEDDED_MARK}"),
+            }
+        )
+    }
 }
 
 impl Migration {
+    /// The lines of `ghostworks migrate --status` (as [`Display`](std::fmt::Display) writes
+    /// them); other output, such as log lines, is skipped.
     pub fn parse(status: &str) -> Vec<Migration> {
         status
             .lines()
             .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                let version = words.next()?.parse().ok()?;
-                let applied = match words.next()? {
+                let l = l.trim();
+                let (version, rest) = l.split_once(char::is_whitespace)?;
+                let version = version.parse().ok()?;
+                let (state, rest) = rest.trim_start().split_once(char::is_whitespace)?;
+                let applied = match state {
                     "applied" => true,
                     "pending" => false,
                     _ => return None,
                 };
+                let rest = rest.trim();
+                let (description, contract) = if let Some(d) = rest.strip_suffix(CONTRACT_MARK) {
+                    (d, Some(true))
+                } else if let Some(d) = rest.strip_suffix(NOT_EMBEDDED_MARK) {
+                    (d, None)
+                } else {
+                    (rest, Some(false))
+                };
                 Some(Migration {
                     version,
                     applied,
-                    contract: l.trim_end().ends_with("(contract)"),
+                    contract,
+                    description: description.trim().to_string(),
                 })
             })
             .collect()
@@ -410,7 +447,7 @@ pub async fn deploy(
         let status = step("migrate", runtime.migration_status(&release))?;
         let contracts: Vec<i64> = Migration::parse(&status)
             .iter()
-            .filter(|m| m.contract && !m.applied)
+            .filter(|m| m.contract == Some(true) && !m.applied)
             .map(|m| m.version)
             .collect();
         if !contracts.is_empty() {
@@ -547,29 +584,60 @@ pub fn contract_allowed(
     }
 }
 
-/// The release to roll back to: `to` (a version or artifact) or the newest succeeded release
-/// other than the active one.
-pub fn rollback_target(state: &State, to: Option<&str>) -> Result<Release> {
+/// The release to roll back to, as its newest succeeded deploy: `to` (a version or artifact) or
+/// the newest succeeded release other than the active one.
+pub fn rollback_target(state: &State, to: Option<&str>) -> Result<HistoryEntry> {
     let active = state.active()?.map(|a| a.release);
     let history = state.history()?;
-    let candidates = history
-        .iter()
-        .rev()
-        .filter(|e| e.result == "succeeded")
-        .map(|e| &e.release);
+    let mut candidates = history.iter().rev().filter(|e| e.result == "succeeded");
     let found = match to {
-        Some(v) => candidates
-            .into_iter()
-            .find(|r| r.version == v || r.artifact == v),
-        None => candidates.into_iter().find(|r| Some(*r) != active.as_ref()),
+        Some(v) => candidates.find(|e| e.release.version == v || e.release.artifact == v),
+        None => candidates.find(|e| Some(&e.release) != active.as_ref()),
     };
     match (found, to) {
-        (Some(r), _) => Ok(r.clone()),
+        (Some(e), _) => Ok(e.clone()),
         (None, Some(v)) => bail!(
             "--to: no succeeded release {v:?} in the history; see `ghostworks deploy history`"
         ),
         (None, None) => bail!("no earlier succeeded release in the history to roll back to"),
     }
+}
+
+/// Whether a rollback may return to `target`, given the live release's migration status. A
+/// contract step applied after the schema the target last ran on may have removed a column or
+/// table it uses, so such a step refuses the rollback; so does an applied migration the live
+/// release does not embed, which may be one.
+pub fn rollback_allowed(target: &HistoryEntry, migrations: &[Migration]) -> Result<()> {
+    let newer = |contract: Option<bool>| {
+        migrations
+            .iter()
+            .filter(|m| m.applied && m.version > target.schema_version && m.contract == contract)
+            .map(|m| format!("{:04} ({})", m.version, m.description))
+            .collect::<Vec<_>>()
+    };
+    let contracts = newer(Some(true));
+    let unknown = newer(None);
+    let reason = if !contracts.is_empty() {
+        format!(
+            "the contract migration(s) {} applied since may have removed what it uses",
+            contracts.join(", ")
+        )
+    } else if !unknown.is_empty() {
+        format!(
+            "the migration(s) {} applied since are unknown to the live release, so it cannot \
+             tell whether they are contract steps",
+            unknown.join(", ")
+        )
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "refusing to roll back to {version}: it last ran on schema version {}, and {reason}. \
+         Roll forward instead, or pass --force-past-contract if you know {version} does not use \
+         what they removed",
+        target.schema_version,
+        version = target.release.version,
+    )
 }
 
 /// Runs `c`; its stdout, or an error naming `what` with everything it printed.
@@ -644,8 +712,17 @@ mod tests {
             })
             .unwrap();
         assert_eq!(state.history().unwrap().len(), 4);
-        assert_eq!(rollback_target(&state, None).unwrap().version, "1.1");
-        assert_eq!(rollback_target(&state, Some("1.0")).unwrap().version, "1.0");
+        assert_eq!(
+            rollback_target(&state, None).unwrap().release.version,
+            "1.1"
+        );
+        assert_eq!(
+            rollback_target(&state, Some("1.0"))
+                .unwrap()
+                .release
+                .version,
+            "1.0"
+        );
         let refused = rollback_target(&state, Some("1.2"))
             .unwrap_err()
             .to_string();
@@ -686,27 +763,72 @@ mod tests {
         let status = "{\"level\":\"INFO\",\"message\":\"connected\"}\n   \
                          8  applied  drop tenantless search indexes\n   \
                          9  pending  job trace parent\n  \
-                        10  pending  drop old column (contract)\n";
-        let m = Migration::parse(status);
+                        10  pending  drop old column (contract)\n  \
+                        11  applied  from a newer release (not in this release)\n";
+        let m: Vec<_> = Migration::parse(status)
+            .into_iter()
+            .map(|m| (m.version, m.applied, m.contract, m.description))
+            .collect();
         assert_eq!(
             m,
             vec![
-                Migration {
-                    version: 8,
-                    applied: true,
-                    contract: false
-                },
-                Migration {
-                    version: 9,
-                    applied: false,
-                    contract: false
-                },
-                Migration {
-                    version: 10,
-                    applied: false,
-                    contract: true
-                },
+                (
+                    8,
+                    true,
+                    Some(false),
+                    "drop tenantless search indexes".into()
+                ),
+                (9, false, Some(false), "job trace parent".into()),
+                (10, false, Some(true), "drop old column".into()),
+                (11, true, None, "from a newer release".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn rollbacks_past_an_applied_contract_step_are_refused() {
+        let applied = |version, contract| Migration {
+            version,
+            applied: true,
+            contract,
+            description: format!("step {version}"),
+        };
+        let mut target = entry("1.0", "succeeded");
+        target.schema_version = 7;
+        // Expand steps after the target, contract steps it already ran on, and pending
+        // contract steps are fine.
+        let mut history = vec![
+            applied(6, Some(true)),
+            applied(7, Some(false)),
+            applied(8, Some(false)),
+        ];
+        history.push(Migration {
+            applied: false,
+            ..applied(9, Some(true))
+        });
+        assert!(rollback_allowed(&target, &history).is_ok());
+
+        let contracted = [
+            applied(7, Some(false)),
+            applied(8, Some(true)),
+            applied(9, Some(true)),
+        ];
+        let refused = rollback_allowed(&target, &contracted)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("roll back to 1.0")
+                && refused.contains("schema version 7")
+                && refused.contains("0008 (step 8), 0009 (step 9)")
+                && refused.contains("--force-past-contract"),
+            "{refused}"
+        );
+
+        let unknown = [applied(8, Some(false)), applied(10, None)];
+        let refused = rollback_allowed(&target, &unknown).unwrap_err().to_string();
+        assert!(
+            refused.contains("0010 (step 10)") && refused.contains("unknown to the live release"),
+            "{refused}"
         );
     }
 

@@ -4,15 +4,69 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Result};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
+
+use crate::deploy::Migration;
 
 /// The session advisory lock a migrating deploy holds ("gw-migr" in ASCII).
 pub const LOCK_KEY: i64 = 0x0067_772d_6d69_6772;
 
 /// The default `lock_timeout` of migration statements.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the embedded migration `version` is a contract step; `None` when not embedded.
+pub fn is_contract(version: i64) -> Option<bool> {
+    embedded()
+        .find(|m| m.version == version)
+        .map(|m| crate::lint::is_contract(&m.sql))
+}
+
+fn embedded() -> impl Iterator<Item = &'static sqlx::migrate::Migration> {
+    ghostworks_db::MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+}
+
+/// Every migration the database at `url` has applied or this binary embeds, oldest first:
+/// what `ghostworks migrate --status` prints, and what a rollback is judged on.
+pub async fn status(url: &str) -> Result<Vec<Migration>> {
+    let mut conn = crate::pg::owner_connection(url, "ghostworks-migrate").await?;
+    let applied: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .or_else(|e| match &e {
+        // No migration has ever run.
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+        _ => Err(anyhow::anyhow!("cannot read the applied migrations: {e}")),
+    })?;
+    let mut all: BTreeMap<i64, Migration> = applied
+        .into_iter()
+        .map(|(version, description)| {
+            let m = Migration {
+                version,
+                applied: true,
+                contract: is_contract(version),
+                description,
+            };
+            (version, m)
+        })
+        .collect();
+    for m in embedded() {
+        all.entry(m.version).or_insert_with(|| Migration {
+            version: m.version,
+            applied: false,
+            contract: Some(crate::lint::is_contract(&m.sql)),
+            description: m.description.to_string(),
+        });
+    }
+    Ok(all.into_values().collect())
+}
 
 /// Applies the pending embedded migrations as the schema owner at `url`.
 pub async fn run(url: &str, lock_timeout: Duration) -> Result<()> {

@@ -1,9 +1,13 @@
 //! The process runtime: each role of a colour runs as a `ghostworks` process of the release's
 //! binary on this host (the VM alternative of ADR-0004), on the colour's ports, logging to the
-//! state directory; nginx on the same host is switched by rewriting its upstream file and
-//! sending its master SIGHUP.
+//! state directory, under a `ghostworks supervise` process that restarts it when it crashes;
+//! nginx on the same host is switched by rewriting its upstream file and sending its master
+//! SIGHUP.
+
+pub mod supervise;
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +31,13 @@ pub struct ProcessRuntime {
     pub label: Option<String>,
     /// How long a stopping process may take to finish its work before it is killed.
     pub stop_timeout: Duration,
+    /// The binary whose `supervise` runs each role: the deploying one, not the release's. The
+    /// stop path relies on how the supervisor handles signals and process groups, so that
+    /// contract stays one version on both sides, and a rollback to a release older than
+    /// `supervise` still runs supervised. The supervised command is the release's binary.
+    pub supervisor: PathBuf,
+    /// The supervisor's `--max-failures`.
+    pub max_failures: u32,
     /// Processes started by this run, reaped when they exit.
     children: Vec<Child>,
 }
@@ -34,7 +45,18 @@ pub struct ProcessRuntime {
 #[derive(Serialize, Deserialize)]
 struct Pid {
     role: String,
+    /// The role's supervisor, the leader of the role's process group.
     pid: u32,
+}
+
+/// A role of a colour as `deploy status` shows it.
+pub struct RoleStatus {
+    pub role: String,
+    pub supervisor: u32,
+    /// Whether any process of the role's group is alive.
+    pub running: bool,
+    /// The supervisor's report; none when it never started the command.
+    pub supervised: Option<supervise::Status>,
 }
 
 impl ProcessRuntime {
@@ -49,12 +71,15 @@ impl ProcessRuntime {
             git_sha: "unknown".into(),
             label: None,
             stop_timeout: Duration::from_secs(30),
+            supervisor: PathBuf::new(),
+            max_failures: supervise::DEFAULT_MAX_FAILURES,
             children: Vec::new(),
         }
     }
 
-    fn command(&self, release: &Release, role: &str) -> Command {
-        let mut c = Command::new(&release.artifact);
+    /// `program` with the environment of `role`.
+    fn command(&self, program: impl AsRef<OsStr>, role: &str) -> Command {
+        let mut c = Command::new(program);
         if let Some(env) = self.env.get(role) {
             c.envs(env);
         }
@@ -62,32 +87,79 @@ impl ProcessRuntime {
     }
 
     fn pids_file(&self, colour: Colour) -> PathBuf {
-        self.state_dir
-            .join(format!("{}.pids.json", colour.as_str()))
+        pids_file(&self.state_dir, colour)
     }
 
-    /// Alive and not a zombie (a zombie is reaped here when it is our child).
-    fn alive(&mut self, pid: u32) -> bool {
+    fn status_file(&self, colour: Colour, role: &str) -> PathBuf {
+        status_file(&self.state_dir, colour, role)
+    }
+
+    /// Whether any process of the group `pgid` is alive. Reaps our exited children first,
+    /// which would otherwise stay zombies for as long as the deploy runs.
+    fn running(&mut self, pgid: u32) -> bool {
         for c in &mut self.children {
-            if c.id() == pid {
-                return matches!(c.try_wait(), Ok(None));
-            }
+            let _ = c.try_wait();
         }
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim().to_string()))
-            .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+        group_running(pgid)
     }
 }
 
-fn signal(pid: u32, sig: &str) -> Result<()> {
+fn pids_file(state_dir: &Path, colour: Colour) -> PathBuf {
+    state_dir.join(format!("{}.pids.json", colour.as_str()))
+}
+
+fn status_file(state_dir: &Path, colour: Colour, role: &str) -> PathBuf {
+    state_dir.join(format!("{}-{role}.status.json", colour.as_str()))
+}
+
+/// Whether any process of the group `pgid` is alive (zombies aside): the supervisor, the role
+/// it runs, anything the role started.
+fn group_running(pgid: u32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let pgid = pgid.to_string();
+    procs
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .any(|stat| {
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            matches!(fields.as_slice(), [state, _, pgrp, ..]
+                if *pgrp == pgid && *state != "Z" && *state != "X")
+        })
+}
+
+/// Every role of `colour` in `state_dir`, with its supervisor's report.
+pub fn status(state_dir: &Path, colour: Colour) -> Result<Vec<RoleStatus>> {
+    let Ok(bytes) = std::fs::read(pids_file(state_dir, colour)) else {
+        return Ok(Vec::new());
+    };
+    let pids: Vec<Pid> = serde_json::from_slice(&bytes)?;
+    Ok(pids
+        .into_iter()
+        .map(|p| RoleStatus {
+            running: group_running(p.pid),
+            supervised: std::fs::read(status_file(state_dir, colour, &p.role))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+            supervisor: p.pid,
+            role: p.role,
+        })
+        .collect())
+}
+
+/// Sends `sig` to `target`: a pid, or as with kill(1) a process group when negative.
+fn signal(target: i64, sig: &str) -> Result<()> {
     let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
+        .args([sig, "--", &target.to_string()])
         .stderr(Stdio::null())
         .status()
         .context("cannot run kill")?;
     if !status.success() {
-        bail!("kill {sig} {pid} failed");
+        bail!("kill {sig} {target} failed");
     }
     Ok(())
 }
@@ -120,7 +192,7 @@ impl Runtime for ProcessRuntime {
             digest: format!("sha256:{}", sha256_hex(path)?),
         };
         for role in ROLES {
-            let mut c = self.command(&release, role.name);
+            let mut c = self.command(&release.artifact, role.name);
             c.args(role.check_args);
             run_ok(c, &format!("configuration of the {} role", role.name))?;
         }
@@ -128,14 +200,14 @@ impl Runtime for ProcessRuntime {
     }
 
     fn migration_status(&mut self, release: &Release) -> Result<String> {
-        let mut c = self.command(release, "api");
+        let mut c = self.command(&release.artifact, "api");
         c.args(["migrate", "--status"])
             .env("DATABASE_ADMIN_URL", &self.admin_url);
         run_ok(c, "ghostworks migrate --status")
     }
 
     fn migrate(&mut self, release: &Release) -> Result<()> {
-        let mut c = self.command(release, "api");
+        let mut c = self.command(&release.artifact, "api");
         c.arg("migrate").env("DATABASE_ADMIN_URL", &self.admin_url);
         run_ok(c, "ghostworks migrate").map(|_| ())
     }
@@ -153,13 +225,21 @@ impl Runtime for ProcessRuntime {
                 .create(true)
                 .append(true)
                 .open(logs.join(format!("{}-{}.log", colour.as_str(), role.name)))?;
-            let mut c = self.command(release, role.name);
-            c.arg(role.command)
+            let mut c = self.command(&self.supervisor, role.name);
+            c.arg("supervise")
+                .arg("--max-failures")
+                .arg(self.max_failures.to_string())
+                .arg("--status-file")
+                .arg(self.status_file(colour, role.name))
+                .arg("--")
+                .arg(&release.artifact)
+                .arg(role.command)
                 .env(role.bind_var, format!("127.0.0.1:{port}"))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
-                // Its own process group: a Ctrl-C aimed at the deploy does not stop the release.
+                // Its own process group, which the role joins: a Ctrl-C aimed at the deploy
+                // does not stop the release, and stopping can kill the whole group.
                 .process_group(0);
             let child = c
                 .spawn()
@@ -195,7 +275,7 @@ impl Runtime for ProcessRuntime {
             .trim()
             .parse()
             .context("--nginx-pid-file: not a process id")?;
-        nginx::reload(master, || signal(master, "-HUP"))
+        nginx::reload(master, || signal(master.into(), "-HUP"))
     }
 
     fn stop(&mut self, colour: Colour) -> Result<()> {
@@ -204,16 +284,17 @@ impl Runtime for ProcessRuntime {
             return Ok(());
         };
         let pids: Vec<Pid> = serde_json::from_slice(&bytes).unwrap_or_default();
+        // The supervisor forwards SIGTERM to the role and exits after it.
         for p in &pids {
-            if self.alive(p.pid) {
-                let _ = signal(p.pid, "-TERM");
+            if self.running(p.pid) {
+                let _ = signal(p.pid.into(), "-TERM");
             }
         }
         let deadline = Instant::now() + self.stop_timeout;
         for p in &pids {
-            while self.alive(p.pid) {
+            while self.running(p.pid) {
                 if Instant::now() > deadline {
-                    let _ = signal(p.pid, "-KILL");
+                    let _ = signal(-i64::from(p.pid), "-KILL");
                     bail!(
                         "the {} role of {} (pid {}) did not finish within {:?} and was killed",
                         p.role,
@@ -224,6 +305,9 @@ impl Runtime for ProcessRuntime {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+        }
+        for p in &pids {
+            let _ = std::fs::remove_file(self.status_file(colour, &p.role));
         }
         std::fs::remove_file(&file)?;
         Ok(())
