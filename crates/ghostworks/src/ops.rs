@@ -270,10 +270,10 @@ pub struct ReleaseArgs {
     /// and worker=/etc/ghostworks/worker.env; over the inherited environment. Repeatable.
     #[arg(long = "env-file", value_name = "ROLE=FILE")]
     pub env_files: Vec<String>,
-    /// nginx's upstream file for the api (included by its nginx.conf; compose: the host path,
-    /// in the directory mounted into the nginx service).
-    #[arg(long, default_value = "deploy/nginx/upstream-api.conf")]
-    pub upstream_file: PathBuf,
+    /// Where nginx.conf includes `upstream-api.conf` and `upstream-web.conf` from; the deploy
+    /// rewrites them (compose: the host directory mounted into the nginx service).
+    #[arg(long, default_value = "deploy/nginx")]
+    pub upstream_dir: PathBuf,
     /// process: nginx's pid file; the master is sent SIGHUP to reload.
     #[arg(long, default_value = "/run/nginx.pid")]
     pub nginx_pid_file: PathBuf,
@@ -344,7 +344,7 @@ fn runtime(
             files: args.compose_files.clone(),
             env_file: args.compose_env_file.clone(),
             state_dir: args.state_dir.clone(),
-            upstream_file: args.upstream_file.clone(),
+            upstream_dir: args.upstream_dir.clone(),
             nginx_service: args.nginx_service.clone(),
             label,
         }));
@@ -375,7 +375,7 @@ fn runtime(
             deploy::read_env_file(std::path::Path::new(file))?,
         );
     }
-    rt.upstream_file = args.upstream_file.clone();
+    rt.upstream_dir = args.upstream_dir.clone();
     rt.nginx_pid_file = args.nginx_pid_file.clone();
     rt.label = label;
     rt.git_sha = earlier.map_or_else(|| args.git_sha.clone(), |r| r.git_sha);

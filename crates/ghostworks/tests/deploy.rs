@@ -25,14 +25,15 @@ fn nginx_binary() -> PathBuf {
         )
 }
 
-/// A free base port: base, base+1 (api blue/green) and base+10, base+11 (worker) all free.
+/// A free base port: base, base+1 (api blue/green), base+10, base+11 (worker) and base+20,
+/// base+21 (web) all free.
 /// Below Linux's ephemeral ports (32768 up): a port free here cannot be taken before the
 /// deploy binds it by an outgoing connection, such as a database pool's, which would hold it
 /// for minutes.
 fn free_base() -> u16 {
     loop {
         let base = 20000 + rand_u16() % 12000;
-        if [0, 1, 10, 11]
+        if [0, 1, 10, 11, 20, 21]
             .iter()
             .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())
         {
@@ -56,11 +57,13 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         let port = ghostworks_devstack::free_port().unwrap();
-        std::fs::write(
-            dir.path().join("upstream-api.conf"),
-            format!("server 127.0.0.1:{blue_port};\n"),
-        )
-        .unwrap();
+        for (upstream, offset) in [("api", 0), ("web", 20)] {
+            std::fs::write(
+                dir.path().join(format!("upstream-{upstream}.conf")),
+                format!("server 127.0.0.1:{};\n", blue_port + offset),
+            )
+            .unwrap();
+        }
         // The shipped deploy/nginx/nginx.conf's proxying, without its per-address rate limits
         // (all of this load comes from one loopback address) and Docker's resolver.
         std::fs::write(
@@ -71,10 +74,13 @@ impl Nginx {
                  http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
                  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
                  upstream api {{\n    include {d}/upstream-api.conf;\n    keepalive 32;\n  }}\n\
+                 upstream web {{\n    include {d}/upstream-web.conf;\n    keepalive 32;\n  }}\n\
                  server {{\n    listen 127.0.0.1:{port};\n    proxy_http_version 1.1;\n\
                  proxy_set_header Connection \"\";\n    proxy_set_header X-Forwarded-For $remote_addr;\n\
                  proxy_next_upstream error timeout http_502 http_503;\n\
-                 location / {{ proxy_pass http://api; }}\n  }}\n}}\n"
+                 location /api/ {{ proxy_pass http://api; }}\n\
+                 location /health {{ proxy_pass http://api; }}\n\
+                 location / {{ proxy_pass http://web; }}\n  }}\n}}\n"
             ),
         )
         .unwrap();
@@ -168,7 +174,7 @@ impl Stage {
     fn deploy(&self, release: &Path, label: &str, extra: &[&str]) -> Output {
         let s = self.state.path();
         let base = self.base.to_string();
-        let upstream = self.nginx.dir.path().join("upstream-api.conf");
+        let upstreams = self.nginx.dir.path().display().to_string();
         let pid = self.nginx.dir.path().join("nginx.pid");
         let api = format!("api={}", s.join("api.env").display());
         let worker = format!("worker={}", s.join("worker.env").display());
@@ -184,8 +190,8 @@ impl Stage {
             &api,
             "--env-file",
             &worker,
-            "--upstream-file",
-            upstream.to_str().unwrap(),
+            "--upstream-dir",
+            &upstreams,
             "--nginx-pid-file",
             pid.to_str().unwrap(),
             "--drain-secs",
@@ -416,13 +422,8 @@ async fn a_release_switches_under_load_without_a_failed_request() {
                 &format!("api={}", s.state.path().join("api.env").display()),
                 "--env-file",
                 &format!("worker={}", s.state.path().join("worker.env").display()),
-                "--upstream-file",
-                s.nginx
-                    .dir
-                    .path()
-                    .join("upstream-api.conf")
-                    .to_str()
-                    .unwrap(),
+                "--upstream-dir",
+                s.nginx.dir.path().to_str().unwrap(),
                 "--nginx-pid-file",
                 s.nginx.dir.path().join("nginx.pid").to_str().unwrap(),
                 "--bake-secs",
@@ -436,6 +437,18 @@ async fn a_release_switches_under_load_without_a_failed_request() {
     .await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("deployed v1"), "{}", text(&out));
+    // The web role was deployed with it: nginx serves its pages from the live colour.
+    let page = reqwest::get(format!("http://127.0.0.1:{}/login", stage.nginx.port))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<form"));
+    let web_upstream =
+        std::fs::read_to_string(stage.nginx.dir.path().join("upstream-web.conf")).unwrap();
+    assert!(
+        web_upstream.contains(&format!("127.0.0.1:{} ", stage.base + 20)),
+        "{web_upstream}"
+    );
 
     let (requests, failures, acked) = load.finish().await;
     eprintln!(

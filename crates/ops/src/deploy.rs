@@ -55,8 +55,7 @@ impl Colour {
     }
 }
 
-/// A role the deploy runs per colour. New roles (e.g. a web front end) are one more entry in
-/// [`ROLES`].
+/// A role the deploy runs per colour. A new role is one more entry in [`ROLES`].
 #[derive(Debug, Clone, Copy)]
 pub struct Role {
     pub name: &'static str,
@@ -70,8 +69,12 @@ pub struct Role {
     pub ready_path: &'static str,
     /// The `ghostworks` arguments that check its configuration without starting it.
     pub check_args: &'static [&'static str],
-    /// Whether nginx routes traffic to it (and its golden signals gate the bake).
-    pub serves_traffic: bool,
+    /// The nginx upstream that routes traffic to it (`upstream-NAME.conf`); its golden signals
+    /// gate the bake. `None`: no traffic comes through nginx.
+    pub upstream: Option<&'static str>,
+    /// Environment variables set to the base URL of another role of the same colour: a
+    /// colour talks only to itself, so a release never calls an older or newer API.
+    pub links: &'static [(&'static str, &'static str)],
 }
 
 pub const ROLES: &[Role] = &[
@@ -82,7 +85,8 @@ pub const ROLES: &[Role] = &[
         port_offset: 0,
         ready_path: "/health/ready",
         check_args: &["config", "check"],
-        serves_traffic: true,
+        upstream: Some("api"),
+        links: &[],
     },
     Role {
         name: "worker",
@@ -91,9 +95,34 @@ pub const ROLES: &[Role] = &[
         port_offset: 10,
         ready_path: "/health",
         check_args: &["config", "check", "--worker"],
-        serves_traffic: false,
+        upstream: None,
+        links: &[],
+    },
+    Role {
+        name: "web",
+        command: "web",
+        bind_var: "WEB_BIND",
+        port_offset: 20,
+        // Ready once it reaches its colour's API.
+        ready_path: "/health/ready",
+        check_args: &["config", "check", "--web"],
+        upstream: Some("web"),
+        links: &[("API_URL", "api")],
     },
 ];
+
+/// The role named `name`.
+pub fn role(name: &str) -> &'static Role {
+    ROLES
+        .iter()
+        .find(|r| r.name == name)
+        .expect("a role of ROLES")
+}
+
+/// The upstreams nginx routes to, and the roles behind each.
+pub fn upstreams() -> impl Iterator<Item = (&'static str, &'static Role)> {
+    ROLES.iter().filter_map(|r| Some((r.upstream?, r)))
+}
 
 /// The port of `role` in `colour` (blue on the base port, green one above).
 pub fn port(base: u16, colour: Colour, role: &Role) -> u16 {
@@ -286,7 +315,7 @@ async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
     let http = client();
     let urls: Vec<String> = instances
         .iter()
-        .filter(|i| i.role.serves_traffic)
+        .filter(|i| i.role.upstream.is_some())
         .map(|i| format!("{}/metrics", i.base_url))
         .collect();
     let scrape = || async {

@@ -32,8 +32,8 @@ pub struct ComposeRuntime {
     /// Compose's `--env-file` for interpolation, when not the project directory's `.env`.
     pub env_file: Option<PathBuf>,
     pub state_dir: PathBuf,
-    /// The upstream file in the directory mounted into the nginx service.
-    pub upstream_file: PathBuf,
+    /// The directory mounted into the nginx service, holding its `upstream-NAME.conf` files.
+    pub upstream_dir: PathBuf,
     pub nginx_service: String,
     /// Overrides the version the image's labels report (`--label`).
     pub label: Option<String>,
@@ -111,6 +111,18 @@ impl ComposeRuntime {
                     obj.remove(key);
                 }
                 obj.insert("image".into(), image.clone().into());
+                let env = obj
+                    .entry("environment")
+                    .or_insert_with(|| Value::Object(Default::default()))
+                    .as_object_mut()
+                    .context("environment: not a map")?;
+                for (var, target) in role.links {
+                    let port = Self::port(&model, super::role(target))?;
+                    env.insert(
+                        (*var).into(),
+                        format!("http://{target}-{colour}:{port}").into(),
+                    );
+                }
                 obj.entry("labels")
                     .or_insert_with(|| Value::Object(Default::default()))
                     .as_object_mut()
@@ -289,18 +301,13 @@ impl Runtime for ComposeRuntime {
 
     fn switch(&mut self, colour: Colour) -> Result<()> {
         let model = self.model()?;
-        let servers = ROLES
-            .iter()
-            .filter(|r| r.serves_traffic)
-            .map(|r| {
-                Ok(format!(
-                    "{}:{}",
-                    service(r.name, colour),
-                    Self::port(&model, r)?
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        nginx::write_upstream(&self.upstream_file, colour, &servers)?;
+        nginx::write_upstreams(&self.upstream_dir, colour, |r| {
+            Ok(format!(
+                "{}:{}",
+                service(r.name, colour),
+                Self::port(&model, r)?
+            ))
+        })?;
         let running = self.container(&self.nginx_service)?.filter(|id| {
             let mut c = self.docker();
             c.args(["inspect", "-f", "{{.State.Running}}", id]);

@@ -7,35 +7,47 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::Colour;
+use super::{Colour, Role};
 
-/// Writes the upstream servers of `colour` to `file` (a rename, so nginx never reads half a
+/// Points every upstream at `colour`: `server(role)` is the address of the role's instance
+/// in it, written to `DIR/upstream-NAME.conf`, which nginx.conf includes in `upstream NAME`.
+pub fn write_upstreams(
+    dir: &Path,
+    colour: Colour,
+    server: impl Fn(&Role) -> Result<String>,
+) -> Result<()> {
+    for (name, role) in super::upstreams() {
+        write_upstream(
+            &dir.join(format!("upstream-{name}.conf")),
+            colour,
+            &server(role)?,
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the upstream server of `colour` to `file` (a rename, so nginx never reads half a
 /// file). `resolve` keeps names re-resolved through Docker's DNS when the current file asks
 /// for it (nginx >= 1.27.3).
-pub fn write_upstream(file: &Path, colour: Colour, servers: &[String]) -> Result<()> {
+fn write_upstream(file: &Path, colour: Colour, server: &str) -> Result<()> {
     let resolve = std::fs::read_to_string(file)
         .map(|t| {
             t.lines()
                 .any(|l| l.trim_start().starts_with("server ") && l.contains(" resolve"))
         })
         .unwrap_or(false);
-    let lines: String = servers
-        .iter()
-        .map(|s| {
-            format!(
-                "server {s} max_fails=3 fail_timeout=10s{};\n",
-                if resolve { " resolve" } else { "" }
-            )
-        })
-        .collect();
     let body = format!(
-        "# The {} colour, written by `ghostworks deploy`.\n{lines}",
-        colour.as_str()
+        "# The {} colour, written by `ghostworks deploy`.\nserver {server} max_fails=3 fail_timeout=10s{};\n",
+        colour.as_str(),
+        if resolve { " resolve" } else { "" }
     );
     let dir = file.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(".upstream-api.conf.tmp");
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        file.file_name().unwrap_or_default().to_string_lossy()
+    ));
     std::fs::write(&tmp, body)
-        .with_context(|| format!("--upstream-file: cannot write in {}", dir.display()))?;
+        .with_context(|| format!("--upstream-dir: cannot write in {}", dir.display()))?;
     std::fs::rename(&tmp, file)?;
     Ok(())
 }

@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{nginx, port, run_ok, Colour, Instance, Release, Runtime, ROLES};
+use super::{nginx, port, run_ok, Colour, Instance, Release, Role, Runtime, ROLES};
 
 pub struct ProcessRuntime {
     pub admin_url: String,
     pub base_port: u16,
     /// Environment per role name, over the inherited environment.
     pub env: HashMap<String, HashMap<String, String>>,
-    pub upstream_file: PathBuf,
+    /// Where nginx.conf includes the `upstream-NAME.conf` files from.
+    pub upstream_dir: PathBuf,
     pub nginx_pid_file: PathBuf,
     pub state_dir: PathBuf,
     pub git_sha: String,
@@ -65,7 +66,7 @@ impl ProcessRuntime {
             admin_url,
             base_port,
             env: HashMap::new(),
-            upstream_file: PathBuf::new(),
+            upstream_dir: PathBuf::new(),
             nginx_pid_file: PathBuf::new(),
             state_dir,
             git_sha: "unknown".into(),
@@ -84,6 +85,17 @@ impl ProcessRuntime {
             c.envs(env);
         }
         c
+    }
+
+    /// The role's links to the other roles of `colour`.
+    fn links(&self, role: &Role, colour: Colour) -> Vec<(&'static str, String)> {
+        role.links
+            .iter()
+            .map(|(var, target)| {
+                let p = port(self.base_port, colour, super::role(target));
+                (*var, format!("http://127.0.0.1:{p}"))
+            })
+            .collect()
     }
 
     fn pids_file(&self, colour: Colour) -> PathBuf {
@@ -193,7 +205,7 @@ impl Runtime for ProcessRuntime {
         };
         for role in ROLES {
             let mut c = self.command(&release.artifact, role.name);
-            c.args(role.check_args);
+            c.args(role.check_args).envs(self.links(role, Colour::Blue));
             run_ok(c, &format!("configuration of the {} role", role.name))?;
         }
         Ok(release)
@@ -235,6 +247,7 @@ impl Runtime for ProcessRuntime {
                 .arg(&release.artifact)
                 .arg(role.command)
                 .env(role.bind_var, format!("127.0.0.1:{port}"))
+                .envs(self.links(role, colour))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -259,12 +272,9 @@ impl Runtime for ProcessRuntime {
     }
 
     fn switch(&mut self, colour: Colour) -> Result<()> {
-        let servers: Vec<String> = ROLES
-            .iter()
-            .filter(|r| r.serves_traffic)
-            .map(|r| format!("127.0.0.1:{}", port(self.base_port, colour, r)))
-            .collect();
-        nginx::write_upstream(&self.upstream_file, colour, &servers)?;
+        nginx::write_upstreams(&self.upstream_dir, colour, |r| {
+            Ok(format!("127.0.0.1:{}", port(self.base_port, colour, r)))
+        })?;
         let master: u32 = std::fs::read_to_string(&self.nginx_pid_file)
             .with_context(|| {
                 format!(
