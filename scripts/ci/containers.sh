@@ -806,7 +806,7 @@ gw_deploy() { # deploy|rollback [ARGS...]: the host's ghostworks drives `docker 
     "$binary" "$verb" --runtime compose --docker "$DOCKER_BIN" --compose-project "$PROJECT" \
         --compose-env-file "$WORK/compose.env" --compose-file "$ROOT/docker-compose.yml" \
         --compose-file "$ROOT/docker-compose.prod.yml" --compose-file "$ROOT/docker-compose.ci.yml" \
-        --state-dir "$WORK/deploy-state" --upstream-file "$GHOSTWORKS_NGINX_CONF_DIR/upstream-api.conf" \
+        --state-dir "$WORK/deploy-state" --upstream-dir "$GHOSTWORKS_NGINX_CONF_DIR" \
         --skip-backup --bake-secs 6 --min-requests 20 --drain-secs 2 --ready-timeout-secs 90 "$@"
 }
 # Steady, bounded load through nginx, within the limits every request from
