@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
-use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 
@@ -106,13 +106,14 @@ impl Destination {
             .with_region(region)
             .with_access_key_id(key_id)
             .with_secret_access_key(secret)
-            // The default retries for 3 minutes; an operator waiting on a wrong endpoint should
-            // hear about it sooner.
+            // The default of 10 retries keeps an operator with a wrong endpoint waiting a minute.
             .with_retry(RetryConfig {
-                backoff: BackoffConfig::default(),
                 max_retries: 4,
-                retry_timeout: Duration::from_secs(30),
-            });
+                ..RetryConfig::default()
+            })
+            // A dump is downloaded in one request, which the default 30 s timeout would cut off
+            // (uploads go in 10 MB parts).
+            .with_client_options(ClientOptions::new().with_timeout(Duration::from_secs(600)));
         if let Some(token) = env("AWS_SESSION_TOKEN") {
             builder = builder.with_token(token);
         }
