@@ -2,7 +2,8 @@
 # Installs what building, running and testing Ghostworks needs on Debian 12, when missing:
 # PostgreSQL 15 server binaries and redis-server, chromium, Node.js and npm, plus the offline validators used by
 # crates/deploy-checks (Compose v5, hadolint, check-jsonschema, kubernetes-validate,
-# kubectl/kustomize, promtool, prometheus). Idempotent and quiet; needs root (or sudo) only when a
+# kubectl/kustomize, promtool, prometheus) and the S3-compatible server the backup tests upload
+# to (s3s-fs, built from crates.io). Idempotent and quiet; needs root (or sudo) only when a
 # Debian package is missing.
 #
 # The validators that are not Debian packages go into a private virtualenv,
@@ -97,4 +98,12 @@ if [ ${#prom_bins[@]} -gt 0 ]; then
     install -m 0755 "$work/root/usr/bin/$b" "$tools_bin/$b"
   done
   rm -rf "$work"
+fi
+
+# An S3-compatible server for the S3 backup tests (crates/ghostworks/tests/ops.rs): s3s-fs
+# serves a directory over the S3 API. It is built from crates.io (no binary downloads); 0.14.1
+# is the newest release that builds with Rust 1.95 (later ones need 1.96).
+if ! have s3s-fs; then
+  echo "installing into $tools_dir: s3s-fs (cargo install, a few minutes)"
+  cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary --root "$tools_dir"
 fi

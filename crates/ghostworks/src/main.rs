@@ -59,9 +59,12 @@ enum Command {
     /// Restore a backup into the (empty) DATABASE_ADMIN_URL database, recreate the group roles,
     /// and verify counts, checksums and row-level security.
     Restore {
-        /// A manifest, its .dump, or a backup directory (its newest backup).
+        /// A manifest, its .dump, or a backup directory or s3://BUCKET/PREFIX (its newest
+        /// backup). A backup on S3 is downloaded to TMPDIR and its sha256 checked first; the
+        /// credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and
+        /// AWS_ENDPOINT_URL, as for `backup --dir`.
         #[arg(long)]
-        from: PathBuf,
+        from: String,
         /// Replace the contents of a non-empty database.
         #[arg(long)]
         force: bool,
@@ -425,7 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Restore { from, force } => {
             let _telemetry = telemetry::logs_from_env("ghostworks-restore");
-            ops::restore(&admin_url()?, from, force).await?;
+            ops::restore(&admin_url()?, &from, force).await?;
         }
         Command::Deploy {
             command: Some(ops::DeployCommand::History),

@@ -14,6 +14,7 @@ use ghostworks_ops::deploy::{
     compose::ComposeRuntime,
     process::{self, supervise, ProcessRuntime},
 };
+use ghostworks_ops::storage::Destination;
 use ghostworks_ops::{lint, tenant};
 
 #[derive(Subcommand)]
@@ -32,10 +33,11 @@ pub enum MigrateCommand {
 pub struct BackupArgs {
     #[command(subcommand)]
     pub command: Option<BackupCommand>,
-    /// Where backups are written (a local directory; S3 is not supported yet: sync this
-    /// directory to object storage with your tool of choice).
+    /// Where backups are written: a local directory, or s3://BUCKET/PREFIX on S3-compatible
+    /// storage with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (default us-east-1) and
+    /// optionally AWS_ENDPOINT_URL (plain http only to a loopback address).
     #[arg(long, env = "BACKUP_DIR", default_value = "backups", global = true)]
-    pub dir: PathBuf,
+    pub dir: String,
     /// Retention: keep this many newest backups...
     #[arg(long, default_value_t = 7)]
     pub keep_recent: usize,
@@ -52,11 +54,12 @@ pub enum BackupCommand {
     /// Restore a backup into a scratch database and check row counts and content checksums
     /// against its manifest (the scratch database is dropped afterwards).
     Verify {
-        /// A manifest, its .dump, or a backup directory (its newest backup).
-        #[arg(long, default_value = "backups")]
-        from: PathBuf,
+        /// A manifest, its .dump, or a backup directory or s3:// prefix (its newest backup);
+        /// default: --dir. A backup on S3 is downloaded to TMPDIR first.
+        #[arg(long)]
+        from: Option<String>,
     },
-    /// The backups in --dir, oldest first.
+    /// The backups in --dir (a directory or an s3:// prefix), oldest first.
     List,
 }
 
@@ -106,12 +109,12 @@ pub fn lint(command: MigrateCommand) -> anyhow::Result<ExitCode> {
 pub async fn backup(url: &str, args: BackupArgs) -> anyhow::Result<()> {
     match args.command {
         None => {
-            let (path, m) = backup::create(url, &args.dir).await?;
+            let dest = Destination::parse(&args.dir).context("--dir (BACKUP_DIR)")?;
+            let (manifest, m) = backup::create(url, &dest).await?;
             let secs = Duration::from_millis(m.duration_ms);
             println!(
-                "backup {} written: {} rows in {} tables, schema version {}, dump {:.1} MB \
+                "backup {manifest} written: {} rows in {} tables, schema version {}, dump {:.1} MB \
                  (database {:.1} MB) in {:.1} s ({:.1} MB/s of database), sha256 {}",
-                path.display(),
                 m.total_rows(),
                 m.tables.len(),
                 m.schema_version,
@@ -122,36 +125,38 @@ pub async fn backup(url: &str, args: BackupArgs) -> anyhow::Result<()> {
                 m.sha256
             );
             let removed = backup::prune(
-                &args.dir,
+                &dest,
                 Retention {
                     recent: args.keep_recent.max(1),
                     daily: args.keep_daily,
                     weekly: args.keep_weekly,
                 },
-            )?;
+            )
+            .await?;
             for r in removed {
-                println!("retention: deleted {}", r.display());
+                println!("retention: deleted {r}");
             }
         }
         Some(BackupCommand::Verify { from }) => {
-            let manifest = backup::locate(&from)?;
-            let r = backup::verify(url, &manifest).await?;
+            let b = backup::locate(from.as_deref().unwrap_or(&args.dir)).await?;
+            let took = backup::verify(url, &b).await?;
             println!(
                 "backup {} verified: {} rows in {} tables match the manifest's counts and \
                  checksums (restored in {:.1} s, {:.1} MB/s of database)",
-                manifest.display(),
-                r.manifest.total_rows(),
-                r.manifest.tables.len(),
-                r.duration.as_secs_f64(),
-                mb_per_s(r.manifest.database_bytes as f64, r.duration)
+                b.origin,
+                b.manifest.total_rows(),
+                b.manifest.tables.len(),
+                took.as_secs_f64(),
+                mb_per_s(b.manifest.database_bytes as f64, took)
             );
         }
         Some(BackupCommand::List) => {
+            let dest = Destination::parse(&args.dir).context("--dir (BACKUP_DIR)")?;
             println!(
                 "{:<26}  {:>6}  {:>12}  {:>10}  file",
                 "created_at", "schema", "rows", "MB"
             );
-            for (path, m) in backup::list(&args.dir)? {
+            for (name, m) in backup::list(&dest).await? {
                 println!(
                     "{:<26}  {:>6}  {:>12}  {:>10.1}  {}",
                     m.created_at
@@ -159,7 +164,7 @@ pub async fn backup(url: &str, args: BackupArgs) -> anyhow::Result<()> {
                     m.schema_version,
                     m.total_rows(),
                     m.dump_bytes as f64 / 1e6,
-                    path.display()
+                    dest.location(&name)
                 );
             }
         }
@@ -167,19 +172,19 @@ pub async fn backup(url: &str, args: BackupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn restore(url: &str, from: PathBuf, force: bool) -> anyhow::Result<()> {
-    let manifest = backup::locate(&from)?;
-    let r = backup::restore(url, &manifest, force).await?;
+pub async fn restore(url: &str, from: &str, force: bool) -> anyhow::Result<()> {
+    let b = backup::locate(from).await?;
+    let took = backup::restore(url, &b, force).await?;
     println!(
         "restored {} ({} rows in {} tables, schema version {}) in {:.1} s ({:.1} MB/s of \
          database); counts, checksums and row-level security verified. On a new server, create \
          the login roles (docs/operations.md, Restore).",
-        manifest.display(),
-        r.manifest.total_rows(),
-        r.manifest.tables.len(),
-        r.manifest.schema_version,
-        r.duration.as_secs_f64(),
-        mb_per_s(r.manifest.database_bytes as f64, r.duration)
+        b.origin,
+        b.manifest.total_rows(),
+        b.manifest.tables.len(),
+        b.manifest.schema_version,
+        took.as_secs_f64(),
+        mb_per_s(b.manifest.database_bytes as f64, took)
     );
     Ok(())
 }
@@ -280,9 +285,9 @@ pub struct ReleaseArgs {
     /// Deploy without backing the database up first.
     #[arg(long)]
     pub skip_backup: bool,
-    /// Where the pre-deploy backup goes.
+    /// Where the pre-deploy backup goes: a directory or s3://BUCKET/PREFIX (as `backup --dir`).
     #[arg(long, env = "BACKUP_DIR", default_value = "backups")]
-    pub backup_dir: PathBuf,
+    pub backup_dir: String,
     /// How long to watch the new colour after the switch.
     #[arg(long, default_value_t = 30)]
     pub bake_secs: u64,
@@ -404,7 +409,11 @@ pub async fn deploy(
     let plan = deploy::Plan {
         artifact,
         admin_url: admin,
-        backup_dir: (!args.skip_backup).then(|| args.backup_dir.clone()),
+        backup_to: if args.skip_backup {
+            None
+        } else {
+            Some(Destination::parse(&args.backup_dir).context("--backup-dir (BACKUP_DIR)")?)
+        },
         gates: deploy::Gates {
             ready_timeout: Duration::from_secs(args.ready_timeout_secs),
             bake: Duration::from_secs(args.bake_secs),

@@ -1,25 +1,33 @@
 //! Drives the operator's commands through the real binary against real PostgreSQL: backup,
-//! drop, restore and verify; corruption detection; tenant export and import; migration lint,
-//! lock and lock timeout.
+//! drop, restore and verify, to a directory and to an S3-compatible server; corruption
+//! detection; tenant export and import; migration lint, lock and lock timeout.
 
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ghostworks_ops::backup::Manifest;
 use ghostworks_ops::pg::{self, TableSum};
+use ghostworks_ops::storage::Destination;
 use ghostworks_testkit::{services, TestDb};
 use sqlx::{Connection, Executor, PgConnection};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ghostworks");
 
 fn ghostworks(args: &[&str], admin_url: &str) -> Output {
+    ghostworks_with(args, admin_url, &[])
+}
+
+/// `ghostworks` with only the variables the test gives it, plus `env`.
+fn ghostworks_with(args: &[&str], admin_url: &str, env: &[(&str, &str)]) -> Output {
     Command::new(BIN)
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .env("DATABASE_ADMIN_URL", admin_url)
         .env("GHOSTWORKS_ENV", "test")
+        .envs(env.iter().copied())
         .output()
         .expect("binary runs")
 }
@@ -62,10 +70,11 @@ async fn recreate_empty(db: &TestDb) {
     }
 }
 
-fn only_manifest(dir: &Path) -> (std::path::PathBuf, Manifest) {
-    let mut all = ghostworks_ops::backup::list(dir).unwrap();
+async fn only_manifest(dir: &Path) -> Manifest {
+    let dest = Destination::Local(dir.to_path_buf());
+    let mut all = ghostworks_ops::backup::list(&dest).await.unwrap();
     assert_eq!(all.len(), 1);
-    all.pop().unwrap()
+    all.pop().unwrap().1
 }
 
 #[tokio::test]
@@ -77,7 +86,7 @@ async fn backup_drop_restore_verify_gives_identical_data() {
     let dir_s = dir.path().to_str().unwrap();
     let out = ok(&["backup", "--dir", dir_s], &db.admin_url);
     assert!(out.contains("written"), "{out}");
-    let (_, manifest) = only_manifest(dir.path());
+    let manifest = only_manifest(dir.path()).await;
     assert_eq!(manifest.tables, before);
     let latest = ghostworks_db::MIGRATOR.iter().map(|m| m.version).max();
     assert_eq!(Some(manifest.schema_version), latest);
@@ -122,12 +131,9 @@ async fn a_corrupted_backup_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let dir_s = dir.path().to_str().unwrap();
     ok(&["backup", "--dir", dir_s], &db.admin_url);
-    let (_, manifest) = only_manifest(dir.path());
+    let manifest = only_manifest(dir.path()).await;
     let dump = dir.path().join(&manifest.dump_file);
-    let mut bytes = std::fs::read(&dump).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x55;
-    std::fs::write(&dump, bytes).unwrap();
+    flip_a_byte(&dump);
 
     let empty = services().database().await.unwrap();
     recreate_empty(&empty).await;
@@ -145,6 +151,217 @@ async fn a_corrupted_backup_is_refused() {
         .await
         .unwrap();
     assert!(pg::tables(&mut c).await.unwrap().is_empty());
+}
+
+fn flip_a_byte(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// An S3-compatible server (s3s-fs, which scripts/install-deps.sh installs) on a free loopback
+/// port, serving one bucket from a temporary directory; stopped when dropped.
+struct S3Server {
+    process: Child,
+    root: tempfile::TempDir,
+    endpoint: String,
+}
+
+const BUCKET: &str = "ghostworks-backups";
+const ACCESS_KEY: &str = "ghostworks-test";
+const SECRET_KEY: &str = "s3cr3t-never-printed";
+
+impl S3Server {
+    fn start() -> Self {
+        let bin = ghostworks_deploy_checks::require_tool("s3s-fs");
+        let root = tempfile::tempdir().unwrap();
+        // s3s-fs serves each directory of its root as a bucket.
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut process = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = process.try_wait().unwrap() {
+                panic!("{} exited ({status}) before listening", bin.display());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "s3s-fs did not listen on 127.0.0.1:{port} within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            process,
+            root,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn env(&self) -> [(&str, &str); 3] {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_ENDPOINT_URL", &self.endpoint),
+        ]
+    }
+
+    /// The file in which the server keeps an object.
+    fn object_file(&self, key: &str) -> std::path::PathBuf {
+        self.root.path().join(BUCKET).join(key)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[tokio::test]
+async fn backups_to_s3_are_listed_pruned_verified_and_restored() {
+    let db = seeded().await;
+    let before = sums(&db.admin_url).await;
+    let s3 = S3Server::start();
+    let prefix = format!("s3://{BUCKET}/prod");
+    let env = s3.env();
+    let s3_ok = |args: &[&str], url: &str, env: &[(&str, &str)]| {
+        let o = ghostworks_with(args, url, env);
+        let t = text(&o);
+        assert!(o.status.success(), "ghostworks {args:?}:\n{t}");
+        assert!(!t.contains(SECRET_KEY), "the secret key was printed:\n{t}");
+        t
+    };
+
+    // Three backups, keeping the two newest: the third run deletes the first.
+    let keep_two = [
+        "--keep-recent",
+        "2",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+    ];
+    let mut manifests = Vec::new();
+    let mut out = String::new();
+    for _ in 0..3 {
+        out = s3_ok(
+            &[&["backup", "--dir", &prefix][..], &keep_two].concat(),
+            &db.admin_url,
+            &env,
+        );
+        let written = out
+            .split_whitespace()
+            .find(|w| w.starts_with(&format!("{prefix}/ghostworks-")))
+            .unwrap_or_else(|| panic!("no manifest location in {out}"));
+        assert!(written.ends_with(".manifest.json"), "{out}");
+        manifests.push(written.to_string());
+    }
+    let first_dump = manifests[0].replace(".manifest.json", ".dump");
+    assert!(
+        out.contains(&format!("retention: deleted {first_dump}")),
+        "{out}"
+    );
+    // BACKUP_DIR names the bucket as well as --dir does.
+    let with_backup_dir = [&env[..], &[("BACKUP_DIR", prefix.as_str())]].concat();
+    let listed = s3_ok(&["backup", "list"], &db.admin_url, &with_backup_dir);
+    assert!(!listed.contains(&manifests[0]), "{listed}");
+    for m in &manifests[1..] {
+        assert!(listed.contains(m.as_str()), "{m} in:\n{listed}");
+    }
+    let stored: Vec<_> = std::fs::read_dir(s3.object_file("prod"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ghostworks-"))
+        .collect();
+    assert_eq!(stored.len(), 4, "two dumps and their manifests: {stored:?}");
+    assert!(
+        !stored.iter().any(|n| n.ends_with(".partial")),
+        "{stored:?}"
+    );
+
+    let out = s3_ok(
+        &["backup", "verify", "--from", &prefix],
+        &db.admin_url,
+        &env,
+    );
+    assert!(
+        out.contains(&format!("backup {} verified", manifests[2])),
+        "{out}"
+    );
+
+    recreate_empty(&db).await;
+    let out = s3_ok(&["restore", "--from", &manifests[1]], &db.admin_url, &env);
+    assert!(
+        out.contains("counts, checksums and row-level security verified"),
+        "{out}"
+    );
+    assert_eq!(sums(&db.admin_url).await, before);
+
+    // A corrupted object is refused before anything is restored.
+    let newest_dump = manifests[2].replace(".manifest.json", ".dump");
+    flip_a_byte(
+        &s3.object_file(
+            newest_dump
+                .strip_prefix(&format!("s3://{BUCKET}/"))
+                .unwrap(),
+        ),
+    );
+    let empty = services().database().await.unwrap();
+    recreate_empty(&empty).await;
+    for args in [
+        vec!["backup", "verify", "--from", &prefix],
+        vec!["restore", "--from", &newest_dump],
+    ] {
+        let o = ghostworks_with(&args, &empty.admin_url, &env);
+        assert!(!o.status.success(), "{args:?}");
+        let t = text(&o);
+        assert!(
+            t.contains(&format!("backup file {newest_dump} is corrupted")),
+            "{t}"
+        );
+        assert!(t.contains("sha256") && t.contains("refusing"), "{t}");
+    }
+    let mut c = pg::owner_connection(&empty.admin_url, "test")
+        .await
+        .unwrap();
+    assert!(pg::tables(&mut c).await.unwrap().is_empty());
+}
+
+#[test]
+fn s3_backups_name_the_missing_variable() {
+    let o = ghostworks(
+        &["backup", "--dir", "s3://ghostworks-backups/prod"],
+        "postgres://unused@127.0.0.1:1/unused",
+    );
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("AWS_ACCESS_KEY_ID is not set"), "{t}");
+    let o = ghostworks_with(
+        &["backup", "list", "--dir", "s3://ghostworks-backups/prod"],
+        "postgres://unused@127.0.0.1:1/unused",
+        &[
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_ENDPOINT_URL", "http://192.0.2.10:9000"),
+        ],
+    );
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("only to a loopback address"), "{t}");
+    assert!(!t.contains(SECRET_KEY), "{t}");
 }
 
 async fn tenant_sums(url: &str, slug: &str) -> Vec<TableSum> {

@@ -1,10 +1,11 @@
 //! Logical backups (pg_dump custom format, compressed) with a manifest, verification in a
 //! scratch database, restore into an empty database, and retention.
 //!
-//! A backup is two files in the backup directory: `ghostworks-<UTC time>.dump` and
-//! `ghostworks-<UTC time>.manifest.json`. The manifest's counts and checksums are taken in the
-//! same snapshot pg_dump reads (`pg_export_snapshot`), so they match the dump exactly even
-//! while traffic writes.
+//! A backup is two files in the backup directory or S3 prefix ([`Destination`]):
+//! `ghostworks-<UTC time>.dump` and `ghostworks-<UTC time>.manifest.json`, the manifest written
+//! last, so that a backup whose manifest exists is complete. The manifest's counts and checksums
+//! are taken in the same snapshot pg_dump reads (`pg_export_snapshot`), so they match the dump
+//! exactly even while traffic writes.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,8 +18,10 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use crate::pg::{self, TableSum};
 use crate::progress;
+use crate::storage::{Destination, Staging};
 
 const MANIFEST_SUFFIX: &str = ".manifest.json";
+const DUMP_SUFFIX: &str = ".dump";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -39,13 +42,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--from: cannot read the manifest {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| {
+    async fn read(dest: &Destination, name: &str) -> Result<Self> {
+        serde_json::from_slice(&dest.read(name).await?).with_context(|| {
             format!(
-                "--from: {} is not a backup manifest (or it is damaged)",
-                path.display()
+                "{} is not a backup manifest (or it is damaged)",
+                dest.location(name)
             )
         })
     }
@@ -55,33 +56,76 @@ impl Manifest {
     }
 }
 
-/// Resolves `--from`: a manifest, its dump, or a backup directory (its newest backup).
-pub fn locate(from: &Path) -> Result<PathBuf> {
-    if from.is_dir() {
-        return list(from)?
-            .pop()
-            .map(|(p, _)| p)
-            .with_context(|| format!("--from: no backup manifest in {}", from.display()));
-    }
-    let name = from.to_string_lossy();
-    if let Some(stem) = name.strip_suffix(".dump") {
-        return Ok(PathBuf::from(format!("{stem}{MANIFEST_SUFFIX}")));
-    }
-    if !from.exists() {
-        bail!("--from: {} does not exist", from.display());
-    }
-    Ok(from.to_path_buf())
+/// A backup ready to restore: its manifest, and its dump as a local file whose sha256 matches
+/// the manifest (downloaded from S3 into a temporary directory that lives as long as this).
+pub struct Located {
+    /// Where the manifest is, for messages.
+    pub origin: String,
+    pub manifest: Manifest,
+    pub dump: PathBuf,
+    _staging: Staging,
 }
 
-/// Every backup in `dir` with its manifest, oldest first.
-pub fn list(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
+/// Resolves `--from`: a manifest, its dump, or a backup directory or S3 prefix (its newest
+/// backup); downloads the backup from S3, and checks the dump's sha256 against the manifest.
+pub async fn locate(from: &str) -> Result<Located> {
+    let (parent, file) = match from.rsplit_once('/') {
+        Some(("", file)) => ("/", file),
+        Some(split) => split,
+        None => (".", from),
+    };
+    let is_backup_file = file.ends_with(MANIFEST_SUFFIX) || file.ends_with(DUMP_SUFFIX);
+    let dest = Destination::parse(if is_backup_file { parent } else { from }).context("--from")?;
+    let names = dest.names().await.context("--from")?;
+    let name = if is_backup_file {
+        match file.strip_suffix(DUMP_SUFFIX) {
+            Some(stem) => format!("{stem}{MANIFEST_SUFFIX}"),
+            None => file.to_string(),
+        }
+    } else {
+        list(&dest)
+            .await?
+            .pop()
+            .map(|(name, _)| name)
+            .with_context(|| format!("--from: no backup manifest in {dest}"))?
+    };
+    if !names.contains(&name) {
+        bail!("--from: {} does not exist", dest.location(&name));
+    }
+    let origin = dest.location(&name);
+    let manifest = Manifest::read(&dest, &name).await?;
+    if !names.contains(&manifest.dump_file) {
+        bail!(
+            "backup {origin} is incomplete: its dump {} is missing",
+            dest.location(&manifest.dump_file)
+        );
+    }
+    let staging = dest.staging()?;
+    let dump = dest.fetch(&manifest.dump_file, &staging).await?;
+    let actual = pg::sha256_file(&dump)?;
+    if actual != manifest.sha256 {
+        bail!(
+            "backup file {} is corrupted: its sha256 is {actual}, the manifest records {}; \
+             refusing to use it (take another backup, or restore an older one: `ghostworks backup list`)",
+            dest.location(&manifest.dump_file),
+            manifest.sha256
+        );
+    }
+    Ok(Located {
+        origin,
+        manifest,
+        dump,
+        _staging: staging,
+    })
+}
+
+/// Every backup in `dest` by manifest name, oldest first.
+pub async fn list(dest: &Destination) -> Result<Vec<(String, Manifest)>> {
     let mut out = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("--dir: cannot read {}", dir.display()))?;
-    for e in entries {
-        let path = e?.path();
-        if path.to_string_lossy().ends_with(MANIFEST_SUFFIX) {
-            out.push((path.clone(), Manifest::read(&path)?));
+    for name in dest.names().await? {
+        if name.ends_with(MANIFEST_SUFFIX) {
+            let manifest = Manifest::read(dest, &name).await?;
+            out.push((name, manifest));
         }
     }
     out.sort_by_key(|(_, m)| m.created_at);
@@ -116,22 +160,22 @@ pub fn retained(times: &[DateTime<Utc>], policy: Retention) -> BTreeSet<DateTime
     keep
 }
 
-/// Deletes the backups in `dir` that `policy` does not keep; returns the removed dumps.
-pub fn prune(dir: &Path, policy: Retention) -> Result<Vec<PathBuf>> {
-    let all = list(dir)?;
+/// Deletes the backups in `dest` that `policy` does not keep; returns the removed dumps'
+/// locations.
+pub async fn prune(dest: &Destination, policy: Retention) -> Result<Vec<String>> {
+    let all = list(dest).await?;
     let times: Vec<_> = all.iter().map(|(_, m)| m.created_at).collect();
     let keep = retained(&times, policy);
     let mut removed = Vec::new();
-    for (manifest_path, m) in all {
+    for (manifest_name, m) in all {
         if keep.contains(&m.created_at) {
             continue;
         }
-        let dump = dir.join(&m.dump_file);
-        if dump.exists() {
-            std::fs::remove_file(&dump)?;
-        }
-        std::fs::remove_file(&manifest_path)?;
-        removed.push(dump);
+        // The manifest first: interrupted here, what is left is a stray dump, never a listed
+        // backup without its dump.
+        dest.delete(&manifest_name).await?;
+        dest.delete(&m.dump_file).await?;
+        removed.push(dest.location(&m.dump_file));
     }
     Ok(removed)
 }
@@ -161,17 +205,15 @@ fn run_with_progress(cmd: std::process::Command, what: &str, watch: Option<&Path
     result
 }
 
-/// Writes a backup of the database at `url` (the schema owner) into `dir`; returns the
-/// manifest's path.
-pub async fn create(url: &str, dir: &Path) -> Result<(PathBuf, Manifest)> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("--dir: cannot create {}", dir.display()))?;
+/// Writes a backup of the database at `url` (the schema owner) to `dest`; returns the
+/// manifest's location.
+pub async fn create(url: &str, dest: &Destination) -> Result<(String, Manifest)> {
+    let staging = dest.staging()?;
     let started = Instant::now();
     let created_at = Utc::now();
     let stem = format!("ghostworks-{}", created_at.format("%Y%m%dT%H%M%S%.3fZ"));
-    let dump_file = format!("{stem}.dump");
-    let dump_path = dir.join(&dump_file);
-    let partial = dir.join(format!("{dump_file}.partial"));
+    let dump_file = format!("{stem}{DUMP_SUFFIX}");
+    let partial = staging.dir().join(format!("{dump_file}.partial"));
 
     let mut conn = pg::owner_connection(url, "ghostworks-backup").await?;
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -206,7 +248,7 @@ pub async fn create(url: &str, dir: &Path) -> Result<(PathBuf, Manifest)> {
 
     let sha256 = pg::sha256_file(&partial)?;
     let dump_bytes = std::fs::metadata(&partial)?.len();
-    std::fs::rename(&partial, &dump_path)?;
+    dest.put(&partial, &dump_file).await?;
     let manifest = Manifest {
         format: 1,
         created_at,
@@ -220,34 +262,11 @@ pub async fn create(url: &str, dir: &Path) -> Result<(PathBuf, Manifest)> {
         duration_ms: started.elapsed().as_millis() as u64,
         tables,
     };
-    let manifest_path = dir.join(format!("{stem}{MANIFEST_SUFFIX}"));
-    let tmp = dir.join(format!("{stem}{MANIFEST_SUFFIX}.partial"));
+    let manifest_name = format!("{stem}{MANIFEST_SUFFIX}");
+    let tmp = staging.dir().join(format!("{manifest_name}.partial"));
     std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)?;
-    std::fs::rename(&tmp, &manifest_path)?;
-    Ok((manifest_path, manifest))
-}
-
-/// The dump beside `manifest_path`, after checking its size and sha256 against the manifest.
-pub fn checked_dump(manifest_path: &Path, manifest: &Manifest) -> Result<PathBuf> {
-    let dir = manifest_path.parent().unwrap_or(Path::new("."));
-    let dump = dir.join(&manifest.dump_file);
-    if !dump.exists() {
-        bail!(
-            "backup {} is incomplete: its dump {} is missing",
-            manifest_path.display(),
-            dump.display()
-        );
-    }
-    let actual = pg::sha256_file(&dump)?;
-    if actual != manifest.sha256 {
-        bail!(
-            "backup file {} is corrupted: its sha256 is {actual}, the manifest records {}; \
-             refusing to use it (take another backup, or restore an older one: `ghostworks backup list`)",
-            dump.display(),
-            manifest.sha256
-        );
-    }
-    Ok(dump)
+    dest.put(&tmp, &manifest_name).await?;
+    Ok((dest.location(&manifest_name), manifest))
 }
 
 async fn is_empty(conn: &mut PgConnection) -> Result<bool> {
@@ -321,21 +340,12 @@ pub fn compare(expected: &[TableSum], actual: &[TableSum]) -> Result<()> {
     }
 }
 
-/// What a restore did.
-#[derive(Debug)]
-pub struct Restored {
-    pub manifest: Manifest,
-    pub duration: Duration,
-}
-
-/// Restores the backup of `manifest_path` into the database at `url` (as the schema owner),
-/// which must be empty unless `force` (which drops its public schema first). Recreates the
-/// group roles, checks that every tenant table has forced row-level security, and verifies
-/// counts and checksums against the manifest.
-pub async fn restore(url: &str, manifest_path: &Path, force: bool) -> Result<Restored> {
+/// Restores the backup into the database at `url` (as the schema owner), which must be empty
+/// unless `force` (which drops its public schema first). Recreates the group roles, checks
+/// that every tenant table has forced row-level security, and verifies counts and checksums
+/// against the manifest. Returns how long it took.
+pub async fn restore(url: &str, backup: &Located, force: bool) -> Result<Duration> {
     let started = Instant::now();
-    let manifest = Manifest::read(manifest_path)?;
-    let dump = checked_dump(manifest_path, &manifest)?;
     let mut conn = pg::owner_connection(url, "ghostworks-restore").await?;
     if !is_empty(&mut conn).await? {
         if !force {
@@ -362,7 +372,7 @@ pub async fn restore(url: &str, manifest_path: &Path, force: bool) -> Result<Res
         "--exit-on-error",
         "--no-password",
     ])
-    .arg(&dump);
+    .arg(&backup.dump);
     tokio::task::spawn_blocking(move || run_with_progress(cmd, "pg_restore", None)).await??;
 
     let unprotected = unprotected_tenant_tables(&mut conn).await?;
@@ -376,23 +386,20 @@ pub async fn restore(url: &str, manifest_path: &Path, force: bool) -> Result<Res
     conn.execute("ANALYZE").await?;
     let actual = pg::database_sums(&mut conn).await?;
     conn.close().await?;
-    compare(&manifest.tables, &actual)?;
-    Ok(Restored {
-        manifest,
-        duration: started.elapsed(),
-    })
+    compare(&backup.manifest.tables, &actual)?;
+    Ok(started.elapsed())
 }
 
 /// Restores the backup into a scratch database beside the one at `url`, checks counts and
 /// checksums against the manifest, and drops the scratch database again.
-pub async fn verify(url: &str, manifest_path: &Path) -> Result<Restored> {
+pub async fn verify(url: &str, backup: &Located) -> Result<Duration> {
     let scratch = format!("gw_verify_{}", uuid::Uuid::new_v4().simple());
     let mut admin = pg::owner_connection(url, "ghostworks-backup-verify").await?;
     admin
         .execute(format!("CREATE DATABASE {scratch}").as_str())
         .await
         .context("cannot create the scratch database (the owner needs CREATEDB)")?;
-    let result = restore(&pg::with_database(url, &scratch)?, manifest_path, false).await;
+    let result = restore(&pg::with_database(url, &scratch)?, backup, false).await;
     admin
         .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
         .await?;

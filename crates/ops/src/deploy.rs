@@ -263,7 +263,7 @@ pub struct Plan<'a> {
     pub artifact: String,
     /// The schema owner's URL, reachable from this host; only the backup needs it.
     pub admin_url: Option<&'a str>,
-    pub backup_dir: Option<PathBuf>,
+    pub backup_to: Option<crate::storage::Destination>,
     pub gates: Gates,
     pub by: String,
 }
@@ -463,7 +463,7 @@ pub async fn deploy(
     let mut switched = false;
     let outcome: std::result::Result<(), StepError> = async {
         release = step("check", runtime.check(&plan.artifact))?;
-        if let Some(dir) = &plan.backup_dir {
+        if let Some(dest) = &plan.backup_to {
             let url = step(
                 "backup",
                 plan.admin_url.context(
@@ -471,7 +471,7 @@ pub async fn deploy(
                      as the schema owner; set it, or pass --skip-backup after backing up another way",
                 ),
             )?;
-            step("backup", crate::backup::create(url, dir).await)?;
+            step("backup", crate::backup::create(url, dest).await)?;
         }
         let status = step("migrate", runtime.migration_status(&release))?;
         let contracts: Vec<i64> = Migration::parse(&status)

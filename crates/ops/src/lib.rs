@@ -9,4 +9,5 @@ pub mod lint;
 pub mod migrate;
 pub mod pg;
 pub mod progress;
+pub mod storage;
 pub mod tenant;
