@@ -389,10 +389,17 @@ fn runtime(
     Ok(Box::new(rt))
 }
 
+/// Who deploys: the login behind sudo, else the user (from the environment, else the uid's
+/// name, as under cron or in a container, where USER is often unset).
 fn who() -> String {
     ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            let out = std::process::Command::new("id").arg("-un").output().ok()?;
+            let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
+            (out.status.success() && !name.is_empty()).then_some(name)
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
