@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI container stage: build the images without any registry, run the hardened
-# stack (postgres + redis + migrate + api + worker + nginx, and a throwaway
-# SMTP sink for the worker) and test it from outside.
+# stack (postgres + redis + migrate + api + worker + web + nginx, and a
+# throwaway SMTP sink for the worker) and test it from outside.
 #
 #   make containers            (or: scripts/ci/containers.sh)
 #
@@ -18,9 +18,10 @@
 #      packaged by deploy/Dockerfile.prebuilt.
 #   4. the stack: docker-compose.yml + docker-compose.prod.yml +
 #      docker-compose.ci.yml, throwaway secrets, GHOSTWORKS_ENV=production.
-#   5. acceptance through nginx on 127.0.0.1 (register -> the worker mails the
-#      verification link to the sink -> verify through nginx -> login ...);
-#   6. isolation and hardening (api and worker), the worker's graceful stop;
+#   5. acceptance through nginx on 127.0.0.1 (the web app's pages at / and
+#      /login; register -> the worker mails the verification link to the sink
+#      -> verify through nginx -> login ...);
+#   6. isolation and hardening (api, worker and web), the worker's graceful stop;
 #   7. blue/green deploys through `ghostworks deploy --runtime compose` under a
 #      steady load through nginx (the stack's image as blue, a next release
 #      as green, a rollback to blue): zero failed requests, every acknowledged
@@ -521,7 +522,7 @@ cp -r "$ROOT/deploy/nginx" "$GHOSTWORKS_NGINX_CONF_DIR"
 chmod -R a+rX "$GHOSTWORKS_NGINX_CONF_DIR"
 nginx_version="$(docker run --rm --network none "$NGINX_IMAGE" nginx -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')"
 if [ "$(printf '%s\n' "$nginx_version" 1.27.3 | sort -V | head -n 1)" != 1.27.3 ]; then
-    sed -i -E 's/[[:space:]]+resolve;/;/' "$GHOSTWORKS_NGINX_CONF_DIR/upstream-api.conf"
+    sed -i -E 's/[[:space:]]+resolve;/;/' "$GHOSTWORKS_NGINX_CONF_DIR"/upstream-*.conf
     log "nginx $nginx_version: mounting deploy/nginx without upstream 'resolve'"
 fi
 
@@ -544,10 +545,10 @@ check "ghostworks config check (production, secrets as files)" \
 check "ghostworks config check --worker (production, secrets as files)" \
     compose run --rm --no-deps -T worker config check --worker
 
-SERVICES=(postgres redis migrate api worker mailsink nginx)
+SERVICES=(postgres redis migrate api worker web mailsink nginx)
 log "compose up ${SERVICES[*]}"
 # `up -d` waits for the depends_on conditions (postgres/redis healthy, migrate
-# completed, api healthy before nginx); `--wait` is not used because Compose
+# completed, api healthy before web, both before nginx); `--wait` is not used because Compose
 # treats the one-shot migrate's exit as a failure.
 mapfile -d '' args < <(compose_args)
 if ! timeout 300 "$DOCKER_BIN" compose "${args[@]}" \
@@ -571,13 +572,13 @@ wait_healthy() { # SERVICE: healthy within 120 s
     log "$1 is '$state'"
     return 1
 }
-for s in postgres redis api worker mailsink nginx; do
+for s in postgres redis api worker web mailsink nginx; do
     wait_healthy "$s" || die "healthy: $s" "never became healthy"
 done
 migrate_id="$(container_of migrate)"
 [ "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$migrate_id")" = "exited 0" ] \
     || die "migrate" "did not exit 0"
-pass "stack healthy: postgres, redis, api, worker, mailsink, nginx; migrate exited 0"
+pass "stack healthy: postgres, redis, api, worker, web, mailsink, nginx; migrate exited 0"
 
 # ---------------------------------------------------------------------------
 step "5. acceptance through nginx ($BASE)"
@@ -615,6 +616,25 @@ security_headers_ok() {
 check "security headers through nginx, each exactly once" security_headers_ok
 req GET /health
 check "X-Request-ID minted when absent" test -n "$(header x-request-id)"
+
+# Pages: nginx sends everything outside the API's paths to the web app, which
+# sets its own CSP; the edge adds only what it did not send.
+is_html_page() { # MARKER: the last response is an HTML page containing MARKER
+    [[ "$(header content-type)" == text/html* ]] && grep -qi '<!doctype html' <<<"$BODY" && grep -qF "$1" <<<"$BODY"
+}
+web_csp() { # the web app's policy, not the API's (default-src 'none')
+    local csp; csp="$(header content-security-policy)"
+    echo "CSP: $csp"
+    [[ "$csp" == *"default-src 'self'"* && "$csp" == *"frame-ancestors 'none'"* ]]
+}
+req GET /
+expect "GET / (the web app's landing page)" 200
+check "GET / is the web app's HTML landing page" is_html_page 'class="button" href="/login"'
+check "GET /: the web app's CSP (default-src 'self', frame-ancestors 'none')" web_csp
+check "security headers on a page through nginx, each exactly once" security_headers_ok
+req GET /login
+expect "GET /login" 200
+check "GET /login is the web app's HTML login form" is_html_page 'action="/login"'
 
 r="$(rand)"; email="ci-${r:0:12}@example.com"
 password='Ci-Passw0rd!2026'
@@ -751,19 +771,29 @@ metrics_count_the_email() {
 }
 check "worker /metrics counts the delivered verification e-mail" metrics_count_the_email
 
-for s in api worker; do
+# The web app: the frontend network only, nothing published, no secret.
+web_id="$(container_of web)"
+check "web publishes no ports" test -z "$(docker inspect -f '{{range $p, $b := .HostConfig.PortBindings}}{{$p}} {{end}}' "$web_id")"
+check "web is attached to the frontend network only" \
+    test "$(docker inspect -f '{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}' "$web_id")" = "$frontend_net "
+check "web mounts no secret and names none" compose exec -T web bash -c \
+    'test ! -e /run/secrets && test -z "$(env | grep -E "^[A-Z_]+_FILE=." || true)"'
+check "web /health/ready (the API reachable from it)" \
+    compose exec -T web ghostworks healthcheck --url http://127.0.0.1:3000/health/ready
+
+for s in api worker web; do
     id="$(container_of "$s")"
     check "$s runs as 1001:1001" test "$(docker inspect -f '{{.Config.User}}' "$id")" = 1001:1001
     check "$s ReadonlyRootfs" test "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$id")" = true
 done
 check "mailsink runs as 65534 on a read-only root" \
     test "$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}' "$(container_of mailsink)")" = "65534:65534 true"
-for s in api worker mailsink migrate postgres redis nginx; do
+for s in api worker web mailsink migrate postgres redis nginx; do
     id="$(container_of "$s")"
     check "$s: CapDrop ALL, no-new-privileges" \
         test "$(docker inspect -f '{{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}}' "$id")" = '["ALL"] ["no-new-privileges:true"]'
 done
-for s in api worker; do
+for s in api worker web; do
     check "$s process: uid 1001, no capabilities" compose exec -T "$s" bash -c \
         'test "$(id -u):$(id -g)" = 1001:1001 && grep -q "^CapEff:[[:space:]]*0000000000000000$" /proc/1/status'
     check_fails "writing to / inside $s fails" compose exec -T "$s" bash -c 'echo x > /ci-write-probe'
@@ -779,7 +809,7 @@ no_secret_in_inspect() {
     local s
     for s in "$jwt_secret" "$pg_password" "$api_password" "$worker_password"; do
         docker inspect "$(container_of api)" "$(container_of postgres)" "$(container_of migrate)" \
-            "$(container_of worker)" "$(container_of mailsink)" | grep -q "$s" && return 1
+            "$(container_of worker)" "$(container_of web)" "$(container_of mailsink)" | grep -q "$s" && return 1
     done
     return 0
 }
@@ -896,13 +926,14 @@ if [ "$deploy_ok" = 1 ]; then
         "$(docker ps -q --filter "label=com.docker.compose.service=api-blue")")"
     blue_worker_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$backend_net\").IPAddress}}" \
         "$(docker ps -q --filter "label=com.docker.compose.service=worker-blue")")"
+    web_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$frontend_net\").IPAddress}}" "$web_id")"
     prometheus_scrapes_blue() {
         local i targets
         for i in $(seq 1 40); do
             targets="$(compose exec -T prometheus wget -qO- 'http://127.0.0.1:9090/api/v1/targets?state=active' 2>/dev/null || true)"
-            if jq -e --arg a "$blue_api_ip:8000" --arg w "$blue_worker_ip:8001" '
+            if jq -e --arg a "$blue_api_ip:8000" --arg w "$blue_worker_ip:8001" --arg web "$web_ip:3000" '
                 [.data.activeTargets[] | select(.health == "up") | .labels.instance] as $up
-                | ($up | index($a)) != null and ($up | index($w)) != null' <<<"$targets" >/dev/null 2>&1; then
+                | ($up | index($a)) != null and ($up | index($w)) != null and ($up | index($web)) != null' <<<"$targets" >/dev/null 2>&1; then
                 return 0
             fi
             sleep 2
@@ -911,7 +942,7 @@ if [ "$deploy_ok" = 1 ]; then
         return 1
     }
     if compose up -d --no-deps prometheus >"$WORK/prometheus.log" 2>&1; then
-        check "Prometheus scrapes api-blue and worker-blue (found through the network aliases)" prometheus_scrapes_blue
+        check "Prometheus scrapes api-blue, worker-blue and web (found through the network aliases)" prometheus_scrapes_blue
     else
         fail "prometheus up" "$(tail -c 400 "$WORK/prometheus.log")"
     fi

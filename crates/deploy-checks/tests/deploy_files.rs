@@ -343,6 +343,35 @@ fn worker_rules(model: &Value, v: &mut Vec<String>) {
     }
 }
 
+/// The web role in every stack that runs the application: after a healthy API, its own
+/// readiness probe, API_URL in `environment` (a deploy's colours override it there), and the
+/// alias Prometheus finds every web container by.
+fn web_rules(model: &Value, v: &mut Vec<String>) {
+    let w = &model["services"]["web"];
+    if w.is_null() {
+        v.push("web service missing".into());
+        return;
+    }
+    if str_list(&w["command"]) != ["web"] {
+        v.push(format!("web: command must be [\"web\"] (is {})", w["command"]));
+    }
+    if depends_condition(w, "api") != Some("service_healthy") {
+        v.push("web: depends_on api must have condition service_healthy".into());
+    }
+    let test = w["healthcheck"]["test"].to_string();
+    if !test.contains("healthcheck") || !test.contains(":3000/health/ready") {
+        v.push(format!(
+            "web: healthcheck must run `ghostworks healthcheck --url http://127.0.0.1:3000/health/ready` (is {test})"
+        ));
+    }
+    if !w["environment"]["API_URL"].is_string() {
+        v.push("web: API_URL must be set in environment".into());
+    }
+    if !str_list(&w["networks"]["frontend"]["aliases"]).contains(&"ghostworks-web") {
+        v.push("web: must join the frontend network with the alias ghostworks-web".into());
+    }
+}
+
 fn compose_rules(stack: Stack, model: &Value) -> Vec<String> {
     let mut v = Vec::new();
     let svcs = services(model);
@@ -437,6 +466,7 @@ fn compose_rules(stack: Stack, model: &Value) -> Vec<String> {
             v.push("migrate: depends_on postgres must have condition service_healthy".into());
         }
         worker_rules(model, &mut v);
+        web_rules(model, &mut v);
     }
 
     if stack == Stack::Prod {
@@ -450,7 +480,7 @@ fn prod_rules(model: &Value, svcs: &[(&str, &Value)], v: &mut Vec<String>) {
         .iter()
         .filter(|(_, s)| is_ghostworks_service(s))
         .collect();
-    for needed in ["api", "migrate", "worker"] {
+    for needed in ["api", "migrate", "worker", "web"] {
         if !ghostworks.iter().any(|(n, _)| *n == needed) {
             v.push(format!("{needed}: not recognised as a ghostworks service"));
         }
@@ -578,6 +608,18 @@ fn prod_rules(model: &Value, svcs: &[(&str, &Value)], v: &mut Vec<String>) {
         }
         if worker["network_mode"].is_string() {
             v.push("worker: network_mode bypasses the compose networks".into());
+        }
+    }
+
+    // The web role only talks to the API over HTTP: no secret, no datastore network.
+    let web = &model["services"]["web"];
+    if !web.is_null() {
+        if web["secrets"].as_array().is_some_and(|s| !s.is_empty()) || !file_vars(web).is_empty() {
+            v.push("web: must mount no secret (it holds none)".into());
+        }
+        let nets = web["networks"].as_object();
+        if nets.is_some_and(|n| n.keys().any(|k| k != "frontend")) {
+            v.push("web: must be attached to the frontend network only".into());
         }
     }
 
@@ -1444,12 +1486,12 @@ fn k8s_example_secret_is_not_rendered() {
 // ---------------------------------------------------------------------------------------
 // Prometheus and Grafana
 
-/// Scrape job and compose target of every Ghostworks role Compose runs (the web role is not
-/// a Compose service yet).
+/// Scrape job and compose target of every Ghostworks role Compose runs.
 /// Job, the network alias every container of the role has (whatever its deploy colour), port.
 const SCRAPED_ROLES: &[(&str, &str, u64)] = &[
     ("ghostworks-api", "ghostworks-api", 8000),
     ("ghostworks-worker", "ghostworks-worker", 8001),
+    ("ghostworks-web", "ghostworks-web", 3000),
 ];
 
 #[test]
@@ -1812,6 +1854,15 @@ fn compose_rules_reject_insecure_production_changes() {
     w["networks"]["frontend"] = Value::Null;
     w["healthcheck"]["test"] =
         serde_json::json!(["CMD", "/usr/local/bin/ghostworks", "healthcheck"]);
+    let web = &mut m["services"]["web"];
+    web["read_only"] = false.into();
+    web["user"] = "0:0".into();
+    web["environment"]["JWT_SECRET_KEY_FILE"] = "/run/secrets/jwt_secret".into();
+    web["secrets"] =
+        serde_json::json!([{"source": "jwt_secret", "target": "/run/secrets/jwt_secret"}]);
+    web["networks"]["backend"] = Value::Null;
+    web["networks"]["frontend"]["aliases"] = serde_json::json!([]);
+    web["depends_on"]["api"]["condition"] = "service_started".into();
     let v = compose_rules(Stack::Prod, &m);
     for needle in [
         "api: JWT_SECRET_KEY is set as a plain value",
@@ -1838,6 +1889,12 @@ fn compose_rules_reject_insecure_production_changes() {
         "worker: depends_on migrate must have condition service_completed_successfully",
         "worker: must not be attached to the frontend network",
         "worker: healthcheck must run",
+        "web: read_only must be true",
+        "web: user must be",
+        "web: must mount no secret",
+        "web: must be attached to the frontend network only",
+        "web: must join the frontend network with the alias ghostworks-web",
+        "web: depends_on api must have condition service_healthy",
     ] {
         assert_flags(&v, needle);
     }
