@@ -842,10 +842,11 @@ gw_deploy() { # deploy|rollback [ARGS...]: the host's ghostworks drives `docker 
 # Steady, bounded load through nginx, within the limits every request from
 # this host shares (one client address): nginx's 20 r/s, and the API's 60
 # artifact reads and 30 artifact writes per minute. Workspace reads (no API
-# limit) at about 8/s, artifact lists at 0.9/s, artifact creations at 0.45/s.
+# limit) at about 8/s, web pages (the login page, nginx's pages zone) at 2/s,
+# artifact lists at 0.9/s, artifact creations at 0.45/s.
 # Every answer is logged; the writer also logs the id of each acknowledged
 # artifact.
-load_loop() { # workspace|list|write
+load_loop() { # workspace|page|list|write
     local n=0 code pause
     while [ ! -e "$WORK/load.stop" ]; do
         n=$((n + 1))
@@ -853,6 +854,8 @@ load_loop() { # workspace|list|write
             workspace) pause=0.12
                 code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "authorization: Bearer $token" \
                     "$BASE/api/v1/workspaces/$ws" || echo 000)" ;;
+            page) pause=0.5
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$BASE/login" || echo 000)" ;;
             list) pause=1.1
                 code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "authorization: Bearer $token" \
                     "$BASE/api/v1/workspaces/$ws/artifacts?limit=5" || echo 000)" ;;
@@ -869,7 +872,7 @@ load_loop() { # workspace|list|write
 }
 OUT_DIR="$WORK/load"; mkdir -p "$OUT_DIR"
 load_pids=()
-for kind in workspace list write; do
+for kind in workspace page list write; do
     : >"$OUT_DIR/$kind.log"
     load_loop "$kind" & load_pids+=($!)
 done
@@ -888,8 +891,8 @@ for d in "deploy --release $GHOSTWORKS_IMAGE" "deploy --release $next_image" "ro
 done
 touch "$WORK/load.stop"
 wait "${load_pids[@]}" || true
-reads="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/list.log" | wc -l)"; writes="$(wc -l <"$OUT_DIR/write.log")"
-bad="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/list.log" | grep -cv '^200$' || true)"
+reads="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/page.log" "$OUT_DIR/list.log" | wc -l)"; writes="$(wc -l <"$OUT_DIR/write.log")"
+bad="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/page.log" "$OUT_DIR/list.log" | grep -cv '^200$' || true)"
 bad=$((bad + $(grep -cv '^201 ' "$OUT_DIR/write.log" || true)))
 codes="$(cut -d' ' -f1 "$OUT_DIR"/*.log | sort | uniq -c | tr -s ' \n' ' ')"
 check "zero failed requests during the deploys ($reads reads, $writes writes; answers:$codes)" \
@@ -914,19 +917,26 @@ if [ "$deploy_ok" = 1 ]; then
     log "deploy history:"; cat "$WORK/history.txt"
     check "deploy history: three succeeded releases, the last back on blue" \
         test "$(awk 'NR > 1 { print $3, $4 }' "$WORK/history.txt" | tr '\n' ' ')" = "blue succeeded green succeeded blue succeeded "
-    check "nginx routes to api-blue" grep -q '^server api-blue:' "$GHOSTWORKS_NGINX_CONF_DIR/upstream-api.conf"
+    check "nginx routes to api-blue and web-blue" \
+        grep -q '^server web-blue:' "$GHOSTWORKS_NGINX_CONF_DIR/upstream-web.conf" \
+        -a "$(grep -c '^server api-blue:' "$GHOSTWORKS_NGINX_CONF_DIR/upstream-api.conf")" = 1
     colour_containers() { docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" --filter "label=org.ghostworks.colour=$1"; }
-    check "green's containers are gone after the rollback, blue's two run" \
-        test -z "$(colour_containers green)" -a "$(colour_containers blue | wc -l)" = 2
-    check "api-blue: hardened like api (1001, read-only, CapDrop ALL)" \
-        test "$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}}' \
-            "$(docker ps -q --filter "label=com.docker.compose.service=api-blue")")" = '1001:1001 true ["ALL"]'
+    check "green's containers are gone after the rollback, blue's three run" \
+        test -z "$(colour_containers green)" -a "$(colour_containers blue | wc -l)" = 3
+    for s in api-blue worker-blue web-blue; do
+        check "$s: hardened like its service (1001, read-only, CapDrop ALL)" \
+            test "$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}}' \
+                "$(docker ps -q --filter "label=com.docker.compose.service=$s")")" = '1001:1001 true ["ALL"]'
+    done
+    check "web-blue talks to api-blue" test "$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' \
+        "$(docker ps -q --filter "label=com.docker.compose.service=web-blue")" | grep '^API_URL=')" = "API_URL=http://api-blue:8000"
     # Prometheus finds each colour's containers by their network alias.
     blue_api_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$backend_net\").IPAddress}}" \
         "$(docker ps -q --filter "label=com.docker.compose.service=api-blue")")"
     blue_worker_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$backend_net\").IPAddress}}" \
         "$(docker ps -q --filter "label=com.docker.compose.service=worker-blue")")"
-    web_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$frontend_net\").IPAddress}}" "$web_id")"
+    web_ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$frontend_net\").IPAddress}}" \
+        "$(docker ps -q --filter "label=com.docker.compose.service=web-blue")")"
     prometheus_scrapes_blue() {
         local i targets
         for i in $(seq 1 40); do
@@ -942,7 +952,7 @@ if [ "$deploy_ok" = 1 ]; then
         return 1
     }
     if compose up -d --no-deps prometheus >"$WORK/prometheus.log" 2>&1; then
-        check "Prometheus scrapes api-blue, worker-blue and web (found through the network aliases)" prometheus_scrapes_blue
+        check "Prometheus scrapes api-blue, worker-blue and web-blue (found through the network aliases)" prometheus_scrapes_blue
     else
         fail "prometheus up" "$(tail -c 400 "$WORK/prometheus.log")"
     fi
