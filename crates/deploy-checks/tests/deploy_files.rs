@@ -353,7 +353,10 @@ fn web_rules(model: &Value, v: &mut Vec<String>) {
         return;
     }
     if str_list(&w["command"]) != ["web"] {
-        v.push(format!("web: command must be [\"web\"] (is {})", w["command"]));
+        v.push(format!(
+            "web: command must be [\"web\"] (is {})",
+            w["command"]
+        ));
     }
     if depends_condition(w, "api") != Some("service_healthy") {
         v.push("web: depends_on api must have condition service_healthy".into());
