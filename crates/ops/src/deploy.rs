@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
+use ghostworks_telemetry::signals::Signals;
 use serde::{Deserialize, Serialize};
 
 pub mod compose;
-pub mod metrics;
 pub mod nginx;
 pub mod process;
 
@@ -319,10 +319,10 @@ async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
         .map(|i| format!("{}/metrics", i.base_url))
         .collect();
     let scrape = || async {
-        let mut total = metrics::Signals::default();
+        let mut total = Signals::default();
         for u in &urls {
             let text = http.get(u).send().await?.error_for_status()?.text().await?;
-            total.add(&metrics::Signals::parse(&text));
+            total.add(&Signals::parse(&text));
         }
         anyhow::Ok(total)
     };
@@ -331,7 +331,7 @@ async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let window = scrape().await?.since(&start);
-        if window.requests >= gates.min_requests {
+        if window.requests >= gates.min_requests as f64 {
             let ratio = window.error_ratio();
             if ratio > gates.max_error_ratio {
                 bail!(
@@ -341,7 +341,7 @@ async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
                     gates.max_error_ratio * 100.0
                 );
             }
-            if let Some(p95) = window.p95() {
+            if let Some(p95) = window.quantile(0.95) {
                 if p95 > gates.max_p95 {
                     bail!(
                         "p95 latency {:?} over {} requests exceeds --max-p95-ms {}",

@@ -1,6 +1,7 @@
 //! Telemetry shared by every role: log lines (JSON or human-readable), OpenTelemetry traces
 //! exported over OTLP/HTTP, W3C trace-context propagation, and the durations of SQL and Redis
-//! spans as Prometheus histograms.
+//! spans as Prometheus histograms; and the golden signals read back from a service's
+//! `/metrics` ([`signals`]).
 //!
 //! One subscriber, three consumers with their own filters: the log output follows LOG_LEVEL
 //! (or RUST_LOG), while the trace exporter and the timing histograms always see Ghostworks'
@@ -8,6 +9,7 @@
 
 mod filter;
 mod propagation;
+pub mod signals;
 mod timings;
 
 use std::time::Duration;

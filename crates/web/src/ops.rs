@@ -1,68 +1,16 @@
 //! The operations dashboard's data: the API's own `/metrics`, sampled on a timer into a small
 //! ring, turned into request rate, error rate and latency percentiles between samples.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use ghostworks_telemetry::signals::Signals;
 
 use crate::Web;
 
 /// Ten minutes at one sample every five seconds.
 const KEEP: usize = 120;
-
-/// Cumulative figures parsed from one scrape.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Scrape {
-    pub requests: f64,
-    pub errors: f64,
-    /// Upper bound (seconds; `inf` last) to cumulative count, summed over routes.
-    pub buckets: BTreeMap<u64, f64>,
-}
-
-/// Reads `http_requests_total` (5xx are errors) and `http_request_duration_seconds_bucket`
-/// from Prometheus text; other series are ignored.
-pub fn parse(text: &str) -> Scrape {
-    let mut s = Scrape::default();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-        let label = |key: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
-                .map(|v| v.trim_end_matches(['}', '"']))
-        };
-        match name {
-            "http_requests_total" => {
-                s.requests += value;
-                if label("status_code").is_some_and(|c| c.starts_with('5')) {
-                    s.errors += value;
-                }
-            }
-            "http_request_duration_seconds_bucket" => {
-                let le = match label("le") {
-                    Some("+Inf") => f64::INFINITY,
-                    Some(v) => v.parse().unwrap_or(f64::INFINITY),
-                    None => continue,
-                };
-                // Keyed by microseconds so the map orders the bounds.
-                let key = if le.is_infinite() {
-                    u64::MAX
-                } else {
-                    (le * 1e6) as u64
-                };
-                *s.buckets.entry(key).or_default() += value;
-            }
-            _ => {}
-        }
-    }
-    s
-}
 
 /// One point of each chart, for the interval ending at a sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -74,62 +22,27 @@ pub struct Point {
     pub p99_ms: f64,
 }
 
-/// The quantile `q` of the observations between two histogram scrapes, interpolated
-/// linearly inside the bucket (Prometheus' `histogram_quantile`).
-fn quantile(q: f64, before: &BTreeMap<u64, f64>, after: &BTreeMap<u64, f64>) -> f64 {
-    let delta: Vec<(u64, f64)> = after
-        .iter()
-        .map(|(le, c)| (*le, c - before.get(le).copied().unwrap_or(0.0)))
-        .collect();
-    let total = delta.last().map(|(_, c)| *c).unwrap_or(0.0);
-    if total <= 0.0 {
-        return 0.0;
-    }
-    let rank = q * total;
-    let mut prev = (0u64, 0.0);
-    for (le, count) in delta {
-        if count >= rank {
-            if le == u64::MAX {
-                return prev.0 as f64 / 1e3;
-            }
-            let span = count - prev.1;
-            let frac = if span > 0.0 {
-                (rank - prev.1) / span
-            } else {
-                1.0
-            };
-            return (prev.0 as f64 + (le - prev.0) as f64 * frac) / 1e3;
-        }
-        prev = (le, count);
-    }
-    prev.0 as f64 / 1e3
-}
-
-pub fn point(before: &Scrape, after: &Scrape, seconds: f64) -> Point {
-    let requests = (after.requests - before.requests).max(0.0);
-    let errors = (after.errors - before.errors).max(0.0);
+pub fn point(before: &Signals, after: &Signals, seconds: f64) -> Point {
+    let w = after.since(before);
+    let ms = |q| w.quantile(q).map_or(0.0, |d| d.as_secs_f64() * 1e3);
     Point {
         rate: if seconds > 0.0 {
-            requests / seconds
+            w.requests / seconds
         } else {
             0.0
         },
-        error_pct: if requests > 0.0 {
-            errors / requests * 100.0
-        } else {
-            0.0
-        },
-        p50_ms: quantile(0.50, &before.buckets, &after.buckets),
-        p95_ms: quantile(0.95, &before.buckets, &after.buckets),
-        p99_ms: quantile(0.99, &before.buckets, &after.buckets),
+        error_pct: w.error_ratio() * 100.0,
+        p50_ms: ms(0.50),
+        p95_ms: ms(0.95),
+        p99_ms: ms(0.99),
     }
 }
 
 #[derive(Default)]
-pub struct Samples(Mutex<VecDeque<(Instant, Scrape)>>);
+pub struct Samples(Mutex<VecDeque<(Instant, Signals)>>);
 
 impl Samples {
-    pub fn push(&self, at: Instant, s: Scrape) {
+    pub fn push(&self, at: Instant, s: Signals) {
         let mut ring = self.0.lock().expect("samples");
         if ring.len() == KEEP {
             ring.pop_front();
@@ -155,7 +68,7 @@ pub async fn sample_forever(web: Web, every: Duration) {
         tick.tick().await;
         if let Ok((status, text)) = web.api.get_text(&url).await {
             if status.is_success() {
-                web.samples.push(Instant::now(), parse(&text));
+                web.samples.push(Instant::now(), Signals::parse(&text));
             }
         }
     }
@@ -181,9 +94,7 @@ http_request_duration_seconds_bucket{endpoint="/a",method="GET",le="+Inf"} 110
 
     #[test]
     fn rates_and_percentiles_come_from_the_difference_of_two_scrapes() {
-        let (a, b) = (parse(BEFORE), parse(AFTER));
-        assert_eq!(a.requests, 10.0);
-        assert_eq!(b.errors, 10.0);
+        let (a, b) = (Signals::parse(BEFORE), Signals::parse(AFTER));
         let p = point(&a, &b, 10.0);
         assert_eq!(p.rate, 10.0);
         assert_eq!(p.error_pct, 10.0);
@@ -195,7 +106,7 @@ http_request_duration_seconds_bucket{endpoint="/a",method="GET",le="+Inf"} 110
 
     #[test]
     fn an_idle_interval_is_all_zeroes() {
-        let a = parse(BEFORE);
+        let a = Signals::parse(BEFORE);
         assert_eq!(point(&a, &a, 5.0), Point::default());
     }
 
@@ -204,7 +115,7 @@ http_request_duration_seconds_bucket{endpoint="/a",method="GET",le="+Inf"} 110
         let s = Samples::default();
         let t = Instant::now();
         for i in 0..(KEEP + 5) {
-            s.push(t + Duration::from_secs(i as u64), Scrape::default());
+            s.push(t + Duration::from_secs(i as u64), Signals::default());
         }
         assert_eq!(s.points().len(), KEEP - 1);
     }

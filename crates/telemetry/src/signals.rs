@@ -1,0 +1,176 @@
+//! The golden signals of a service read back from its Prometheus text: requests, server errors
+//! and the latency histogram of `http_requests_total` and `http_request_duration_seconds`,
+//! summed over routes. A deploy's bake judges a new colour by them; the web's operations page
+//! charts the API's.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Cumulative figures of one scrape, or their difference over a window ([`Signals::since`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signals {
+    pub requests: f64,
+    /// Answers with a 5xx status.
+    pub errors: f64,
+    /// Bucket upper bound in microseconds (`u64::MAX` for `+Inf`, so the map orders the
+    /// bounds) to cumulative count.
+    buckets: BTreeMap<u64, f64>,
+}
+
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    labels.split(',').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+impl Signals {
+    /// Reads the two families from Prometheus text; other series are ignored.
+    pub fn parse(text: &str) -> Self {
+        let mut s = Signals::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            match name {
+                "http_requests_total" => {
+                    s.requests += value;
+                    if label(labels, "status_code").is_some_and(|c| c.starts_with('5')) {
+                        s.errors += value;
+                    }
+                }
+                "http_request_duration_seconds_bucket" => {
+                    let bound = match label(labels, "le") {
+                        Some("+Inf") => u64::MAX,
+                        Some(v) => match v.parse::<f64>() {
+                            Ok(b) if b.is_finite() => (b * 1e6).round() as u64,
+                            _ => u64::MAX,
+                        },
+                        None => continue,
+                    };
+                    *s.buckets.entry(bound).or_default() += value;
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Adds another instance's scrape (the instances of one colour).
+    pub fn add(&mut self, other: &Signals) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        for (le, n) in &other.buckets {
+            *self.buckets.entry(*le).or_default() += n;
+        }
+    }
+
+    /// What happened between `earlier` and this scrape (never negative: a restarted process
+    /// starts its counters again).
+    pub fn since(&self, earlier: &Signals) -> Signals {
+        Signals {
+            requests: (self.requests - earlier.requests).max(0.0),
+            errors: (self.errors - earlier.errors).max(0.0),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(le, n)| {
+                    let before = earlier.buckets.get(le).copied().unwrap_or(0.0);
+                    (*le, (n - before).max(0.0))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn error_ratio(&self) -> f64 {
+        if self.requests > 0.0 {
+            self.errors / self.requests
+        } else {
+            0.0
+        }
+    }
+
+    /// The `q` quantile of the observations, interpolated linearly inside its bucket as
+    /// Prometheus' `histogram_quantile` does; `None` without observations. One in the `+Inf`
+    /// bucket is reported as the highest finite bound.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.buckets.values().copied().fold(0.0, f64::max);
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let mut prev = (0u64, 0.0);
+        for (&le, &count) in &self.buckets {
+            if count >= rank {
+                if le == u64::MAX {
+                    break;
+                }
+                let span = count - prev.1;
+                let frac = if span > 0.0 {
+                    (rank - prev.1) / span
+                } else {
+                    1.0
+                };
+                let micros = prev.0 as f64 + (le - prev.0) as f64 * frac;
+                return Some(Duration::from_secs_f64(micros / 1e6));
+            }
+            prev = (le, count);
+        }
+        Some(Duration::from_micros(prev.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str = r#"# HELP http_requests_total x
+http_requests_total{method="GET",endpoint="/a",status_code="200"} 10
+http_request_duration_seconds_bucket{method="GET",endpoint="/a",le="0.01"} 5
+http_request_duration_seconds_bucket{method="GET",endpoint="/a",le="0.1"} 10
+http_request_duration_seconds_bucket{method="GET",endpoint="/a",le="+Inf"} 10
+"#;
+    const AFTER: &str = r#"http_requests_total{method="GET",endpoint="/a",status_code="200"} 100
+http_requests_total{method="POST",endpoint="/b",status_code="503"} 10
+http_requests_total{method="POST",endpoint="/b",status_code="404"} 5
+http_request_duration_seconds_bucket{method="GET",endpoint="/a",le="0.01"} 55
+http_request_duration_seconds_bucket{method="GET",endpoint="/a",le="0.1"} 110
+http_request_duration_seconds_bucket{method="GET",endpoint="/a",le="+Inf"} 110
+"#;
+
+    #[test]
+    fn a_window_has_its_error_ratio_and_interpolated_quantiles() {
+        let w = Signals::parse(AFTER).since(&Signals::parse(BEFORE));
+        assert_eq!((w.requests, w.errors), (105.0, 10.0));
+        assert!((w.error_ratio() - 10.0 / 105.0).abs() < 1e-9);
+        // 50 of 100 new observations are under 10 ms: the median is the bucket's edge.
+        assert_eq!(w.quantile(0.5), Some(Duration::from_millis(10)));
+        // The 95th is 90 % of the way through the 10-100 ms bucket.
+        assert_eq!(w.quantile(0.95), Some(Duration::from_millis(91)));
+    }
+
+    #[test]
+    fn instances_add_up_and_an_idle_window_has_no_quantile() {
+        let mut both = Signals::parse(BEFORE);
+        both.add(&Signals::parse(BEFORE));
+        assert_eq!(both.requests, 20.0);
+        assert_eq!(both.since(&both).quantile(0.95), None);
+        assert_eq!(Signals::default().error_ratio(), 0.0);
+    }
+
+    #[test]
+    fn observations_past_the_last_bound_report_that_bound() {
+        let s = Signals::parse(
+            "http_request_duration_seconds_bucket{le=\"0.5\"} 0\n\
+             http_request_duration_seconds_bucket{le=\"+Inf\"} 4\n",
+        );
+        assert_eq!(s.quantile(0.95), Some(Duration::from_millis(500)));
+    }
+}
