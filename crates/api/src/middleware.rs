@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use ghostworks_config::{Environment, IpNet};
+use ghostworks_config::Environment;
 use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -131,29 +131,9 @@ fn envelope(response: Response) -> Response {
     Response::from_parts(parts, body)
 }
 
-/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest
-/// untrusted address in `X-Forwarded-For` (read right to left, as proxies append).
+/// The client's address, as TRUSTED_PROXIES resolves it from the peer and `X-Forwarded-For`.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
-
-pub fn resolve_client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let Some(xff) = forwarded_for else {
-        return peer;
-    };
-    let mut client = peer;
-    for hop in xff.rsplit(',').map(str::trim) {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) if is_trusted(&ip) => client = ip,
-            Ok(ip) => return ip,
-            Err(_) => break,
-        }
-    }
-    client
-}
 
 pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req
@@ -165,7 +145,7 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
         .headers()
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
-    let ip = resolve_client_ip(peer, xff, &state.config().trusted_proxies);
+    let ip = state.config().trusted_proxies.client_ip(peer, xff);
     req.extensions_mut().insert(ClientIp(ip));
     next.run(req).await
 }
@@ -318,23 +298,6 @@ pub async fn inject_faults(ratio: Option<f64>, req: Request, next: Next) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let peer: IpAddr = "10.0.0.5".parse().unwrap();
-        let outsider: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(
-            resolve_client_ip(outsider, Some("1.2.3.4"), &trusted),
-            outsider
-        );
-        assert_eq!(
-            resolve_client_ip(peer, Some("1.2.3.4, 203.0.113.9, 10.0.0.7"), &trusted),
-            outsider
-        );
-        assert_eq!(resolve_client_ip(peer, None, &trusted), peer);
-        assert_eq!(resolve_client_ip(peer, Some("garbage"), &trusted), peer);
-    }
 
     #[test]
     fn request_ids_are_sanitised() {

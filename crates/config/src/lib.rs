@@ -5,14 +5,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use ipnet::IpNet;
+pub use proxies::TrustedProxies;
 pub use web::WebConfig;
 
+mod proxies;
 mod web;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +86,7 @@ pub struct Config {
     pub metrics_tenant_labels: bool,
     pub login_max_failures: u32,
     pub login_lockout: Duration,
-    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_proxies: TrustedProxies,
     pub cors_origins: Vec<String>,
     pub cookie_secure: bool,
     pub cookie_samesite: SameSite,
@@ -410,18 +411,7 @@ impl Config {
             "a number of failed logins (1-100)",
         );
         let login_lockout_secs = r.parse("LOGIN_LOCKOUT_SECONDS", 900u64, "seconds");
-        let mut trusted_proxies = Vec::new();
-        for item in r.list("TRUSTED_PROXIES") {
-            match item
-                .parse::<IpNet>()
-                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-            {
-                Ok(net) => trusted_proxies.push(net),
-                Err(_) => r.errors.push(format!(
-                    "TRUSTED_PROXIES: '{item}' is not an IP address or CIDR range"
-                )),
-            }
-        }
+        let trusted_proxies = r.trusted_proxies();
         let cors_origins = r.list("CORS_ORIGINS");
         for o in &cors_origins {
             if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
@@ -568,14 +558,7 @@ impl Config {
                 "LOGIN_LOCKOUT_SECONDS",
                 self.login_lockout.as_secs().to_string(),
             ),
-            (
-                "TRUSTED_PROXIES",
-                self.trusted_proxies
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
+            ("TRUSTED_PROXIES", self.trusted_proxies.to_string()),
             ("CORS_ORIGINS", self.cors_origins.join(",")),
             ("COOKIE_SECURE", self.cookie_secure.to_string()),
             (

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::{read_env_file, ConfigErrors, Environment, LogFormat, Reader};
+use crate::{read_env_file, ConfigErrors, Environment, LogFormat, Reader, TrustedProxies};
 
 #[derive(Debug, Clone)]
 pub struct WebConfig {
@@ -17,6 +17,9 @@ pub struct WebConfig {
     /// Where browsers reach this app (the base of e-mail links), without a trailing slash.
     pub public_url: String,
     pub cookie_secure: bool,
+    /// The proxies in front of this app (nginx) whose `X-Forwarded-For` names the browser;
+    /// the browser's address is what the API's per-client limits count.
+    pub trusted_proxies: TrustedProxies,
     pub otel_endpoint: Option<String>,
     pub trace_sample_ratio: f64,
     pub log_level: String,
@@ -97,6 +100,7 @@ impl WebConfig {
                     .into(),
             );
         }
+        let trusted_proxies = r.trusted_proxies();
         let (otel_endpoint, trace_sample_ratio) = r.traces();
         let (log_level, log_format) = r.logging(environment);
         if !r.errors.is_empty() {
@@ -109,6 +113,7 @@ impl WebConfig {
             worker_url,
             public_url,
             cookie_secure,
+            trusted_proxies,
             otel_endpoint,
             trace_sample_ratio,
             log_level,
@@ -125,6 +130,7 @@ impl WebConfig {
             ("WORKER_URL", self.worker_url.clone().unwrap_or_default()),
             ("PUBLIC_URL", self.public_url.clone()),
             ("COOKIE_SECURE", self.cookie_secure.to_string()),
+            ("TRUSTED_PROXIES", self.trusted_proxies.to_string()),
             ("LOG_LEVEL", self.log_level.clone()),
             (
                 "LOG_FORMAT",
@@ -182,5 +188,24 @@ mod tests {
         .unwrap();
         assert_eq!(c.api_url, "http://api:8000");
         assert_eq!(c.bind.to_string(), "0.0.0.0:3000");
+    }
+
+    #[test]
+    fn trusted_proxies_are_read_like_the_apis() {
+        let c = WebConfig::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.trusted_proxies, TrustedProxies::default());
+        let c = WebConfig::from_vars(&vars(&[("TRUSTED_PROXIES", "172.28.0.10, 10.1.0.0/16")]))
+            .unwrap();
+        let nginx = "172.28.0.10".parse().unwrap();
+        assert!(c.trusted_proxies.contains(&nginx));
+        assert!(c
+            .redacted()
+            .contains(&("TRUSTED_PROXIES", "172.28.0.10/32,10.1.0.0/16".to_string())));
+        let e = WebConfig::from_vars(&vars(&[("TRUSTED_PROXIES", "nginx")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("TRUSTED_PROXIES: 'nginx' is not an IP address or CIDR range"),
+            "{e}"
+        );
     }
 }

@@ -28,6 +28,11 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         ("WORKER_BIND", "127.0.0.1:8001"),
         ("WEB_BIND", "127.0.0.1:3000"),
         ("LOG_FORMAT", "pretty"),
+        // The web app calls the API over loopback on behalf of browsers, so the API believes
+        // its X-Forwarded-For and each browser gets its own rate limits. The web app reads the
+        // same setting: only local processes, which can reach the API directly anyway, could
+        // name an address.
+        ("TRUSTED_PROXIES", "127.0.0.1"),
     ];
     for (k, v) in defaults {
         vars.entry(k.into()).or_insert_with(|| v.into());

@@ -48,6 +48,9 @@ struct Cell {
     refresh: Option<String>,
     csrf: String,
     csrf_is_new: bool,
+    /// The browser's address, resolved as the API would resolve it, and sent to the API as the
+    /// whole `X-Forwarded-For`: the API trusts this app, so a browser-supplied header must
+    /// never reach it unchecked.
     client_ip: Option<String>,
     change: Mutex<Change>,
 }
@@ -57,17 +60,21 @@ struct Cell {
 pub struct Refresher(tokio::sync::Mutex<HashMap<[u8; 32], (Instant, Tokens)>>);
 
 impl Refresher {
-    async fn refresh(&self, web: &Web, refresh_token: &str) -> Result<Tokens, ApiError> {
+    async fn refresh(
+        &self,
+        web: &Web,
+        refresh_token: &str,
+        client_ip: Option<String>,
+    ) -> Result<Tokens, ApiError> {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
         let mut done = self.0.lock().await;
         done.retain(|_, (at, _)| at.elapsed() < REFRESH_REUSE);
         if let Some((_, t)) = done.get(&key) {
             return Ok(t.clone());
         }
-        let t: Tokens = web
-            .api
-            .send(Call::new(Method::POST, "/api/v1/auth/refresh").token(Some(refresh_token)))
-            .await?;
+        let mut call = Call::new(Method::POST, "/api/v1/auth/refresh").token(Some(refresh_token));
+        call.client_ip = client_ip;
+        let t: Tokens = web.api.send(call).await?;
         done.insert(key, (Instant::now(), t.clone()));
         Ok(t)
     }
@@ -122,10 +129,16 @@ pub async fn layer(State(web): State<Web>, jar: CookieJar, req: Request, next: N
     } else {
         body
     };
-    let client_ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+        let xff = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        web.config
+            .trusted_proxies
+            .client_ip(c.0.ip(), xff)
+            .to_string()
+    });
     let cell = Arc::new(Cell {
         access: jar.get(ACCESS_COOKIE).map(|c| c.value().to_string()),
         refresh: jar.get(REFRESH_COOKIE).map(|c| c.value().to_string()),
@@ -264,7 +277,12 @@ impl Session {
             self.clear();
             return Err(WebError::SignedOut);
         };
-        match self.web.refresher.refresh(&self.web, &refresh).await {
+        match self
+            .web
+            .refresher
+            .refresh(&self.web, &refresh, self.cell.client_ip.clone())
+            .await
+        {
             Ok(t) => {
                 let access = t.access_token.clone();
                 self.start(t);

@@ -3,9 +3,10 @@
 
 mod support;
 
+use ghostworks_testkit::unique;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
-use support::{stack, Browser};
+use support::{stack, stack_with, Browser};
 
 #[tokio::test]
 async fn a_post_without_the_matching_csrf_token_is_refused() {
@@ -321,4 +322,72 @@ async fn owners_manage_members_and_refusals_come_back_on_the_page() {
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains(">kept</textarea>"));
+}
+
+/// A browser behind whatever sits in front of the web app, naming itself `forwarded_for`.
+async fn browser_at<'a>(s: &'a support::Stack, forwarded_for: &str) -> Browser<'a> {
+    let mut b = Browser::new(s);
+    b.forwarded_for = Some(forwarded_for.to_string());
+    b.get("/login").await;
+    b
+}
+
+/// A failed login for a fresh account each time, so only the per-client limit (5 a minute)
+/// can refuse it, never an account lockout.
+async fn failed_login(b: &mut Browser<'_>) -> StatusCode {
+    let email = format!("{}@example.com", unique("xff"));
+    b.post("/login", &[("email", &email), ("password", "wrong")])
+        .await
+        .status()
+}
+
+#[tokio::test]
+async fn browsers_behind_a_trusted_proxy_have_their_own_login_limits() {
+    // The web's peer (this test, on loopback) is its trusted proxy; the API trusts the web.
+    let s = stack_with(
+        &[
+            ("RATE_LIMIT_ENABLED", "true"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+        &[("TRUSTED_PROXIES", "127.0.0.1")],
+    )
+    .await;
+    let mut first = browser_at(&s, "198.51.100.1").await;
+    for _ in 0..5 {
+        assert_eq!(failed_login(&mut first).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        failed_login(&mut first).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A forged hop left of the proxy's own entry changes nothing.
+    let mut forged = browser_at(&s, "198.51.100.2, 198.51.100.1").await;
+    assert_eq!(
+        failed_login(&mut forged).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let mut second = browser_at(&s, "198.51.100.2").await;
+    assert_eq!(failed_login(&mut second).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    // The web trusts no proxy: whatever the peer claims, the peer is the client.
+    let s = stack_with(
+        &[
+            ("RATE_LIMIT_ENABLED", "true"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+        &[],
+    )
+    .await;
+    for i in 1..=5 {
+        let mut b = browser_at(&s, &format!("198.51.100.{i}")).await;
+        assert_eq!(failed_login(&mut b).await, StatusCode::UNAUTHORIZED);
+    }
+    let mut spoofer = browser_at(&s, "198.51.100.99").await;
+    assert_eq!(
+        failed_login(&mut spoofer).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

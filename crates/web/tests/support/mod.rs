@@ -28,6 +28,12 @@ fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 pub async fn stack(cookie_secure: bool) -> Stack {
+    let secure = if cookie_secure { "true" } else { "false" };
+    stack_with(&[], &[("COOKIE_SECURE", secure)]).await
+}
+
+/// A stack whose API and web settings are the defaults above overridden by `api` and `web`.
+pub async fn stack_with(api: &[(&str, &str)], web: &[(&str, &str)]) -> Stack {
     let svc = services();
     let db = svc.database().await.expect("a test database");
     let prefix = unique("w");
@@ -45,6 +51,7 @@ pub async fn stack(cookie_secure: bool) -> Stack {
         ("REDIS_KEY_PREFIX", &prefix),
     ]);
     api_vars.insert("DATABASE_URL".into(), db.app_url.clone());
+    api_vars.extend(vars(api));
     let state = AppState::connect(Config::from_vars(&api_vars).expect("valid API configuration"))
         .await
         .expect("API state");
@@ -58,15 +65,9 @@ pub async fn stack(cookie_secure: bool) -> Stack {
     // The database lives as long as the test process; the stack outlives this function.
     std::mem::forget(db);
 
-    let web_config = WebConfig::from_vars(&vars(&[
-        ("API_URL", &api),
-        (
-            "COOKIE_SECURE",
-            if cookie_secure { "true" } else { "false" },
-        ),
-        ("LOG_FORMAT", "json"),
-    ]))
-    .expect("valid web configuration");
+    let mut web_vars = vars(&[("API_URL", &api), ("LOG_FORMAT", "json")]);
+    web_vars.extend(vars(web));
+    let web_config = WebConfig::from_vars(&web_vars).expect("valid web configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let web = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(ghostworks_web::serve(
@@ -86,6 +87,8 @@ pub async fn stack(cookie_secure: bool) -> Stack {
 pub struct Browser<'a> {
     stack: &'a Stack,
     pub cookies: HashMap<String, String>,
+    /// Sent as `X-Forwarded-For`, as a proxy in front of the web app would.
+    pub forwarded_for: Option<String>,
 }
 
 impl<'a> Browser<'a> {
@@ -93,6 +96,7 @@ impl<'a> Browser<'a> {
         Self {
             stack,
             cookies: HashMap::new(),
+            forwarded_for: None,
         }
     }
 
@@ -134,6 +138,9 @@ impl<'a> Browser<'a> {
         }
         if fetch {
             req = req.header("x-requested-with", "fetch");
+        }
+        if let Some(ip) = &self.forwarded_for {
+            req = req.header("x-forwarded-for", ip);
         }
         let r = req.send().await.expect("request sent");
         self.keep(&r);
