@@ -343,16 +343,17 @@ fn runtime(
         .map(|r| r.version.clone())
         .or_else(|| args.label.clone());
     if args.runtime == RuntimeKind::Compose {
-        return Ok(Box::new(ComposeRuntime {
-            docker: args.docker.clone(),
-            project: args.compose_project.clone(),
-            files: args.compose_files.clone(),
-            env_file: args.compose_env_file.clone(),
-            state_dir: args.state_dir.clone(),
-            upstream_dir: args.upstream_dir.clone(),
-            nginx_service: args.nginx_service.clone(),
-            label,
-        }));
+        let mut rt = ComposeRuntime::new(
+            args.docker.clone(),
+            args.compose_files.clone(),
+            args.state_dir.clone(),
+            args.upstream_dir.clone(),
+        );
+        rt.project = args.compose_project.clone();
+        rt.env_file = args.compose_env_file.clone();
+        rt.nginx_service = args.nginx_service.clone();
+        rt.label = label;
+        return Ok(Box::new(rt));
     }
     let admin = admin.ok_or_else(|| {
         anyhow::anyhow!(

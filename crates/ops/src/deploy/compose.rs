@@ -10,6 +10,7 @@
 //! name the image. nginx, a service of the same project, is switched by rewriting the upstream
 //! file in its mounted configuration directory and sending its master SIGHUP.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,6 +38,9 @@ pub struct ComposeRuntime {
     pub nginx_service: String,
     /// Overrides the version the image's labels report (`--label`).
     pub label: Option<String>,
+    /// The resolved project, read once: the files do not change during a deploy, and
+    /// `docker compose config` would otherwise add its time to the switch-over.
+    model: OnceCell<Value>,
 }
 
 fn service(role: &str, colour: Colour) -> String {
@@ -44,6 +48,26 @@ fn service(role: &str, colour: Colour) -> String {
 }
 
 impl ComposeRuntime {
+    /// The project of `files` (default name, `.env`, nginx service `nginx`).
+    pub fn new(
+        docker: PathBuf,
+        files: Vec<PathBuf>,
+        state_dir: PathBuf,
+        upstream_dir: PathBuf,
+    ) -> Self {
+        Self {
+            docker,
+            project: None,
+            files,
+            env_file: None,
+            state_dir,
+            upstream_dir,
+            nginx_service: "nginx".into(),
+            label: None,
+            model: OnceCell::new(),
+        }
+    }
+
     fn overlay(&self) -> PathBuf {
         self.state_dir.join("compose.colours.yml")
     }
@@ -84,11 +108,15 @@ impl ComposeRuntime {
     }
 
     /// The operator's project as Compose resolves it.
-    fn model(&self) -> Result<Value> {
+    fn model(&self) -> Result<&Value> {
+        if let Some(m) = self.model.get() {
+            return Ok(m);
+        }
         let mut c = self.compose(false);
         c.args(["config", "--format", "json"]);
         let text = run_ok(c, "docker compose config")?;
-        serde_json::from_str(&text).context("docker compose config: not JSON")
+        let model = serde_json::from_str(&text).context("docker compose config: not JSON")?;
+        Ok(self.model.get_or_init(|| model))
     }
 
     /// Rewrites the overlay with a service per role for each colour in `images`.
@@ -117,7 +145,7 @@ impl ComposeRuntime {
                     .as_object_mut()
                     .context("environment: not a map")?;
                 for (var, target) in role.links {
-                    let port = Self::port(&model, super::role(target))?;
+                    let port = Self::port(model, super::role(target))?;
                     env.insert(
                         (*var).into(),
                         format!("http://{target}-{colour}:{port}").into(),
@@ -238,7 +266,7 @@ impl Runtime for ComposeRuntime {
         };
         let model = self.model()?;
         for role in ROLES {
-            Self::port(&model, role)?;
+            Self::port(model, role)?;
             self.run(
                 &release,
                 role.name,
@@ -247,7 +275,7 @@ impl Runtime for ComposeRuntime {
             )?;
         }
         // The datastores a first deploy needs; never recreated when they run already.
-        let deps = Self::dependencies(&model);
+        let deps = Self::dependencies(model);
         if !deps.is_empty() {
             let mut c = self.compose(false);
             c.args(["up", "-d", "--wait", "--no-recreate"]).args(&deps);
@@ -292,7 +320,7 @@ impl Runtime for ComposeRuntime {
                     base_url: format!(
                         "http://{}:{}",
                         self.address(&id, &name)?,
-                        Self::port(&model, role)?
+                        Self::port(model, role)?
                     ),
                 })
             })
@@ -305,7 +333,7 @@ impl Runtime for ComposeRuntime {
             Ok(format!(
                 "{}:{}",
                 service(r.name, colour),
-                Self::port(&model, r)?
+                Self::port(model, r)?
             ))
         })?;
         let running = self.container(&self.nginx_service)?.filter(|id| {
