@@ -69,7 +69,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Blue/green release of the api and worker behind nginx: check, back up, migrate, start
+    /// Blue/green release of the api, worker and web behind nginx: check, back up, migrate, start
     /// the new colour, wait for readiness, switch nginx, bake while watching the new colour's
     /// error ratio and p95, then drain and stop the old colour. Any failure switches back and
     /// exits non-zero naming the step. See docs/operations.md.

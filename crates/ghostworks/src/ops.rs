@@ -268,7 +268,7 @@ pub struct ReleaseArgs {
     )]
     pub state_dir: PathBuf,
     /// process: the api listens on this port in blue and one above in green; the worker's
-    /// /health 10 above those.
+    /// /health 10 above those, the web app 20 above.
     #[arg(long, default_value_t = 8100)]
     pub base_port: u16,
     /// process: environment of a role as ROLE=FILE (KEY=VALUE lines), e.g. api=/etc/ghostworks/api.env
