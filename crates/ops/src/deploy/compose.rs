@@ -336,23 +336,25 @@ impl Runtime for ComposeRuntime {
                 Self::port(model, r)?
             ))
         })?;
-        let running = self.container(&self.nginx_service)?.filter(|id| {
-            let mut c = self.docker();
-            c.args(["inspect", "-f", "{{.State.Running}}", id]);
-            run_ok(c, "docker inspect").is_ok_and(|s| s.trim() == "true")
-        });
-        let Some(id) = running else {
+        // nginx's master as this host sees it (docker reports 0 for a stopped container).
+        let running = match self.container(&self.nginx_service)? {
+            Some(id) => {
+                let mut c = self.docker();
+                c.args(["inspect", "-f", "{{.State.Pid}}", &id]);
+                let pid: u32 = run_ok(c, "docker inspect")?
+                    .trim()
+                    .parse()
+                    .context("docker inspect: nginx's pid")?;
+                (pid != 0).then_some((id, pid))
+            }
+            None => None,
+        };
+        let Some((id, master)) = running else {
             // A first deploy: nginx starts on the new upstream.
             let mut c = self.compose(true);
             c.args(["up", "-d", "--no-deps", "--wait", &self.nginx_service]);
             return run_ok(c, "starting nginx").map(|_| ());
         };
-        let mut c = self.docker();
-        c.args(["inspect", "-f", "{{.State.Pid}}", &id]);
-        let master: u32 = run_ok(c, "docker inspect")?
-            .trim()
-            .parse()
-            .context("docker inspect: nginx's pid")?;
         nginx::reload(master, || {
             let mut c = self.docker();
             c.args(["kill", "-s", "HUP", &id]);
