@@ -225,13 +225,27 @@ pub struct ArtifactStatsOut {
     pub total_tags: i64,
 }
 
-#[derive(Serialize, ToSchema)]
+/// The caller's statistics: the workspaces they are an active member of, counted at
+/// `timestamp`.
+#[derive(Clone, Serialize, ToSchema)]
 pub struct SystemStatsOut {
+    /// Distinct active members of those workspaces, the caller included.
     pub users: i64,
     pub workspaces: i64,
+    /// Soft-deleted ones included.
     pub artifacts: i64,
     pub active_artifacts: i64,
+    pub per_workspace: Vec<WorkspaceStatsOut>,
     pub timestamp: String,
+}
+
+#[derive(Clone, Serialize, ToSchema)]
+pub struct WorkspaceStatsOut {
+    pub workspace_id: Uuid,
+    pub name: String,
+    pub members: i64,
+    pub artifacts: i64,
+    pub active_artifacts: i64,
 }
 
 /// The figures of the last scheduled maintenance run (zero, with `computed_at` null, before

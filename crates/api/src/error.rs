@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ghostworks_db::Unavailable;
 use ghostworks_domain::{FieldError, ValidationErrors};
 use serde_json::{json, Value};
 
@@ -30,8 +31,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{message}")]
     TooManyRequests { retry_after: u64, message: String },
-    #[error("{0}")]
-    Unavailable(String),
+    /// PostgreSQL could not serve the request (down, restarting, or the pool exhausted).
+    #[error("The database is unavailable; retry shortly")]
+    DatabaseUnavailable(Unavailable, #[source] sqlx::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -69,7 +71,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
-            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            DatabaseUnavailable(..) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error"),
         }
     }
@@ -77,14 +79,38 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(e.into())
+        match ghostworks_db::unavailable(&e) {
+            Some(why) => {
+                if why == Unavailable::ConnectionLost {
+                    ghostworks_db::retire_connections();
+                }
+                ApiError::DatabaseUnavailable(why, e)
+            }
+            None => ApiError::Internal(e.into()),
+        }
     }
 }
 
 impl From<ghostworks_db::DbError> for ApiError {
     fn from(e: ghostworks_db::DbError) -> Self {
-        ApiError::Internal(e.into())
+        match e {
+            ghostworks_db::DbError::Sqlx(e) => e.into(),
+            conflict => ApiError::Internal(conflict.into()),
+        }
     }
+}
+
+/// Seconds a client is asked to wait after a 503 for an unavailable database: about what a
+/// PostgreSQL restart takes.
+const DATABASE_RETRY_AFTER: u64 = 2;
+
+/// Set on the response of a request that failed because a dependency was unavailable, for
+/// the layer that counts such failures and retries idempotent reads
+/// ([`crate::middleware::dependency_failures`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DependencyFailure {
+    pub dependency: &'static str,
+    pub why: Unavailable,
 }
 
 impl From<ValidationErrors> for ApiError {
@@ -124,6 +150,10 @@ impl IntoResponse for ApiError {
                     Value::String("An unexpected error occurred".into()),
                 )
             }
+            ApiError::DatabaseUnavailable(_, e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                (self.to_string(), Value::String(self.to_string()))
+            }
             other => (other.to_string(), Value::String(other.to_string())),
         };
         let mut response = error_body(status, code, &message, detail);
@@ -137,6 +167,16 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
+            ApiError::DatabaseUnavailable(why, _) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(DATABASE_RETRY_AFTER),
+                );
+                response.extensions_mut().insert(DependencyFailure {
+                    dependency: "postgres",
+                    why,
+                });
             }
             _ => {}
         }

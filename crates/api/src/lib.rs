@@ -40,6 +40,7 @@ struct Inner {
     keys: auth::tokens::Keys,
     limiter: Limiter,
     metrics: Metrics,
+    stats: routes::system::StatsCache,
     dummy_hash: String,
 }
 
@@ -56,7 +57,15 @@ impl AppState {
         .context("DATABASE_URL: cannot connect to PostgreSQL")?;
         let redis = redis::Client::open(config.redis_url.expose())
             .context("REDIS_URL: not a valid Redis URL")?;
-        let redis = redis::aio::ConnectionManager::new(redis)
+        // redis-rs' default reconnection backs off for up to a minute between attempts, and
+        // every command waits on it meanwhile: one attempt per command instead, each bounded,
+        // so that while Redis is down the limiter fails open at once rather than stalling
+        // every request.
+        let reconnect = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(std::time::Duration::from_secs(1))
+            .set_response_timeout(std::time::Duration::from_secs(1));
+        let redis = redis::aio::ConnectionManager::new_with_config(redis, reconnect)
             .await
             .context("REDIS_URL: cannot connect to Redis")?;
         Self::new(config, db, redis).await
@@ -72,6 +81,7 @@ impl AppState {
             keys: auth::tokens::Keys::new(config.jwt_secret.expose().as_bytes()),
             limiter: Limiter::new(redis, &config.redis_key_prefix, config.rate_limit_enabled),
             metrics: Metrics::new(config.metrics_tenant_labels),
+            stats: Default::default(),
             config,
             db,
             dummy_hash,
@@ -92,6 +102,9 @@ impl AppState {
     }
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+    pub(crate) fn stats_cache(&self) -> &routes::system::StatsCache {
+        &self.0.stats
     }
     pub fn dummy_hash(&self) -> &str {
         &self.0.dummy_hash

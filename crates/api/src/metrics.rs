@@ -27,6 +27,7 @@ pub struct Metrics {
     db_pool: IntGaugeVec,
     db_pool_max: IntGauge,
     dependencies: IntGaugeVec,
+    pub dependency_errors: IntCounterVec,
     /// Requests per workspace, only when METRICS_TENANT_LABELS is on: one series per tenant.
     pub tenant_requests: Option<IntCounterVec>,
 }
@@ -137,6 +138,14 @@ impl Metrics {
             &["dependency"],
         )
         .unwrap();
+        let dependency_errors = IntCounterVec::new(
+            Opts::new(
+                "ghostworks_dependency_errors_total",
+                "Requests answered 503 because a dependency was unavailable (each attempt)",
+            ),
+            &["dependency"],
+        )
+        .unwrap();
         let tenant_requests = tenant_labels.then(|| {
             IntCounterVec::new(
                 Opts::new(
@@ -174,6 +183,7 @@ impl Metrics {
             Box::new(db_pool.clone()),
             Box::new(db_pool_max.clone()),
             Box::new(dependencies.clone()),
+            Box::new(dependency_errors.clone()),
             Box::new(ghostworks_telemetry::db_query_seconds().clone()),
             Box::new(ghostworks_telemetry::redis_command_seconds().clone()),
             Box::new(info),
@@ -207,10 +217,13 @@ impl Metrics {
             db_pool,
             db_pool_max,
             dependencies,
+            dependency_errors,
             tenant_requests,
         }
     }
 
+    /// Whether `name` answered: set by pings (readiness, scrapes) and cleared by a request
+    /// that found it unavailable.
     pub fn dependency_up(&self, name: &str, up: bool) {
         self.dependencies
             .with_label_values(&[name])

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use ghostworks_config::Environment;
@@ -15,7 +15,7 @@ use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::error::error_body;
+use crate::error::{error_body, DependencyFailure};
 use crate::AppState;
 
 tokio::task_local! {
@@ -202,6 +202,38 @@ pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Ne
             .inc();
     }
     response
+}
+
+/// Counts the requests that failed on an unavailable dependency, and serves a GET or HEAD
+/// whose database connection was lost once more: the failure retired the pool's older
+/// connections, so the retry runs on a fresh one. Writes are answered as they failed (503):
+/// they may have reached the database before the connection broke, so the client decides.
+pub async fn dependency_failures(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let again = matches!(parts.method, Method::GET | Method::HEAD).then(|| parts.clone());
+    let response = next.clone().run(Request::from_parts(parts, body)).await;
+    match (note_failure(&state, &response), again) {
+        (Some(ghostworks_db::Unavailable::ConnectionLost), Some(parts)) => {
+            let response = next.run(Request::from_parts(parts, Body::empty())).await;
+            note_failure(&state, &response);
+            response
+        }
+        _ => response,
+    }
+}
+
+fn note_failure(state: &AppState, response: &Response) -> Option<ghostworks_db::Unavailable> {
+    let failure = response.extensions().get::<DependencyFailure>()?;
+    let m = state.metrics();
+    m.dependency_errors
+        .with_label_values(&[failure.dependency])
+        .inc();
+    m.dependency_up(failure.dependency, false);
+    Some(failure.why)
 }
 
 tokio::task_local! {

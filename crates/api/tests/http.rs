@@ -487,50 +487,123 @@ async fn openapi_docs_and_root() {
 }
 
 #[tokio::test]
-async fn system_stats_count_across_workspaces() {
+async fn system_stats_count_only_the_callers_workspaces_for_a_few_seconds() {
     let app = common::app().await;
     let r = get(&app, "/api/v1/system/stats").await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let empty: Value = r.json().await.unwrap();
-    assert_eq!(
-        (
-            empty["users"].clone(),
-            empty["workspaces"].clone(),
-            empty["artifacts"].clone()
-        ),
-        (json!(0), json!(0), json!(0))
-    );
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no figures for anyone");
 
     let alice = app.user().await;
     let bob = app.user().await;
+    let carol = app.user().await;
+    let (s, empty) = app.get("/api/v1/system/stats", &carol.token).await;
+    assert_eq!(s, StatusCode::OK, "{empty}");
+    assert_eq!(
+        (&empty["users"], &empty["workspaces"], &empty["artifacts"]),
+        (&json!(0), &json!(0), &json!(0)),
+        "carol belongs to no workspace: the others' are not hers to count"
+    );
+
     let a = app.workspace(&alice).await;
     let b = app.workspace(&bob).await;
+    app.add_member(&a, &alice, &bob, "member").await;
     app.artifact(&a, &alice, json!({"name": "1"})).await;
-    app.artifact(&b, &bob, json!({"name": "2"})).await;
-    let gone = app.artifact(&b, &bob, json!({"name": "3"})).await;
+    let gone = app.artifact(&a, &alice, json!({"name": "2"})).await;
+    app.artifact(&b, &bob, json!({"name": "3"})).await;
     let (s, _) = app
         .json(
             Method::DELETE,
             &format!(
-                "/api/v1/workspaces/{b}/artifacts/{}",
+                "/api/v1/workspaces/{a}/artifacts/{}",
                 gone["id"].as_str().unwrap()
             ),
-            Some(&bob.token),
+            Some(&alice.token),
             None,
         )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 
-    let stats: Value = get(&app, "/api/v1/system/stats")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(stats["users"], 2);
-    assert_eq!(stats["workspaces"], 2);
-    assert_eq!(stats["artifacts"], 3, "soft-deleted ones included");
-    assert_eq!(stats["active_artifacts"], 2);
+    let (_, stats) = app.get("/api/v1/system/stats", &alice.token).await;
+    assert_eq!(stats["workspaces"], 1, "{stats}");
+    assert_eq!(stats["users"], 2, "alice and bob");
+    assert_eq!(stats["artifacts"], 2, "soft-deleted ones included");
+    assert_eq!(stats["active_artifacts"], 1);
+    assert_eq!(
+        stats["per_workspace"],
+        json!([{"workspace_id": a, "name": "Test WS", "members": 2, "artifacts": 2, "active_artifacts": 1}])
+    );
     assert!(stats["timestamp"]
         .as_str()
         .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()));
+
+    let (_, stats) = app.get("/api/v1/system/stats", &bob.token).await;
+    assert_eq!(
+        (&stats["workspaces"], &stats["users"], &stats["artifacts"]),
+        (&json!(2), &json!(2), &json!(3)),
+        "bob's own workspace and alice's: {stats}"
+    );
+
+    // Served from memory for a few seconds, then counted again.
+    let (_, first) = app.get("/api/v1/system/stats", &alice.token).await;
+    app.artifact(&a, &alice, json!({"name": "4"})).await;
+    let (_, cached) = app.get("/api/v1/system/stats", &alice.token).await;
+    assert_eq!(cached, first);
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let (_, fresh) = app.get("/api/v1/system/stats", &alice.token).await;
+    assert_eq!(fresh["artifacts"], 3, "{fresh}");
+}
+
+/// Ends every connection the API holds, as a PostgreSQL restart does.
+async fn terminate_api_connections(app: &TestApp) {
+    let admin = app.admin_db().await;
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'ghostworks-api'",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(!ended.is_empty(), "the API holds connections");
+    admin.close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}
+
+fn dependency_errors(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ghostworks_dependency_errors_total{dependency=\"postgres\"} "))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn lost_database_connections_answer_503_and_reads_are_retried_on_a_fresh_one() {
+    let app = common::app().await;
+    let user = app.user().await;
+    let ws = app.workspace(&user).await;
+    let path = format!("/api/v1/workspaces/{ws}/artifacts");
+    app.artifact(&ws, &user, json!({"name": "kept"})).await;
+
+    terminate_api_connections(&app).await;
+    let (s, page) = app.get(&path, &user.token).await;
+    assert_eq!(s, StatusCode::OK, "a read is retried on a fresh connection: {page}");
+    assert_eq!(page["items"][0]["name"], "kept", "{page}");
+
+    terminate_api_connections(&app).await;
+    let r = app
+        .call(Method::POST, &path, Some(&user.token), Some(json!({"name": "maybe"})))
+        .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(r.headers(), "retry-after"), Some("2"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "service_unavailable", "{body}");
+    assert_eq!(body["message"], "The database is unavailable; retry shortly");
+    assert!(body["request_id"].is_string(), "{body}");
+
+    // The failure retired the dead connections: the next write gets a fresh one.
+    let (s, body) = app
+        .post(&path, Some(&user.token), json!({"name": "written"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let metrics = get(&app, "/metrics").await.text().await.unwrap();
+    assert_eq!(dependency_errors(&metrics), 2, "the read's first try and the write");
+    assert_eq!(get(&app, "/health/ready").await.status(), StatusCode::OK);
 }

@@ -890,3 +890,52 @@ async fn usage_is_computed_by_maintenance_and_served_to_members() {
     let (s, _) = app.get(&path, &stranger.token).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn concurrent_adds_of_one_person_let_exactly_one_succeed() {
+    let app = common::app().await;
+    let owner = app.user().await;
+    let ws = app.workspace(&owner).await;
+    let path = format!("/api/v1/workspaces/{ws}/members");
+    // Several people, each added from six requests at once: the race was lost in about half
+    // the runs of five.
+    for _ in 0..4 {
+        let target = app.user().await;
+        let adds = (0..6).map(|_| {
+            app.post(
+                &path,
+                Some(&owner.token),
+                json!({"email": target.email, "role": "member"}),
+            )
+        });
+        let mut statuses: Vec<StatusCode> = futures::future::join_all(adds)
+            .await
+            .into_iter()
+            .map(|(s, body)| {
+                assert!(
+                    s == StatusCode::CREATED || s == StatusCode::CONFLICT,
+                    "{s} {body}"
+                );
+                s
+            })
+            .collect();
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::CREATED]
+                .into_iter()
+                .chain([StatusCode::CONFLICT; 5])
+                .collect::<Vec<_>>()
+        );
+        let invitations: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE kind = 'email.invitation' AND payload->>'user_id' = $1",
+        )
+        .bind(&target.id)
+        .fetch_one(&app.admin_db().await)
+        .await
+        .unwrap();
+        assert_eq!(invitations, 1, "one invitation queued");
+    }
+    let (_, members) = app.get(&path, &owner.token).await;
+    assert_eq!(members.as_array().unwrap().len(), 5);
+}

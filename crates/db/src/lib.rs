@@ -11,7 +11,9 @@ pub mod usage;
 pub mod users;
 pub mod workspaces;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -53,6 +55,55 @@ impl DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// Why PostgreSQL could not serve a statement, as opposed to refusing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No connection could be had: the pool timed out connecting or waiting, or is closed.
+    Unreachable,
+    /// A connection broke under a statement: the server shut down or restarted, or the
+    /// network failed (SQLSTATE class 08, 57P01-57P03, I/O and TLS errors).
+    ConnectionLost,
+}
+
+/// Whether `e` means the database is unavailable rather than that the statement failed.
+pub fn unavailable(e: &sqlx::Error) -> Option<Unavailable> {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Some(Unavailable::Unreachable),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+            Some(Unavailable::ConnectionLost)
+        }
+        sqlx::Error::Database(db) => db
+            .code()
+            .filter(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03"))
+            .map(|_| Unavailable::ConnectionLost),
+        _ => None,
+    }
+}
+
+/// Nanoseconds from [`clock`]'s start to the last [`retire_connections`] (0: never).
+static RETIRED_BEFORE: AtomicU64 = AtomicU64::new(0);
+
+fn clock() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Marks every connection opened so far, in every pool of this process, as not to be handed
+/// out again. After a server restart all pooled connections are dead, and since acquiring
+/// does not ping them each would fail one more request; callers that see a lost connection
+/// call this so the next acquire opens a fresh one instead.
+pub fn retire_connections() {
+    let now = clock().elapsed().as_nanos().max(1) as u64;
+    RETIRED_BEFORE.fetch_max(now, Ordering::Relaxed);
+}
+
+/// Whether a connection of age `age` was opened before the last [`retire_connections`].
+fn retired(age: Duration) -> bool {
+    let retired_before = RETIRED_BEFORE.load(Ordering::Relaxed);
+    let opened = clock().elapsed().saturating_sub(age).as_nanos() as u64;
+    retired_before != 0 && opened <= retired_before
+}
+
 /// Opens a pool. Statement and lock timeouts bound the damage of a runaway query.
 pub async fn connect(
     url: &str,
@@ -75,6 +126,8 @@ pub async fn connect(
         // sqlx pings every connection it hands out by default: a round trip per acquire.
         // A broken connection still surfaces as an error on its first statement instead.
         .test_before_acquire(false)
+        // What replaces the ping: connections opened before a lost one are closed unused.
+        .before_acquire(|_, meta| Box::pin(async move { Ok(!retired(meta.age)) }))
         .connect_with(options)
         .await
 }
@@ -179,18 +232,16 @@ pub async fn set_scope(
     Ok(())
 }
 
-/// `SELECT 1` with its latency, for readiness checks.
+/// `SELECT 1` with its latency, for readiness checks. A lost connection retires the pool's
+/// others (see [`retire_connections`]), so the next ping tells whether the server answers.
 #[tracing::instrument(name = "ping", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn ping(pool: &PgPool) -> Result<Duration, sqlx::Error> {
     let t = std::time::Instant::now();
-    sqlx::query("SELECT 1").execute(pool).await?;
+    if let Err(e) = sqlx::query("SELECT 1").execute(pool).await {
+        if unavailable(&e) == Some(Unavailable::ConnectionLost) {
+            retire_connections();
+        }
+        return Err(e);
+    }
     Ok(t.elapsed())
-}
-
-/// Cross-tenant counts through the owner's `system_stats()` function.
-#[tracing::instrument(name = "system_stats", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
-pub async fn system_stats(pool: &PgPool) -> Result<(i64, i64, i64, i64), sqlx::Error> {
-    sqlx::query_as("SELECT users, workspaces, artifacts, active_artifacts FROM system_stats()")
-        .fetch_one(pool)
-        .await
 }

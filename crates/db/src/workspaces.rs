@@ -160,12 +160,15 @@ pub async fn member(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::Result<Optio
     .await
 }
 
-/// Adds a member, or reactivates a removed one with the new role.
+/// Adds a member, or reactivates a removed one with the new role; false when the user is
+/// already an active member. The statement decides, under the (user, workspace) unique key,
+/// so of concurrent adds of one person exactly one succeeds.
 #[tracing::instrument(name = "workspaces.add_member", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
-pub async fn add_member(tx: &mut Tx, tenant: Uuid, user: Uuid, role: Role) -> DbResult<()> {
-    sqlx::query(
+pub async fn add_member(tx: &mut Tx, tenant: Uuid, user: Uuid, role: Role) -> DbResult<bool> {
+    let added = sqlx::query(
         "INSERT INTO workspace_memberships (id, user_id, tenant_id, role) VALUES ($1, $2, $3, $4::workspace_role) \
-         ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = EXCLUDED.role, is_active = true",
+         ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = EXCLUDED.role, is_active = true \
+         WHERE NOT workspace_memberships.is_active",
     )
     .bind(Uuid::new_v4())
     .bind(user)
@@ -174,7 +177,7 @@ pub async fn add_member(tx: &mut Tx, tenant: Uuid, user: Uuid, role: Role) -> Db
     .execute(&mut **tx)
     .await
     .map_err(DbError::from_sqlx)?;
-    Ok(())
+    Ok(added.rows_affected() == 1)
 }
 
 /// Active owners, counted under a row lock so two concurrent demotions cannot both pass the
@@ -211,6 +214,32 @@ pub async fn deactivate_member(tx: &mut Tx, tenant: Uuid, user: Uuid) -> sqlx::R
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// What the statistics show of one workspace.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Counts {
+    pub name: String,
+    /// The users of its active memberships.
+    pub members: Vec<Uuid>,
+    /// Soft-deleted ones included.
+    pub artifacts: i64,
+    pub active_artifacts: i64,
+}
+
+/// The scoped workspace's figures, counted now.
+#[tracing::instrument(name = "workspaces.counts", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
+pub async fn counts(tx: &mut Tx, tenant: Uuid) -> sqlx::Result<Option<Counts>> {
+    sqlx::query_as(
+        "SELECT t.name, \
+         ARRAY(SELECT m.user_id FROM workspace_memberships m WHERE m.tenant_id = t.id AND m.is_active) AS members, \
+         (SELECT count(*) FROM artifacts a WHERE a.tenant_id = t.id) AS artifacts, \
+         (SELECT count(*) FROM artifacts a WHERE a.tenant_id = t.id AND a.deleted_at IS NULL) AS active_artifacts \
+         FROM tenants t WHERE t.id = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// The scoped workspace's name (what the worker may read of it).

@@ -64,6 +64,7 @@ fn run(mut c: Command, what: &str) -> Result<()> {
 pub struct Postgres {
     dir: PathBuf,
     pub port: u16,
+    durable: bool,
 }
 
 impl Postgres {
@@ -94,29 +95,37 @@ impl Postgres {
             }
             run(initdb, "initdb")?;
         }
-        let port = free_port()?;
-        let fast = if durable {
+        let pg = Self {
+            dir: dir.to_path_buf(),
+            port: free_port()?,
+            durable,
+        };
+        pg.start_again()?;
+        Ok(pg)
+    }
+
+    /// Starts the server of this cluster (after [`Postgres::stop`]) on its port, waiting
+    /// until it accepts connections.
+    pub fn start_again(&self) -> Result<()> {
+        let fast = if self.durable {
             ""
         } else {
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         };
         let mut ctl = pg_command(&pg_bin("pg_ctl")?);
         ctl.arg("-D")
-            .arg(&data)
+            .arg(self.dir.join("data"))
             .arg("-l")
-            .arg(dir.join("postgres.log"))
+            .arg(self.dir.join("postgres.log"))
             .args(["-w", "-t", "60", "-o"]);
         ctl.arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300{fast}",
-            dir.display()
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300{fast}",
+            self.port,
+            self.dir.display()
         ));
         ctl.arg("start").stdout(Stdio::null());
         run(ctl, "pg_ctl start")
-            .with_context(|| format!("see {}", dir.join("postgres.log").display()))?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            port,
-        })
+            .with_context(|| format!("see {}", self.dir.join("postgres.log").display()))
     }
 
     /// The superuser URL of `database`.
@@ -152,6 +161,8 @@ impl Postgres {
 pub struct Redis {
     pub child: Child,
     pub port: u16,
+    dir: PathBuf,
+    durable: bool,
 }
 
 impl Redis {
@@ -159,6 +170,15 @@ impl Redis {
     pub fn start(dir: &Path, durable: bool) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port()?;
+        Ok(Self {
+            child: Self::spawn(dir, port, durable)?,
+            port,
+            dir: dir.to_path_buf(),
+            durable,
+        })
+    }
+
+    fn spawn(dir: &Path, port: u16, durable: bool) -> Result<Child> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", if durable { "yes" } else { "no" }])
@@ -174,7 +194,20 @@ impl Redis {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Self { child, port })
+        Ok(child)
+    }
+
+    /// Kills the server, as abruptly as a crash.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the server again (after [`Redis::kill`]) on its port.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.child = Self::spawn(&self.dir, self.port, self.durable)?;
+        Ok(())
     }
 
     pub fn url(&self) -> String {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 pub use ghostworks_devstack::smtp::{Message, Sink};
-use ghostworks_devstack::{after_exit, Postgres, Redis};
+pub use ghostworks_devstack::{Postgres, Redis};
+use ghostworks_devstack::after_exit;
 use sqlx::{Connection, Executor, PgConnection};
 
 /// The login role tests connect as: a member of `ghostworks_app`, owning nothing.
@@ -63,17 +64,64 @@ fn start() -> Result<Services> {
             redis.url()
         }
     };
-    let template = format!("gw_template_{}", std::process::id());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(prepare_template(&admin_base, &template))?;
-    Ok(Services {
-        admin_base,
-        redis_url,
-        template,
-        smtp: Sink::start()?,
+    Services::on(admin_base, redis_url)
+}
+
+/// Services on servers of the caller's own, which it may stop and start again (fault
+/// drills); the shared [`services`] must never be stopped. Both servers are stopped and
+/// their files removed when the process exits.
+pub struct Private {
+    /// Kept for the rest of the process, like the shared ones.
+    pub services: &'static Services,
+    pub postgres: Postgres,
+    pub redis: Redis,
+}
+
+/// Starts a private PostgreSQL and Redis (from a plain thread, like [`services`]).
+pub fn private() -> Result<Private> {
+    std::thread::spawn(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("ghostworks-private-")
+            .tempdir()?
+            .keep();
+        let postgres = Postgres::start(&dir.join("pg"), false)?;
+        let redis = Redis::start(&dir.join("redis"), false)?;
+        // By port: the drill may have replaced the Redis process it started.
+        after_exit(&format!(
+            "redis-cli -p {} shutdown nosave; {}; rm -rf '{}'",
+            redis.port,
+            postgres.stop_command()?,
+            dir.display()
+        ));
+        let services = Box::leak(Box::new(Services::on(
+            postgres.url("postgres"),
+            redis.url(),
+        )?));
+        Ok(Private {
+            services,
+            postgres,
+            redis,
+        })
     })
+    .join()
+    .expect("private service start-up thread")
+}
+
+impl Services {
+    /// Prepares the template database on `admin_base` and starts an SMTP sink.
+    fn on(admin_base: String, redis_url: String) -> Result<Services> {
+        let template = format!("gw_template_{}", std::process::id());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(prepare_template(&admin_base, &template))?;
+        Ok(Services {
+            admin_base,
+            redis_url,
+            template,
+            smtp: Sink::start()?,
+        })
+    }
 }
 
 async fn prepare_template(admin_base: &str, template: &str) -> Result<()> {

@@ -391,3 +391,28 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test]
+async fn the_tour_counts_the_signed_in_users_workspaces_and_nothing_for_anyone_else() {
+    let s = stack(false).await;
+    let (mut other, other_ws) = Browser::signed_up(&s).await;
+    other.create_artifact(&other_ws, "Not yours").await;
+    let mut anonymous = Browser::new(&s);
+    let (status, html) = anonymous.get("/tour").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("to see the counts of your workspaces"), "{html}");
+    assert!(!html.contains("artifacts ("), "{html}");
+
+    let (mut b, ws) = Browser::signed_up(&s).await;
+    b.create_artifact(&ws, "Mine").await;
+    b.create_artifact(&ws, "Also mine").await;
+    let (status, html) = b.get("/tour").await;
+    assert_eq!(status, StatusCode::OK);
+    let cards: String = html.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        cards.contains(r#"<span class="big">1</span>workspaces"#)
+            && cards.contains(r#"<span class="big">1</span>users (members)"#)
+            && cards.contains(r#"<span class="big">2</span>artifacts (2 active)"#),
+        "{html}"
+    );
+}

@@ -1,14 +1,17 @@
 const { test, expect, login, axeClean, screenshot } = require('./helpers');
 
-test('the tour shows live health and counts, and refreshes itself', async ({ page }) => {
+test('the tour shows live health, and the counts of your workspaces once logged in', async ({ page }) => {
   await page.goto('/');
   await axeClean(page);
   await screenshot(page, 'landing');
   await page.goto('/tour');
+  await expect(page.locator('#live')).toContainText('Log in to see the counts of your workspaces');
+  await login(page, 'owner@acme.com');
+  await page.goto('/tour');
   for (const s of ['Web', 'API', 'PostgreSQL', 'Redis', 'Worker']) {
     await expect(page.locator('#live .cards li', { hasText: s }).first()).toContainText('up');
   }
-  await expect(page.locator('#live')).toContainText('tenants');
+  await expect(page.locator('#live')).toContainText('workspaces');
   await expect(page.locator('#live')).toContainText('users');
   await expect(page.locator('#live')).toContainText('artifacts');
   await expect(page.locator('#live')).toContainText('jobs');

@@ -6,6 +6,7 @@ pub(crate) mod workspaces;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
+use crate::middleware::dependency_failures;
 use crate::ratelimit::enforce;
 use crate::AppState;
 
@@ -75,5 +76,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
                 .patch(artifacts::patch)
                 .delete(artifacts::delete),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            dependency_failures,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(state, enforce))
 }

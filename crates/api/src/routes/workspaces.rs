@@ -161,15 +161,11 @@ pub async fn add_member(
         .ok_or_else(|| {
             ApiError::NotFound(format!("User with email '{}' not found", email.as_str()))
         })?;
-    if workspaces::member(&mut ws.tx, ws.id, user.id)
-        .await?
-        .is_some_and(|m| m.is_active)
-    {
+    if !workspaces::add_member(&mut ws.tx, ws.id, user.id, input.role).await? {
         return Err(ApiError::Conflict(
             "User is already a member of this workspace".into(),
         ));
     }
-    workspaces::add_member(&mut ws.tx, ws.id, user.id, input.role).await?;
     let job =
         ghostworks_worker::kinds::invitation_email(ws.id, user.id, ws.caller.id(), input.role);
     let kind = job.kind();

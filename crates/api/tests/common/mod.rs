@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ghostworks_api::AppState;
 use ghostworks_config::{Config, WorkerConfig};
-use ghostworks_testkit::{services, unique, TestDb};
+use ghostworks_testkit::{services, unique, Services, TestDb};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -23,6 +23,7 @@ pub struct TestApp {
     pub db: TestDb,
     pub client: reqwest::Client,
     pub state: AppState,
+    pub services: &'static Services,
 }
 
 pub struct Spawn {
@@ -53,8 +54,12 @@ impl Spawn {
         self
     }
 
-    pub async fn start(mut self) -> TestApp {
-        let svc = services();
+    pub async fn start(self) -> TestApp {
+        self.start_on(services()).await
+    }
+
+    /// Starts on `svc` (the shared services, or a drill's private ones).
+    pub async fn start_on(mut self, svc: &'static Services) -> TestApp {
         let db = svc.database().await.expect("a test database");
         self.vars.insert("DATABASE_URL".into(), db.app_url.clone());
         self.vars.insert("REDIS_URL".into(), svc.redis_url().into());
@@ -94,6 +99,7 @@ impl Spawn {
             db,
             client,
             state,
+            services: svc,
         }
     }
 }
@@ -154,7 +160,7 @@ impl TestApp {
 
     /// The `n`-th (from 1) e-mail to `to`, waiting for it.
     pub async fn mail(&self, to: &str, n: usize) -> ghostworks_testkit::Message {
-        services().mail_to(to, n, MAIL_WAIT).await[n - 1].clone()
+        self.services.mail_to(to, n, MAIL_WAIT).await[n - 1].clone()
     }
 
     /// The value of `param` in the link of the `n`-th e-mail to `to`.

@@ -76,7 +76,18 @@ pub async fn tour(session: Session) -> Markup {
     let worker = web.config.worker_url.clone();
     let (api, stats, worker_health, worker_metrics) = tokio::join!(
         web.api.get_text(&detailed),
-        session.public::<SystemStats>(Call::new(Method::GET, "/api/v1/system/stats")),
+        // The API counts only the signed-in user's workspaces: nothing to show anyone else.
+        async {
+            if session.signed_in() {
+                Some(
+                    session
+                        .call::<SystemStats>(Call::new(Method::GET, "/api/v1/system/stats"))
+                        .await,
+                )
+            } else {
+                None
+            }
+        },
         async {
             match &worker {
                 Some(u) => Some(web.api.get_text(&format!("{u}/health")).await),
@@ -138,7 +149,7 @@ pub async fn tour(session: Session) -> Markup {
         Some(REFRESH * 2),
         html! {
             h1 { "Tour" }
-            p { "Every service behind this page and what the system holds, refreshed every " (REFRESH) " seconds." }
+            p { "Every service behind this page and what your workspaces hold, refreshed every " (REFRESH) " seconds." }
             div id="live" data-live=(REFRESH) {
                 h2 { "Services" }
                 ul class="cards" {
@@ -152,17 +163,18 @@ pub async fn tour(session: Session) -> Markup {
                 }
                 h2 { "Counts" }
                 @match &stats {
-                    Ok(s) => {
+                    Some(Ok(s)) => {
                         ul class="cards" {
-                            li { span class="big" { (s.workspaces) } "tenants (workspaces)" }
-                            li { span class="big" { (s.users) } "users" }
+                            li { span class="big" { (s.workspaces) } "workspaces" }
+                            li { span class="big" { (s.users) } "users (members)" }
                             li { span class="big" { (s.artifacts) } "artifacts (" (s.active_artifacts) " active)" }
                             @for (status, n) in &jobs {
                                 li { span class="big" { (n) } "jobs " (status) }
                             }
                         }
                     }
-                    Err(e) => { p class="error" role="alert" { (e.summary()) } }
+                    Some(Err(WebError::Api(e))) => { p class="error" role="alert" { (e.summary()) } }
+                    _ => { p { a href="/login" { "Log in" } " to see the counts of your workspaces." } }
                 }
             }
         },
