@@ -169,10 +169,9 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             }
             ApiError::DatabaseUnavailable(why, _) => {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(DATABASE_RETRY_AFTER),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(DATABASE_RETRY_AFTER));
                 response.extensions_mut().insert(DependencyFailure {
                     dependency: "postgres",
                     why,

@@ -196,12 +196,11 @@ async fn the_api_rides_out_a_redis_and_a_postgresql_outage() {
     );
     assert!(tally.unavailable > 0, "the outage was felt: some 503s");
 
-    let stored: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM artifacts WHERE id::text = ANY($1)")
-            .bind(&tally.acknowledged)
-            .fetch_one(&app.admin_db().await)
-            .await
-            .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM artifacts WHERE id::text = ANY($1)")
+        .bind(&tally.acknowledged)
+        .fetch_one(&app.admin_db().await)
+        .await
+        .unwrap();
     assert_eq!(
         stored as usize,
         tally.acknowledged.len(),

@@ -490,7 +490,11 @@ async fn openapi_docs_and_root() {
 async fn system_stats_count_only_the_callers_workspaces_for_a_few_seconds() {
     let app = common::app().await;
     let r = get(&app, "/api/v1/system/stats").await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no figures for anyone");
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "no figures for anyone"
+    );
 
     let alice = app.user().await;
     let bob = app.user().await;
@@ -570,7 +574,9 @@ async fn terminate_api_connections(app: &TestApp) {
 fn dependency_errors(metrics: &str) -> u64 {
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("ghostworks_dependency_errors_total{dependency=\"postgres\"} "))
+        .find_map(|l| {
+            l.strip_prefix("ghostworks_dependency_errors_total{dependency=\"postgres\"} ")
+        })
         .map_or(0, |v| v.parse().unwrap())
 }
 
@@ -584,18 +590,30 @@ async fn lost_database_connections_answer_503_and_reads_are_retried_on_a_fresh_o
 
     terminate_api_connections(&app).await;
     let (s, page) = app.get(&path, &user.token).await;
-    assert_eq!(s, StatusCode::OK, "a read is retried on a fresh connection: {page}");
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "a read is retried on a fresh connection: {page}"
+    );
     assert_eq!(page["items"][0]["name"], "kept", "{page}");
 
     terminate_api_connections(&app).await;
     let r = app
-        .call(Method::POST, &path, Some(&user.token), Some(json!({"name": "maybe"})))
+        .call(
+            Method::POST,
+            &path,
+            Some(&user.token),
+            Some(json!({"name": "maybe"})),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(r.headers(), "retry-after"), Some("2"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "service_unavailable", "{body}");
-    assert_eq!(body["message"], "The database is unavailable; retry shortly");
+    assert_eq!(
+        body["message"],
+        "The database is unavailable; retry shortly"
+    );
     assert!(body["request_id"].is_string(), "{body}");
 
     // The failure retired the dead connections: the next write gets a fresh one.
@@ -604,6 +622,10 @@ async fn lost_database_connections_answer_503_and_reads_are_retried_on_a_fresh_o
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     let metrics = get(&app, "/metrics").await.text().await.unwrap();
-    assert_eq!(dependency_errors(&metrics), 2, "the read's first try and the write");
+    assert_eq!(
+        dependency_errors(&metrics),
+        2,
+        "the read's first try and the write"
+    );
     assert_eq!(get(&app, "/health/ready").await.status(), StatusCode::OK);
 }

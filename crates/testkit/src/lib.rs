@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ghostworks_devstack::after_exit;
 pub use ghostworks_devstack::smtp::{Message, Sink};
 pub use ghostworks_devstack::{Postgres, Redis};
-use ghostworks_devstack::after_exit;
 use sqlx::{Connection, Executor, PgConnection};
 
 /// The login role tests connect as: a member of `ghostworks_app`, owning nothing.

@@ -400,7 +400,10 @@ async fn the_tour_counts_the_signed_in_users_workspaces_and_nothing_for_anyone_e
     let mut anonymous = Browser::new(&s);
     let (status, html) = anonymous.get("/tour").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("to see the counts of your workspaces"), "{html}");
+    assert!(
+        html.contains("to see the counts of your workspaces"),
+        "{html}"
+    );
     assert!(!html.contains("artifacts ("), "{html}");
 
     let (mut b, ws) = Browser::signed_up(&s).await;
