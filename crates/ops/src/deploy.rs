@@ -683,19 +683,6 @@ pub(crate) fn run_ok(mut c: std::process::Command, what: &str) -> Result<String>
     Ok(stdout)
 }
 
-/// `KEY=VALUE` lines (blank lines and `#` comments skipped).
-pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--env-file: cannot read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
