@@ -79,8 +79,6 @@ macro_rules! env_sources {
 }
 pub(crate) use env_sources;
 
-env_sources!(Common);
-
 /// Replaces the password of a URL with `***`.
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {

@@ -11,7 +11,6 @@
 //! and writable when the database is what failed (a migration, a restore), and it describes
 //! releases of the binaries, which outlive any one database.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
