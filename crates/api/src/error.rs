@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ghostworks_auth::AuthError;
 use ghostworks_domain::{FieldError, ValidationErrors};
 use serde_json::{json, Value};
 
@@ -84,6 +85,27 @@ impl From<sqlx::Error> for ApiError {
 impl From<ghostworks_db::DbError> for ApiError {
     fn from(e: ghostworks_db::DbError) -> Self {
         ApiError::Internal(e.into())
+    }
+}
+
+/// The auth service's refusals, as the API answers them.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use AuthError::*;
+        match e {
+            Validation(errors) => ApiError::Validation(errors),
+            EmailTaken => ApiError::Conflict(e.to_string()),
+            InvalidResetToken | InvalidVerificationToken => ApiError::BadRequest(e.to_string()),
+            InvalidCredentials | DemoAccount | Inactive | Token(_) | RefreshRevoked
+            | RefreshReused | UnknownUser => ApiError::Unauthorized(e.to_string()),
+            EmailNotVerified => ApiError::forbidden("email_not_verified", e.to_string()),
+            LockedOut { retry_after } => ApiError::TooManyRequests {
+                retry_after,
+                message: e.to_string(),
+            },
+            Db(e) => e.into(),
+            Internal(e) => ApiError::Internal(e),
+        }
     }
 }
 
