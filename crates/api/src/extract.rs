@@ -8,6 +8,8 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum_extra::extract::CookieJar;
+use ghostworks_auth::tokens::{Claims, TokenError, TokenType};
+use ghostworks_auth::AuthError;
 use ghostworks_db::users::User;
 use ghostworks_db::{audit, workspaces, Tx};
 use ghostworks_domain::{FieldError, Role, ValidationErrors};
@@ -16,9 +18,6 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
-
-use ghostworks_auth::tokens::{Claims, TokenError, TokenType};
-use ghostworks_auth::AuthError;
 
 use crate::error::ApiError;
 use crate::middleware::{current_request_id, ClientIp};

@@ -8,10 +8,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ghostworks_auth::Lockout;
 use redis::aio::ConnectionManager;
 use redis::Script;
-
-use ghostworks_auth::Lockout;
 
 use crate::error::ApiError;
 use crate::middleware::ClientIp;
