@@ -71,7 +71,7 @@ impl AppState {
         let limiter = Limiter::new(redis, &config.redis_key_prefix, config.rate_limit_enabled);
         let metrics = Metrics::new(config.metrics_tenant_labels);
         let settings = ghostworks_auth::Settings {
-            refuse_demo_accounts: config.environment == Environment::Production,
+            refuse_demo_accounts: config.common.environment == Environment::Production,
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
             require_email_verification: config.require_email_verification,
@@ -148,7 +148,7 @@ pub fn router(state: AppState) -> Router {
         ])
         .max_age(std::time::Duration::from_secs(600));
     let body_limit = cfg.max_body_bytes;
-    let fault_ratio = middleware::fault_ratio(cfg.environment);
+    let fault_ratio = cfg.fault_error_ratio;
     #[allow(deprecated)] // TimeoutLayer::new: the status-code variant is not in every 0.6 release
     let timeout = TimeoutLayer::new(cfg.request_timeout);
     routes::routes(state.clone())
