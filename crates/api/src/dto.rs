@@ -39,6 +39,17 @@ pub struct TokenOut {
     pub expires_in: u64,
 }
 
+impl From<ghostworks_auth::Issued> for TokenOut {
+    fn from(i: ghostworks_auth::Issued) -> Self {
+        TokenOut {
+            access_token: i.access,
+            refresh_token: i.refresh,
+            token_type: "bearer",
+            expires_in: i.expires_in,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct SwitchOut {
     pub message: String,

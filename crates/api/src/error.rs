@@ -4,6 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ghostworks_db::Unavailable;
+use ghostworks_auth::AuthError;
 use ghostworks_domain::{FieldError, ValidationErrors};
 use serde_json::{json, Value};
 
@@ -111,6 +112,27 @@ const DATABASE_RETRY_AFTER: u64 = 2;
 pub struct DependencyFailure {
     pub dependency: &'static str,
     pub why: Unavailable,
+}
+
+/// The auth service's refusals, as the API answers them.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use AuthError::*;
+        match e {
+            Validation(errors) => ApiError::Validation(errors),
+            EmailTaken => ApiError::Conflict(e.to_string()),
+            InvalidResetToken | InvalidVerificationToken => ApiError::BadRequest(e.to_string()),
+            InvalidCredentials | DemoAccount | Inactive | Token(_) | RefreshRevoked
+            | RefreshReused | UnknownUser => ApiError::Unauthorized(e.to_string()),
+            EmailNotVerified => ApiError::forbidden("email_not_verified", e.to_string()),
+            LockedOut { retry_after } => ApiError::TooManyRequests {
+                retry_after,
+                message: e.to_string(),
+            },
+            Db(e) => e.into(),
+            Internal(e) => ApiError::Internal(e),
+        }
+    }
 }
 
 impl From<ValidationErrors> for ApiError {

@@ -2,23 +2,23 @@
 //! tenant-scoped transaction), and the request body and query, with rejections mapped to the
 //! one error shape.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum_extra::extract::CookieJar;
+use ghostworks_auth::tokens::{Claims, TokenError, TokenType};
+use ghostworks_auth::AuthError;
 use ghostworks_db::users::User;
 use ghostworks_db::{audit, workspaces, Tx};
 use ghostworks_domain::{FieldError, Role, ValidationErrors};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::auth::tokens::{Claims, TokenError, TokenType};
 use crate::error::ApiError;
 use crate::middleware::{current_request_id, ClientIp};
 use crate::AppState;
@@ -28,20 +28,17 @@ pub const REFRESH_COOKIE: &str = "refresh_token";
 pub const CSRF_COOKIE: &str = "csrf_token";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// Where a request came from, for audit rows.
+/// Where a request came from (client address, request id): the context of its audit rows.
 #[derive(Debug, Clone)]
-pub struct Origin {
-    pub ip: Option<String>,
-    pub request_id: Option<String>,
-}
+pub struct Origin(pub audit::Context);
 
 impl<S: Send + Sync> FromRequestParts<S> for Origin {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Origin {
+        Ok(Origin(audit::Context {
             ip: parts.extensions.get::<ClientIp>().map(|c| c.0.to_string()),
             request_id: current_request_id(),
-        })
+        }))
     }
 }
 
@@ -89,15 +86,8 @@ pub fn credential(
     Ok(Some(token))
 }
 
-pub fn token_error(e: TokenError) -> ApiError {
-    match e {
-        TokenError::Invalid => ApiError::unauthorized("Could not validate credentials"),
-        TokenError::WrongType { expected, got } => ApiError::unauthorized(format!(
-            "Invalid token type. Expected {}, got {}",
-            serde_json::to_value(expected).unwrap().as_str().unwrap(),
-            serde_json::to_value(got).unwrap().as_str().unwrap()
-        )),
-    }
+fn token_error(e: TokenError) -> ApiError {
+    AuthError::from(e).into()
 }
 
 /// The authenticated caller: a valid access token whose session is live and whose account
@@ -153,15 +143,46 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// Parses a UUID path segment; anything malformed is simply "not found".
-pub fn path_uuid(
-    params: &HashMap<String, String>,
-    name: &str,
-    what: &str,
-) -> Result<Uuid, ApiError> {
-    let raw = params.get(name).map(String::as_str).unwrap_or_default();
-    raw.parse()
-        .map_err(|_| ApiError::NotFound(format!("{what} not found: {raw}")))
+/// A UUID path segment. A malformed one is simply "not found", reported when the handler
+/// asks for it (after the checks that come first, such as the caller's role).
+#[derive(Debug, Clone)]
+pub struct PathId {
+    raw: String,
+    id: Option<Uuid>,
+}
+
+impl<'de> Deserialize<'de> for PathId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        let id = raw.parse().ok();
+        Ok(PathId { raw, id })
+    }
+}
+
+impl PathId {
+    /// The id, or 404 "`what` not found".
+    pub fn get(&self, what: &str) -> Result<Uuid, ApiError> {
+        self.id
+            .ok_or_else(|| ApiError::NotFound(format!("{what} not found: {}", self.raw)))
+    }
+}
+
+/// `/workspaces/{workspace_id}`: the segment every [`Ws`] route has.
+#[derive(Deserialize)]
+struct WorkspacePath {
+    workspace_id: PathId,
+}
+
+/// `/workspaces/{workspace_id}/members/{user_id}...`
+#[derive(Deserialize)]
+pub struct MemberPath {
+    pub user_id: PathId,
+}
+
+/// `/workspaces/{workspace_id}/artifacts/{artifact_id}`
+#[derive(Deserialize)]
+pub struct ArtifactPath {
+    pub artifact_id: PathId,
 }
 
 pub fn workspace_not_found(id: &str) -> ApiError {
@@ -178,17 +199,17 @@ pub struct Ws {
     pub active: bool,
     pub caller: AuthUser,
     pub origin: Origin,
-    params: HashMap<String, String>,
 }
 
 impl FromRequestParts<AppState> for Ws {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound("Not Found".into()))?;
-        let raw = params.get("workspace_id").cloned().unwrap_or_default();
-        let Ok(id) = raw.parse::<Uuid>() else {
+        let Path(WorkspacePath { workspace_id }) =
+            Path::<WorkspacePath>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound("Not Found".into()))?;
+        let raw = workspace_id.raw;
+        let Some(id) = workspace_id.id else {
             AuthUser::from_request_parts(parts, state).await?;
             return Err(workspace_not_found(&raw));
         };
@@ -218,18 +239,13 @@ impl FromRequestParts<AppState> for Ws {
         let Some((role, active)) = workspaces::role_of(&mut tx, id, caller.id()).await? else {
             state.metrics().cross_tenant_denied.inc();
             tracing::warn!(user_id = %caller.id(), workspace_id = %id, "access to a workspace the caller is not a member of");
-            audit::record(
-                &mut *tx,
-                audit::Event {
-                    tenant: None,
-                    actor: Some(caller.id()),
-                    action: "workspace.access_denied",
-                    details: json!({ "workspace_id": id, "method": parts.method.as_str(), "path": parts.uri.path() }),
-                    ip: origin.ip.clone(),
-                    request_id: origin.request_id.as_deref(),
-                },
-            )
-            .await?;
+            let event = audit::Event {
+                tenant: None,
+                actor: Some(caller.id()),
+                action: "workspace.access_denied",
+                details: json!({ "workspace_id": id, "method": parts.method.as_str(), "path": parts.uri.path() }),
+            };
+            audit::record(&mut *tx, &origin.0, event).await?;
             tx.commit().await?;
             return Err(workspace_not_found(&raw));
         };
@@ -242,7 +258,6 @@ impl FromRequestParts<AppState> for Ws {
             active,
             caller,
             origin,
-            params,
         })
     }
 }
@@ -263,27 +278,18 @@ impl Ws {
         }
     }
 
-    pub fn path_id(&self, name: &str, what: &str) -> Result<Uuid, ApiError> {
-        path_uuid(&self.params, name, what)
-    }
-
     pub async fn audit(
         &mut self,
         action: &str,
         details: serde_json::Value,
     ) -> Result<(), ApiError> {
-        audit::record(
-            &mut *self.tx,
-            audit::Event {
-                tenant: Some(self.id),
-                actor: Some(self.caller.id()),
-                action,
-                details,
-                ip: self.origin.ip.clone(),
-                request_id: self.origin.request_id.as_deref(),
-            },
-        )
-        .await?;
+        let event = audit::Event {
+            tenant: Some(self.id),
+            actor: Some(self.caller.id()),
+            action,
+            details,
+        };
+        audit::record(&mut *self.tx, &self.origin.0, event).await?;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! security) and Redis (rate limits). Handlers are thin: extract, call the domain or
 //! repository, map the result; every error becomes the one JSON shape in [`error`].
 
-pub mod auth;
+pub mod cookies;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -19,7 +19,9 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
-use ghostworks_config::Config;
+use ghostworks_auth::tokens::Keys;
+use ghostworks_auth::Auth;
+use ghostworks_config::{Config, Environment};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -37,11 +39,10 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     config: Config,
     db: PgPool,
-    keys: auth::tokens::Keys,
+    auth: Auth<Limiter>,
     limiter: Limiter,
     metrics: Metrics,
     stats: routes::system::StatsCache,
-    dummy_hash: String,
 }
 
 impl AppState {
@@ -76,15 +77,31 @@ impl AppState {
         db: PgPool,
         redis: redis::aio::ConnectionManager,
     ) -> anyhow::Result<Self> {
-        let dummy_hash = auth::password::hash(auth::random_token()).await?;
+        let limiter = Limiter::new(redis, &config.redis_key_prefix, config.rate_limit_enabled);
+        let metrics = Metrics::new(config.metrics_tenant_labels);
+        let settings = ghostworks_auth::Settings {
+            refuse_demo_accounts: config.common.environment == Environment::Production,
+            access_token_ttl: config.access_token_ttl,
+            refresh_token_ttl: config.refresh_token_ttl,
+            require_email_verification: config.require_email_verification,
+            login_max_failures: config.login_max_failures,
+            login_lockout: config.login_lockout,
+        };
+        let auth = Auth::new(
+            db.clone(),
+            config.jwt_secret.expose().as_bytes(),
+            settings,
+            limiter.clone(),
+            metrics.auth_counters(),
+        )
+        .await?;
         Ok(AppState(Arc::new(Inner {
-            keys: auth::tokens::Keys::new(config.jwt_secret.expose().as_bytes()),
-            limiter: Limiter::new(redis, &config.redis_key_prefix, config.rate_limit_enabled),
-            metrics: Metrics::new(config.metrics_tenant_labels),
             stats: Default::default(),
+            auth,
+            limiter,
+            metrics,
             config,
             db,
-            dummy_hash,
         })))
     }
 
@@ -94,8 +111,11 @@ impl AppState {
     pub fn db(&self) -> &PgPool {
         &self.0.db
     }
-    pub fn keys(&self) -> &auth::tokens::Keys {
-        &self.0.keys
+    pub fn auth(&self) -> &Auth<Limiter> {
+        &self.0.auth
+    }
+    pub fn keys(&self) -> &Keys {
+        self.0.auth.keys()
     }
     pub fn limiter(&self) -> &Limiter {
         &self.0.limiter
@@ -105,9 +125,6 @@ impl AppState {
     }
     pub(crate) fn stats_cache(&self) -> &routes::system::StatsCache {
         &self.0.stats
-    }
-    pub fn dummy_hash(&self) -> &str {
-        &self.0.dummy_hash
     }
 }
 

@@ -1,6 +1,7 @@
 //! Prometheus metrics, keeping the original's names and labels so its dashboards and alerts
 //! keep working (with `endpoint` the route template instead of the raw path).
 
+use ghostworks_telemetry::HttpMetrics;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -8,8 +9,7 @@ use prometheus::{
 
 pub struct Metrics {
     registry: Registry,
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
+    pub http: HttpMetrics,
     pub http_in_progress: IntGaugeVec,
     pub http_response_size: HistogramVec,
     pub registrations: IntCounter,
@@ -35,25 +35,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(tenant_labels: bool) -> Self {
         let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests by method, route template and status code",
-            ),
-            &["method", "endpoint", "status_code"],
-        )
-        .unwrap();
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "HTTP request latency by route template",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["method", "endpoint"],
-        )
-        .unwrap();
+        let http = HttpMetrics::new(&registry);
         let http_in_progress = IntGaugeVec::new(
             Opts::new("http_requests_in_progress", "HTTP requests being served"),
             &["method", "endpoint"],
@@ -164,9 +146,7 @@ impl Metrics {
         .unwrap();
         let info = ghostworks_telemetry::build_info("ghostworks-api");
         for c in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(http_duration.clone()),
-            Box::new(http_in_progress.clone()),
+            Box::new(http_in_progress.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_response_size.clone()),
             Box::new(registrations.clone()),
             Box::new(auth_attempts.clone()),
@@ -198,8 +178,7 @@ impl Metrics {
         }
         Self {
             registry,
-            http_requests,
-            http_duration,
+            http,
             http_in_progress,
             http_response_size,
             registrations,
@@ -219,6 +198,19 @@ impl Metrics {
             dependencies,
             dependency_errors,
             tenant_requests,
+        }
+    }
+
+    /// The counters the auth service moves (the same series as this registry's).
+    pub fn auth_counters(&self) -> ghostworks_auth::Counters {
+        ghostworks_auth::Counters {
+            registrations: self.registrations.clone(),
+            attempts: self.auth_attempts.clone(),
+            rate_limited: self.rate_limited.clone(),
+            lockouts: self.lockouts.clone(),
+            refresh_reuse: self.refresh_reuse.clone(),
+            token_refreshes: self.token_refreshes.clone(),
+            jobs_enqueued: self.jobs_enqueued.clone(),
         }
     }
 

@@ -184,12 +184,12 @@ pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Ne
         None => (next.run(req).await, None),
     };
     in_progress.dec();
-    m.http_duration
-        .with_label_values(&[&method, &endpoint])
-        .observe(started.elapsed().as_secs_f64());
-    m.http_requests
-        .with_label_values(&[&method, &endpoint, response.status().as_str()])
-        .inc();
+    m.http.observe(
+        &method,
+        &endpoint,
+        response.status().as_str(),
+        started.elapsed(),
+    );
     if let Some(size) = response.body().size_hint().exact() {
         m.http_response_size
             .with_label_values(&[&method, &endpoint])

@@ -8,6 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ghostworks_auth::Lockout;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
@@ -22,6 +23,7 @@ pub struct Limit {
     pub per_minute: u32,
 }
 
+#[derive(Clone)]
 pub struct Limiter {
     redis: ConnectionManager,
     prefix: String,
@@ -85,17 +87,6 @@ impl Limiter {
         }
     }
 
-    /// Seconds left on the account's lockout, if it is locked.
-    pub async fn lockout_remaining(&self, account: &str, max_failures: u32) -> Option<u64> {
-        if !self.enabled {
-            return None;
-        }
-        let (count, ttl) = self
-            .failures(&self.key(&["login-failures", account]))
-            .await?;
-        (count.unwrap_or(0) >= u64::from(max_failures)).then(|| ttl.max(1) as u64)
-    }
-
     #[tracing::instrument(name = "redis.failures", target = "ghostworks::redis", skip_all, fields(db.system = "redis", otel.kind = "client"))]
     async fn failures(&self, key: &str) -> Option<(Option<u64>, i64)> {
         let mut conn = self.redis.clone();
@@ -105,25 +96,6 @@ impl Limiter {
             .query_async(&mut conn)
             .await
             .ok()
-    }
-
-    /// Records a failed login; true when this failure locked the account.
-    pub async fn record_failure(
-        &self,
-        account: &str,
-        max_failures: u32,
-        lockout: Duration,
-    ) -> bool {
-        if !self.enabled {
-            return false;
-        }
-        matches!(self.hit(&self.key(&["login-failures", account]), lockout).await, Some((n, _)) if n == u64::from(max_failures))
-    }
-
-    pub async fn clear_failures(&self, account: &str) {
-        if self.enabled {
-            self.delete(&self.key(&["login-failures", account])).await;
-        }
     }
 
     #[tracing::instrument(name = "redis.delete", target = "ghostworks::redis", skip_all, fields(db.system = "redis", otel.kind = "client"))]
@@ -144,6 +116,32 @@ impl Limiter {
         let mut conn = self.redis.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await?;
         Ok(started.elapsed())
+    }
+}
+
+/// Failed logins count in the same Redis, under `login-failures:<account>`.
+impl Lockout for Limiter {
+    async fn remaining(&self, account: &str, max_failures: u32) -> Option<u64> {
+        if !self.enabled {
+            return None;
+        }
+        let (count, ttl) = self
+            .failures(&self.key(&["login-failures", account]))
+            .await?;
+        (count.unwrap_or(0) >= u64::from(max_failures)).then(|| ttl.max(1) as u64)
+    }
+
+    async fn record_failure(&self, account: &str, max_failures: u32, lockout: Duration) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        matches!(self.hit(&self.key(&["login-failures", account]), lockout).await, Some((n, _)) if n == u64::from(max_failures))
+    }
+
+    async fn clear(&self, account: &str) {
+        if self.enabled {
+            self.delete(&self.key(&["login-failures", account])).await;
+        }
     }
 }
 

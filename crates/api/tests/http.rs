@@ -101,6 +101,29 @@ async fn request_ids_are_echoed_or_generated() {
 }
 
 #[tokio::test]
+async fn workspace_audit_rows_carry_the_request_id_and_client_address() {
+    let app = common::app().await;
+    let owner = app.user().await;
+    let r = app
+        .client
+        .post(format!("{}/api/v1/workspaces", app.url))
+        .bearer_auth(&owner.token)
+        .header("X-Request-ID", "req-create-ws")
+        .json(&json!({"name": "Audited", "slug": ghostworks_testkit::unique("audited-")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (id, ip): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT request_id, ip FROM audit_log WHERE action = 'workspace.created'")
+            .fetch_one(&app.admin_db().await)
+            .await
+            .unwrap();
+    assert_eq!(id.as_deref(), Some("req-create-ws"));
+    assert_eq!(ip.as_deref(), Some("127.0.0.1"));
+}
+
+#[tokio::test]
 async fn unknown_routes_and_wrong_methods_get_the_json_error_shape() {
     let app = common::app().await;
     let r = app

@@ -429,7 +429,7 @@ pub async fn seed(superuser_url: &str, spec: &Spec) -> Result<LoadReport> {
     }
     // One argon2id hash for every account: hashing 10,000 passwords would take minutes and
     // measure nothing.
-    let hash = ghostworks_api::auth::password::hash(PASSWORD.into()).await?;
+    let hash = ghostworks_auth::password::hash(PASSWORD.into()).await?;
     let sizes = workspace_sizes(spec);
     let (people, users, tenants, members) = people(spec, &hash);
 

@@ -550,11 +550,11 @@ pub async fn write_mix(
 /// The time of one argon2id verification with the server's parameters, in this process
 /// (median of 7).
 pub async fn argon2_ms() -> Result<f64> {
-    let hash = ghostworks_api::auth::password::hash(dataset::PASSWORD.into()).await?;
+    let hash = ghostworks_auth::password::hash(dataset::PASSWORD.into()).await?;
     let mut times = Vec::new();
     for _ in 0..7 {
         let t = Instant::now();
-        ghostworks_api::auth::password::verify(dataset::PASSWORD.into(), hash.clone()).await?;
+        ghostworks_auth::password::verify(dataset::PASSWORD.into(), hash.clone()).await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);

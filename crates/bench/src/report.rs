@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use ghostworks_db::bootstrap;
 use ghostworks_devstack::{free_port, pg_bin, Postgres, Redis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -277,21 +278,14 @@ fn build_server() -> Result<PathBuf> {
 
 /// Creates, migrates and seeds the benchmark database (unless an earlier run did).
 async fn prepare(server: &str, admin: &str, spec: &Spec) -> Result<String> {
-    let mut conn = PgConnection::connect(server).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(DATABASE)
-            .fetch_one(&mut conn)
-            .await?;
-    if !exists {
-        sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
-            .execute(&mut conn)
-            .await?;
-    }
-    conn.close().await?;
+    bootstrap::create_database(server, DATABASE).await?;
     let pool = ghostworks_db::connect(admin, 2, "ghostworks-bench").await?;
     ghostworks_db::migrate(&pool).await?;
-    ghostworks_db::ensure_login_role(&pool, APP_LOGIN, APP_LOGIN, ghostworks_db::APP_ROLE).await?;
+    let logins = bootstrap::Logins {
+        app: APP_LOGIN,
+        worker: None,
+    };
+    bootstrap::create_logins(&pool, &logins).await?;
     let seeded: i64 = sqlx::query_scalar("SELECT count(*) FROM artifacts")
         .fetch_one(&pool)
         .await?;
@@ -457,7 +451,7 @@ impl Server<'_> {
             .env("DATABASE_URL", self.app_url)
             .env("DATABASE_POOL_SIZE", self.pool_size.to_string())
             .env("REDIS_URL", &self.redis_url)
-            .env("JWT_SECRET_KEY", ghostworks_api::auth::random_token())
+            .env("JWT_SECRET_KEY", ghostworks_auth::random_token())
             .env("RATE_LIMIT_ENABLED", "false")
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "info")

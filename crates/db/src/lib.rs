@@ -6,6 +6,7 @@
 pub mod artifacts;
 pub mod audit;
 pub mod auth;
+pub mod bootstrap;
 pub mod maintenance;
 pub mod usage;
 pub mod users;

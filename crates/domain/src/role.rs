@@ -22,6 +22,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, from the least to the most powerful.
+    pub const ALL: [Role; 3] = [Role::Member, Role::Admin, Role::Owner];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Member => "member",

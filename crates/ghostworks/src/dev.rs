@@ -8,9 +8,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use ghostworks_config::{Common, Config, OpsConfig, WorkerConfig};
+use ghostworks_db::bootstrap;
 use ghostworks_devstack::smtp::{Message, Sink};
 use ghostworks_devstack::{Postgres, Redis};
-use sqlx::Connection;
 
 const DATABASE: &str = "ghostworks";
 const APP_LOGIN: &str = "ghostworks_api";
@@ -55,18 +55,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
             data_dir.join("postgres").display()
         );
         let pg = Postgres::start(&data_dir.join("postgres"), true)?;
-        let mut conn = sqlx::PgConnection::connect(&pg.url("postgres")).await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(DATABASE)
-                .fetch_one(&mut conn)
-                .await?;
-        if !exists {
-            sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
-                .execute(&mut conn)
-                .await?;
-        }
-        conn.close().await?;
+        bootstrap::create_database(&pg.url("postgres"), DATABASE).await?;
         vars.insert("DATABASE_ADMIN_URL".into(), pg.url(DATABASE));
         vars.insert(
             "DATABASE_URL".into(),
@@ -87,7 +76,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     if !vars.contains_key("JWT_SECRET_KEY") && !vars.contains_key("JWT_SECRET_KEY_FILE") {
         let path = data_dir.join("jwt_secret");
         if !path.exists() {
-            std::fs::write(&path, ghostworks_api::auth::random_token())?;
+            std::fs::write(&path, ghostworks_auth::random_token())?;
         }
         vars.insert("JWT_SECRET_KEY_FILE".into(), path.display().to_string());
     }
@@ -132,15 +121,11 @@ async fn stack(
     crate::migrate(admin.expose()).await?;
     let pool = ghostworks_db::connect(admin.expose(), 2, "ghostworks-dev").await?;
     if private_db {
-        ghostworks_db::ensure_login_role(&pool, APP_LOGIN, APP_LOGIN, ghostworks_db::APP_ROLE)
-            .await?;
-        ghostworks_db::ensure_login_role(
-            &pool,
-            WORKER_LOGIN,
-            WORKER_LOGIN,
-            ghostworks_db::WORKER_ROLE,
-        )
-        .await?;
+        let logins = bootstrap::Logins {
+            app: APP_LOGIN,
+            worker: Some(WORKER_LOGIN),
+        };
+        bootstrap::create_logins(&pool, &logins).await?;
     }
     println!("{}", crate::seed::demo(&pool).await?);
     pool.close().await;

@@ -3,7 +3,7 @@
 //! workspaces, memberships and artifacts (by name) are left as they are.
 
 use anyhow::{bail, Context};
-use ghostworks_api::auth::{password, DEMO_EMAILS};
+use ghostworks_auth::{password, DEMO_EMAILS};
 use ghostworks_config::Environment;
 use ghostworks_db::users::{self, NewUser};
 use ghostworks_db::workspaces;

@@ -8,6 +8,7 @@
 //! own spans, so quieter logs never blind the traces or the metrics.
 
 mod filter;
+mod http_metrics;
 mod propagation;
 pub mod signals;
 mod timings;
@@ -22,6 +23,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+pub use http_metrics::HttpMetrics;
 pub use propagation::{adopt_remote_parent, adopt_traceparent, trace_id, traceparent};
 pub use timings::{build_info, db_query_seconds, redis_command_seconds, REDIS_TARGET, SQL_TARGET};
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ghostworks_devstack::after_exit;
+use ghostworks_db::bootstrap;
 pub use ghostworks_devstack::smtp::{Message, Sink};
 pub use ghostworks_devstack::{Postgres, Redis};
 use sqlx::{Connection, Executor, PgConnection};
@@ -125,25 +126,19 @@ impl Services {
 }
 
 async fn prepare_template(admin_base: &str, template: &str) -> Result<()> {
-    let mut conn = PgConnection::connect(admin_base)
+    bootstrap::create_database(admin_base, template)
         .await
-        .context("connecting to the test PostgreSQL")?;
-    conn.execute(format!("CREATE DATABASE {template}").as_str())
-        .await?;
-    conn.close().await?;
+        .context("creating the template database")?;
     let url = with_database(admin_base, template);
     let pool = ghostworks_db::connect(&url, 2, "testkit").await?;
     ghostworks_db::migrate(&pool)
         .await
         .context("migrating the template database")?;
-    ghostworks_db::ensure_login_role(&pool, APP_LOGIN, APP_LOGIN, ghostworks_db::APP_ROLE).await?;
-    ghostworks_db::ensure_login_role(
-        &pool,
-        WORKER_LOGIN,
-        WORKER_LOGIN,
-        ghostworks_db::WORKER_ROLE,
-    )
-    .await?;
+    let logins = bootstrap::Logins {
+        app: APP_LOGIN,
+        worker: Some(WORKER_LOGIN),
+    };
+    bootstrap::create_logins(&pool, &logins).await?;
     pool.close().await;
     Ok(())
 }

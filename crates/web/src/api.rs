@@ -1,9 +1,10 @@
 //! The HTTP client for the API: the one source of truth. Every call returns the decoded body
-//! or an [`ApiError`] carrying the API's status, code, message and per-field messages.
+//! or an [`ApiFailure`] carrying the API's status, code, message and per-field messages.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ghostworks_domain::Role;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use serde_json::Value;
 /// A refusal (or an outage) as the pages show it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{status}: {message}")]
-pub struct ApiError {
+pub struct ApiFailure {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
@@ -22,7 +23,7 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-impl ApiError {
+impl ApiFailure {
     pub fn unavailable() -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -66,7 +67,7 @@ struct ErrorBody {
     detail: Value,
 }
 
-async fn refusal(resp: reqwest::Response) -> ApiError {
+async fn refusal(resp: reqwest::Response) -> ApiFailure {
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -103,7 +104,7 @@ async fn refusal(resp: reqwest::Response) -> ApiError {
             format!("The service answered {status}; try again."),
         ),
     };
-    ApiError {
+    ApiFailure {
         status,
         code,
         message,
@@ -133,18 +134,18 @@ pub struct Workspace {
     pub slug: String,
     pub description: Option<String>,
     pub member_count: i64,
-    pub user_role: Option<String>,
+    pub user_role: Option<Role>,
 }
 
 impl Workspace {
     /// Owners and admins manage members and settings (the API enforces it; the pages only
     /// hide what would be refused).
     pub fn can_manage(&self) -> bool {
-        matches!(self.user_role.as_deref(), Some("owner" | "admin"))
+        self.user_role.is_some_and(|r| r.at_least(Role::Admin))
     }
 
     pub fn is_owner(&self) -> bool {
-        self.user_role.as_deref() == Some("owner")
+        self.user_role == Some(Role::Owner)
     }
 }
 
@@ -153,7 +154,7 @@ pub struct Member {
     pub user_id: uuid::Uuid,
     pub user_email: String,
     pub user_name: String,
-    pub role: String,
+    pub role: Role,
     pub joined_at: String,
 }
 
@@ -261,7 +262,7 @@ impl Client {
     }
 
     /// Sends `call`; a 2xx body decodes into `T` (use `Value` to ignore it).
-    pub async fn send<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, ApiError> {
+    pub async fn send<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, ApiFailure> {
         let mut req = self
             .http
             .request(call.method, format!("{}{}", self.base, call.path));
@@ -279,31 +280,31 @@ impl Client {
         }
         let resp = req.send().await.map_err(|e| {
             tracing::warn!(error = %e, "API unreachable");
-            ApiError::unavailable()
+            ApiFailure::unavailable()
         })?;
         if !resp.status().is_success() {
             return Err(refusal(resp).await);
         }
         if resp.status() == StatusCode::NO_CONTENT {
-            return serde_json::from_value(Value::Null).map_err(|_| ApiError::unavailable());
+            return serde_json::from_value(Value::Null).map_err(|_| ApiFailure::unavailable());
         }
         resp.json().await.map_err(|e| {
             tracing::warn!(error = %e, "API answered an unexpected body");
-            ApiError::unavailable()
+            ApiFailure::unavailable()
         })
     }
 
     /// A plain GET returning status and text (health checks, metrics).
-    pub async fn get_text(&self, url: &str) -> Result<(StatusCode, String), ApiError> {
+    pub async fn get_text(&self, url: &str) -> Result<(StatusCode, String), ApiFailure> {
         let resp = self
             .http
             .get(url)
             .timeout(Duration::from_secs(3))
             .send()
             .await
-            .map_err(|_| ApiError::unavailable())?;
+            .map_err(|_| ApiFailure::unavailable())?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|_| ApiError::unavailable())?;
+        let text = resp.text().await.map_err(|_| ApiFailure::unavailable())?;
         Ok((status, text))
     }
 }

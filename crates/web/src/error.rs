@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 
-use crate::api::ApiError;
+use crate::api::ApiFailure;
 use crate::views;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +19,7 @@ pub enum WebError {
     #[error("not found")]
     NotFound,
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(#[from] ApiFailure),
 }
 
 pub type WebResult<T> = Result<T, WebError>;

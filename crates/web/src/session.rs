@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::{ApiError, Call, Tokens};
+use crate::api::{ApiFailure, Call, Tokens};
 use crate::error::WebError;
 use crate::Web;
 
@@ -65,7 +65,7 @@ impl Refresher {
         web: &Web,
         refresh_token: &str,
         client_ip: Option<String>,
-    ) -> Result<Tokens, ApiError> {
+    ) -> Result<Tokens, ApiFailure> {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
         let mut done = self.0.lock().await;
         done.retain(|_, (at, _)| at.elapsed() < REFRESH_REUSE);
@@ -241,7 +241,7 @@ impl Session {
 
     /// An anonymous call (login, register, public figures), still carrying the browser's
     /// address so the API's per-client limits apply to the browser, not to this server.
-    pub async fn public<T: DeserializeOwned>(&self, mut call: Call<'_>) -> Result<T, ApiError> {
+    pub async fn public<T: DeserializeOwned>(&self, mut call: Call<'_>) -> Result<T, ApiFailure> {
         call.client_ip = self.cell.client_ip.clone();
         self.web.api.send(call).await
     }

@@ -3,7 +3,7 @@
 
 use maud::{html, Markup, DOCTYPE};
 
-use crate::api::{ApiError, Workspace};
+use crate::api::{ApiFailure, Workspace};
 use crate::assets;
 
 /// What the header shows: the session's state and, inside a workspace, the switcher.
@@ -107,7 +107,7 @@ pub fn csrf_field(token: &str) -> Markup {
 }
 
 /// The form-level message for a refusal, announced to screen readers.
-pub fn form_error(err: Option<&ApiError>) -> Markup {
+pub fn form_error(err: Option<&ApiFailure>) -> Markup {
     html! {
         @if let Some(e) = err {
             p class="error" role="alert" data-form-error { (e.summary()) }
@@ -169,7 +169,7 @@ impl<'a> Field<'a> {
         self
     }
 
-    pub fn render(&self, err: Option<&ApiError>) -> Markup {
+    pub fn render(&self, err: Option<&ApiFailure>) -> Markup {
         let id = format!("f-{}", self.name);
         let msg = err.and_then(|e| e.field(self.name));
         let err_id = format!("{id}-error");

@@ -9,8 +9,6 @@ use chrono::{Duration, Utc};
 use ghostworks_db::{auth, maintenance, usage, users, workspaces};
 use ghostworks_domain::account::full_name;
 use ghostworks_domain::limits::{PASSWORD_RESET_TTL_MINUTES, VERIFICATION_TTL_HOURS};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::kinds::{self, InvitationPayload, MaintenancePayload, UserPayload};
 use crate::mail::{self, Mailer};
@@ -21,12 +19,11 @@ use crate::runner::{BoxFuture, Ctx, Handler, JobError, Registry};
 /// It must exceed the longest maintenance period (one day), whose key it protects.
 pub const SUCCEEDED_JOB_RETENTION_DAYS: i64 = 7;
 
-/// A random token for a link, and the SHA-256 the database keeps (what the API compares).
+/// A random token for a link, and the SHA-256 the database keeps (what the auth service
+/// compares).
 fn new_token() -> (String, Vec<u8>) {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    let token = hex::encode(b);
-    let hash = Sha256::digest(token.as_bytes()).to_vec();
+    let token = ghostworks_auth::random_token();
+    let hash = ghostworks_auth::tokens::hash_id(token.as_bytes());
     (token, hash)
 }
 

@@ -8,7 +8,7 @@
 
 pub mod handlers;
 pub mod http;
-pub mod kinds;
+pub use ghostworks_queue::kinds;
 pub mod mail;
 pub mod metrics;
 pub mod queue;

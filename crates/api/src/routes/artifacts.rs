@@ -1,3 +1,4 @@
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,7 +13,7 @@ use serde_json::json;
 
 use crate::dto::{ArtifactOut, ArtifactPage, ArtifactStatsOut, TagCount};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, Query, Ws};
+use crate::extract::{ArtifactPath, Body, Query, Ws};
 use crate::AppState;
 
 /// Listing parameters as they arrive in the query string.
@@ -197,8 +198,8 @@ pub async fn stats(mut ws: Ws) -> ApiResult<Json<ArtifactStatsOut>> {
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)), responses((status = 200, body = ArtifactOut), (status = 404)))]
-pub async fn get(mut ws: Ws) -> ApiResult<Response> {
-    let id = ws.path_id("artifact_id", "Artifact")?;
+pub async fn get(mut ws: Ws, Path(path): Path<ArtifactPath>) -> ApiResult<Response> {
+    let id = path.artifact_id.get("Artifact")?;
     let a = artifacts::get(&mut ws.tx, ws.id, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Artifact not found: {id}")))?;
@@ -209,11 +210,12 @@ pub async fn get(mut ws: Ws) -> ApiResult<Response> {
 async fn write(
     state: &AppState,
     mut ws: Ws,
+    path: &ArtifactPath,
     headers: &HeaderMap,
     changes: ghostworks_domain::artifact::ArtifactChanges,
     body_version: Option<i32>,
 ) -> ApiResult<Response> {
-    let id = ws.path_id("artifact_id", "Artifact")?;
+    let id = path.artifact_id.get("Artifact")?;
     let header_version = if_match(headers)?;
     let w = artifacts::update(
         &mut ws.tx,
@@ -236,6 +238,7 @@ async fn write(
 pub async fn replace(
     axum::extract::State(state): axum::extract::State<AppState>,
     ws: Ws,
+    Path(path): Path<ArtifactPath>,
     headers: HeaderMap,
     Body(input): Body<ArtifactInput>,
 ) -> ApiResult<Response> {
@@ -247,7 +250,7 @@ pub async fn replace(
         tags: Some(f.tags),
         metadata: Some(f.metadata),
     };
-    write(&state, ws, &headers, changes, version).await
+    write(&state, ws, &path, &headers, changes, version).await
 }
 
 #[utoipa::path(patch, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
@@ -257,11 +260,12 @@ pub async fn replace(
 pub async fn patch(
     axum::extract::State(state): axum::extract::State<AppState>,
     ws: Ws,
+    Path(path): Path<ArtifactPath>,
     headers: HeaderMap,
     Body(input): Body<ArtifactPatchInput>,
 ) -> ApiResult<Response> {
     let (changes, version) = input.validate()?;
-    write(&state, ws, &headers, changes, version).await
+    write(&state, ws, &path, &headers, changes, version).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
@@ -270,9 +274,10 @@ pub async fn patch(
 pub async fn delete(
     axum::extract::State(state): axum::extract::State<AppState>,
     mut ws: Ws,
+    Path(path): Path<ArtifactPath>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let id = ws.path_id("artifact_id", "Artifact")?;
+    let id = path.artifact_id.get("Artifact")?;
     let expected = if_match(&headers)?;
     let w = artifacts::soft_delete(&mut ws.tx, ws.id, id, expected).await?;
     let a = settle(w, true, &id.to_string())?;

@@ -5,11 +5,27 @@ use axum_extra::extract::CookieJar;
 use ghostworks_db::workspaces;
 use serde::Deserialize;
 
-use crate::auth::{self, LoginInput, RegisterInput};
+use crate::cookies::{clear_session_cookies, set_session_cookies};
 use crate::dto::{CurrentWorkspace, MeOut, Message, RegisterOut, TokenOut};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{credential, AuthUser, Body, Origin, Query, REFRESH_COOKIE};
 use crate::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct RegisterInput {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LoginInput {
+    pub email: String,
+    pub password: String,
+}
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterInput,
     description = "Creates an unverified account and e-mails it a verification link (sent by the worker).",
@@ -19,7 +35,13 @@ pub async fn register(
     origin: Origin,
     Body(input): Body<RegisterInput>,
 ) -> ApiResult<(StatusCode, Json<RegisterOut>)> {
-    let user = auth::register(&state, input, &origin).await?;
+    let registration = ghostworks_auth::Registration {
+        email: input.email,
+        password: input.password,
+        first_name: input.first_name,
+        last_name: input.last_name,
+    };
+    let user = state.auth().register(registration, &origin.0).await?;
     Ok((
         StatusCode::CREATED,
         Json(RegisterOut {
@@ -39,10 +61,13 @@ pub async fn login(
     jar: CookieJar,
     Body(input): Body<LoginInput>,
 ) -> ApiResult<(CookieJar, Json<TokenOut>)> {
-    let issued = auth::login(&state, input, &origin).await?;
+    let issued = state
+        .auth()
+        .login(&input.email, input.password, &origin.0)
+        .await?;
     Ok((
-        auth::set_session_cookies(&state, jar, &issued),
-        Json(issued.body),
+        set_session_cookies(&state, jar, &issued),
+        Json(TokenOut::from(issued)),
     ))
 }
 
@@ -58,10 +83,10 @@ pub async fn refresh(
 ) -> ApiResult<(CookieJar, Json<TokenOut>)> {
     let token = credential(&headers, &method, REFRESH_COOKIE)?
         .ok_or_else(|| ApiError::unauthorized("Refresh token required"))?;
-    let issued = auth::refresh(&state, &token, &origin).await?;
+    let issued = state.auth().refresh(&token, &origin.0).await?;
     Ok((
-        auth::set_session_cookies(&state, jar, &issued),
-        Json(issued.body),
+        set_session_cookies(&state, jar, &issued),
+        Json(TokenOut::from(issued)),
     ))
 }
 
@@ -73,9 +98,12 @@ pub async fn logout(
     origin: Origin,
     jar: CookieJar,
 ) -> ApiResult<(CookieJar, Json<Message>)> {
-    auth::logout(&state, user.id(), user.claims.sid, &origin).await?;
+    state
+        .auth()
+        .logout(user.id(), user.claims.sid, &origin.0)
+        .await?;
     Ok((
-        auth::clear_session_cookies(&state, jar),
+        clear_session_cookies(&state, jar),
         Json(Message::new("Logged out successfully")),
     ))
 }
@@ -119,7 +147,10 @@ pub async fn verify_email(
     origin: Origin,
     Query(p): Query<VerifyParams>,
 ) -> ApiResult<Json<Message>> {
-    auth::verify_email(&state, &p.verification_token, &origin).await?;
+    state
+        .auth()
+        .verify_email(&p.verification_token, &origin.0)
+        .await?;
     Ok(Json(Message::new("Email verified successfully")))
 }
 
@@ -130,7 +161,7 @@ pub async fn resend_verification(
     State(state): State<AppState>,
     Body(input): Body<EmailInput>,
 ) -> ApiResult<(StatusCode, Json<Message>)> {
-    auth::resend_verification(&state, &input.email).await?;
+    state.auth().resend_verification(&input.email).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Message::new(
@@ -151,7 +182,7 @@ pub async fn request_password_reset(
     State(state): State<AppState>,
     Body(input): Body<EmailInput>,
 ) -> ApiResult<(StatusCode, Json<Message>)> {
-    auth::request_password_reset(&state, &input.email).await?;
+    state.auth().request_password_reset(&input.email).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Message::new(
@@ -175,7 +206,10 @@ pub async fn confirm_password_reset(
     origin: Origin,
     Body(input): Body<PasswordResetInput>,
 ) -> ApiResult<Json<Message>> {
-    auth::confirm_password_reset(&state, &input.token, input.new_password, &origin).await?;
+    state
+        .auth()
+        .confirm_password_reset(&input.token, input.new_password, &origin.0)
+        .await?;
     Ok(Json(Message::new(
         "Password has been reset; log in with the new password",
     )))

@@ -1,7 +1,7 @@
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use ghostworks_db::{users, workspaces, DbError};
+use ghostworks_db::{audit, users, workspaces, DbError};
 use ghostworks_domain::account::Email;
 use ghostworks_domain::role::{check_membership_change, MembershipRuleError};
 use ghostworks_domain::workspace::{WorkspaceInput, WorkspaceUpdateInput};
@@ -14,7 +14,7 @@ use crate::dto::{
     MemberAdded, MemberOut, MemberRemoved, RoleChanged, SwitchOut, UsageOut, WorkspaceOut,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{workspace_not_found, AuthUser, Body, Ws};
+use crate::extract::{workspace_not_found, AuthUser, Body, MemberPath, Origin, Ws};
 use crate::AppState;
 
 #[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])), request_body = WorkspaceInput,
@@ -22,6 +22,7 @@ use crate::AppState;
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
+    origin: Origin,
     Body(input): Body<WorkspaceInput>,
 ) -> ApiResult<(StatusCode, Json<WorkspaceOut>)> {
     let new = input.validate()?;
@@ -35,18 +36,13 @@ pub async fn create(
             }
             other => other.into(),
         })?;
-    ghostworks_db::audit::record(
-        &mut *tx,
-        ghostworks_db::audit::Event {
-            tenant: Some(id),
-            actor: Some(user.id()),
-            action: "workspace.created",
-            details: json!({"slug": new.slug}),
-            ip: None,
-            request_id: None,
-        },
-    )
-    .await?;
+    let event = audit::Event {
+        tenant: Some(id),
+        actor: Some(user.id()),
+        action: "workspace.created",
+        details: json!({"slug": new.slug}),
+    };
+    audit::record(&mut *tx, &origin.0, event).await?;
     tx.commit().await?;
     state
         .metrics()
@@ -166,10 +162,9 @@ pub async fn add_member(
             "User is already a member of this workspace".into(),
         ));
     }
-    let job =
-        ghostworks_worker::kinds::invitation_email(ws.id, user.id, ws.caller.id(), input.role);
+    let job = ghostworks_queue::kinds::invitation_email(ws.id, user.id, ws.caller.id(), input.role);
     let kind = job.kind();
-    ghostworks_worker::enqueue(&mut ws.tx, job).await?;
+    ghostworks_queue::enqueue(&mut ws.tx, job).await?;
     ws.audit(
         "member.added",
         json!({"user_id": user.id, "role": input.role}),
@@ -208,8 +203,8 @@ fn rule_error(e: MembershipRuleError) -> ApiError {
 }
 
 /// The target's active role, under the owner-count lock the last-owner rule needs.
-async fn target(ws: &mut Ws) -> ApiResult<(Uuid, Role, i64)> {
-    let user = ws.path_id("user_id", "Member")?;
+async fn target(ws: &mut Ws, path: &MemberPath) -> ApiResult<(Uuid, Role, i64)> {
+    let user = path.user_id.get("Member")?;
     let owners = workspaces::lock_owner_count(&mut ws.tx, ws.id).await?;
     let member = workspaces::member(&mut ws.tx, ws.id, user)
         .await?
@@ -227,9 +222,13 @@ pub struct RoleInput {
     params(("workspace_id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = RoleInput,
     description = "Admins manage members and admins; only an owner grants or revokes ownership; the last owner stays an owner; nobody changes their own role.",
     responses((status = 200, body = RoleChanged), (status = 400), (status = 403), (status = 404), (status = 409)))]
-pub async fn change_role(mut ws: Ws, Body(input): Body<RoleInput>) -> ApiResult<Json<RoleChanged>> {
+pub async fn change_role(
+    mut ws: Ws,
+    Path(path): Path<MemberPath>,
+    Body(input): Body<RoleInput>,
+) -> ApiResult<Json<RoleChanged>> {
     ws.require(Role::Admin)?;
-    let (user, old, owners) = target(&mut ws).await?;
+    let (user, old, owners) = target(&mut ws, &path).await?;
     check_membership_change(
         ws.role,
         user == ws.caller.id(),
@@ -257,8 +256,11 @@ pub async fn change_role(mut ws: Ws, Body(input): Body<RoleInput>) -> ApiResult<
     params(("workspace_id" = Uuid, Path), ("user_id" = Uuid, Path)),
     description = "Removes a member (admin or owner; owners only by an owner). Any member may remove themselves (leave), except the last owner.",
     responses((status = 200, body = MemberRemoved), (status = 403), (status = 404), (status = 409)))]
-pub async fn remove_member(mut ws: Ws) -> ApiResult<Json<MemberRemoved>> {
-    let (user, old, owners) = target(&mut ws).await?;
+pub async fn remove_member(
+    mut ws: Ws,
+    Path(path): Path<MemberPath>,
+) -> ApiResult<Json<MemberRemoved>> {
+    let (user, old, owners) = target(&mut ws, &path).await?;
     check_membership_change(ws.role, user == ws.caller.id(), old, None, owners)
         .map_err(rule_error)?;
     workspaces::deactivate_member(&mut ws.tx, ws.id, user).await?;
@@ -278,22 +280,17 @@ pub async fn switch(State(state): State<AppState>, mut ws: Ws) -> ApiResult<Json
         return Err(workspace_not_found(&ws.id.to_string()));
     }
     let caller = ws.caller.clone();
-    let issued = crate::auth::switch(
-        &state,
-        &mut ws.tx,
-        &caller.user,
-        caller.claims.sid,
-        ws.id,
-        ws.role,
-    )
-    .await?;
+    let issued = state
+        .auth()
+        .switch(&mut ws.tx, &caller.user, caller.claims.sid, ws.id, ws.role)
+        .await?;
     let (id, role) = (ws.id, ws.role);
     ws.commit().await?;
     Ok(Json(SwitchOut {
         message: "Workspace switched successfully".into(),
         workspace_id: id,
         role,
-        tokens: issued.body,
+        tokens: issued.into(),
     }))
 }
 

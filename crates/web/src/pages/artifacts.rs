@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{refused, saved, Fetch, InWorkspace};
-use crate::api::{ApiError, Artifact, ArtifactStats, Call, Page};
+use crate::api::{ApiFailure, Artifact, ArtifactStats, Call, Page};
 use crate::error::{message_page, WebError, WebResult};
 use crate::session::Session;
 use crate::views::{csrf_field, form_error, layout, notice, Field};
@@ -126,14 +126,14 @@ impl ArtifactForm {
     }
 
     /// The API body, or the field error for metadata this form cannot read.
-    fn body(&self) -> Result<Value, ApiError> {
+    fn body(&self) -> Result<Value, ApiFailure> {
         let mut meta = Map::new();
         for (i, line) in self.artifact_metadata.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
             let Some((k, v)) = line.split_once('=') else {
-                return Err(ApiError {
+                return Err(ApiFailure {
                     status: StatusCode::UNPROCESSABLE_ENTITY,
                     code: "validation_error".into(),
                     message: "Metadata lines must read key = value".into(),
@@ -168,7 +168,7 @@ impl ArtifactForm {
     }
 }
 
-fn artifact_fields(f: &ArtifactForm, err: Option<&ApiError>) -> Markup {
+fn artifact_fields(f: &ArtifactForm, err: Option<&ApiFailure>) -> Markup {
     html! {
         (Field::new("Name", "name", &f.name).required().render(err))
         (Field::new("Tags", "tags", &f.tags).hint("Comma-separated, e.g. report, q3.").render(err))
@@ -183,7 +183,7 @@ fn list_view(
     q: &ListQuery,
     page: Option<&Page>,
     top_tags: &[String],
-    err: Option<&ApiError>,
+    err: Option<&ApiFailure>,
 ) -> Markup {
     let base = w.base();
     let mut chips: Vec<String> = q.tags.clone();
@@ -299,7 +299,7 @@ fn form_view(
     title: &str,
     action: &str,
     f: &ArtifactForm,
-    err: Option<&ApiError>,
+    err: Option<&ApiFailure>,
     preview: Option<&str>,
 ) -> Markup {
     layout(

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{nav, refused, Fetch};
-use crate::api::{ApiError, Call, Tokens};
+use crate::api::{ApiFailure, Call, Tokens};
 use crate::error::WebError;
 use crate::session::Session;
 use crate::views::{csrf_field, form_error, layout, notice, Field};
@@ -60,7 +60,7 @@ async fn submit(
     session: &Session,
     call: Call<'_>,
     to: &str,
-    view: impl FnOnce(&ApiError) -> Markup,
+    view: impl FnOnce(&ApiFailure) -> Markup,
 ) -> Response {
     match session.public::<Value>(call).await {
         Ok(_) => Redirect::to(to).into_response(),
@@ -77,7 +77,7 @@ pub struct RegisterForm {
     last_name: String,
 }
 
-fn register_view(session: &Session, f: &RegisterForm, err: Option<&ApiError>) -> Markup {
+fn register_view(session: &Session, f: &RegisterForm, err: Option<&ApiFailure>) -> Markup {
     layout(
         "Register",
         &nav(session),
@@ -130,7 +130,7 @@ pub struct TokenForm {
     new_password: String,
 }
 
-fn verify_view(session: &Session, token: &str, err: Option<&ApiError>) -> Markup {
+fn verify_view(session: &Session, token: &str, err: Option<&ApiFailure>) -> Markup {
     layout(
         "Verify your e-mail",
         &nav(session),
@@ -175,7 +175,7 @@ fn email_view(
     action: &str,
     intro: &str,
     f: &EmailForm,
-    err: Option<&ApiError>,
+    err: Option<&ApiFailure>,
     done: Option<&str>,
 ) -> Markup {
     layout(
@@ -271,7 +271,7 @@ pub async fn forgot(session: Session, Form(f): Form<EmailForm>) -> Response {
     }
 }
 
-fn reset_view(session: &Session, token: &str, err: Option<&ApiError>) -> Markup {
+fn reset_view(session: &Session, token: &str, err: Option<&ApiFailure>) -> Markup {
     layout(
         "Choose a new password",
         &nav(session),
@@ -313,7 +313,7 @@ pub struct LoginForm {
 fn login_view(
     session: &Session,
     f: &LoginForm,
-    err: Option<&ApiError>,
+    err: Option<&ApiFailure>,
     note: Option<&str>,
 ) -> Markup {
     let unverified = err.is_some_and(|e| e.code == "email_not_verified");

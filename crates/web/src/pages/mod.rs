@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::api::{ApiError, Call, Workspace};
+use crate::api::{ApiFailure, Call, Workspace};
 use crate::error::{WebError, WebResult};
 use crate::session::Session;
 use crate::views::Nav;
@@ -56,7 +56,7 @@ pub fn refused(
     fetch: &Fetch,
     err: WebError,
     extra: Value,
-    page: impl FnOnce(&ApiError) -> Markup,
+    page: impl FnOnce(&ApiFailure) -> Markup,
 ) -> Response {
     let WebError::Api(e) = err else {
         return err.into_response();

@@ -4,6 +4,7 @@ use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use ghostworks_domain::Role;
 use maud::{html, Markup};
 use reqwest::Method;
 use serde::Deserialize;
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{refused, saved, Fetch, InWorkspace};
-use crate::api::{ApiError, Call, Member, Workspace};
+use crate::api::{ApiFailure, Call, Member, Workspace};
 use crate::error::{WebError, WebResult};
 use crate::session::Session;
 use crate::views::{csrf_field, form_error, layout, notice, Field, Nav};
@@ -28,7 +29,7 @@ fn list_view(
     session: &Session,
     all: &[Workspace],
     f: &NewWorkspace,
-    err: Option<&ApiError>,
+    err: Option<&ApiFailure>,
 ) -> Markup {
     let nav = Nav {
         csrf: session.csrf(),
@@ -48,7 +49,7 @@ fn list_view(
                 @for w in all {
                     li {
                         a href=(format!("/w/{}/artifacts", w.id)) { (w.name) }
-                        span class="hint" { (w.user_role.as_deref().unwrap_or("member")) " · " (w.member_count) " member(s)" }
+                        span class="hint" { (w.user_role.unwrap_or(Role::Member).as_str()) " · " (w.member_count) " member(s)" }
                     }
                 }
             }
@@ -112,7 +113,7 @@ pub struct SettingsForm {
     notice: Option<String>,
 }
 
-fn settings_view(w: &InWorkspace, f: &SettingsForm, err: Option<&ApiError>) -> Markup {
+fn settings_view(w: &InWorkspace, f: &SettingsForm, err: Option<&ApiFailure>) -> Markup {
     let ws = &w.workspace;
     layout(
         &format!("Settings · {}", ws.name),
@@ -122,7 +123,7 @@ fn settings_view(w: &InWorkspace, f: &SettingsForm, err: Option<&ApiError>) -> M
             (notice(f.notice.as_deref().map(|_| "Settings saved.")))
             dl class="meta" {
                 dt { "Slug" } dd { (ws.slug) }
-                dt { "Your role" } dd { (ws.user_role.as_deref().unwrap_or("member")) }
+                dt { "Your role" } dd { (ws.user_role.unwrap_or(Role::Member).as_str()) }
                 dt { "Members" } dd { (ws.member_count) }
             }
             @if ws.can_manage() {
@@ -182,14 +183,13 @@ pub struct InviteForm {
     notice: Option<String>,
 }
 
-const ROLES: [&str; 3] = ["member", "admin", "owner"];
-
-fn role_select(id: &str, current: &str, owner: bool) -> Markup {
+/// The roles the caller may pick: only an owner grants ownership (an owner's row keeps it).
+fn role_select(id: &str, current: Role, owner: bool) -> Markup {
     html! {
         select id=(id) name="role" {
-            @for r in ROLES {
-                @if r != "owner" || owner || current == "owner" {
-                    option value=(r) selected[r == current] { (r) }
+            @for r in Role::ALL {
+                @if r != Role::Owner || owner || current == Role::Owner {
+                    option value=(r.as_str()) selected[r == current] { (r.as_str()) }
                 }
             }
         }
@@ -200,7 +200,7 @@ fn members_view(
     w: &InWorkspace,
     members: &[Member],
     f: &InviteForm,
-    err: Option<&ApiError>,
+    err: Option<&ApiFailure>,
 ) -> Markup {
     let base = w.base();
     let owner = w.workspace.is_owner();
@@ -228,7 +228,7 @@ fn members_view(
                                 form class="inline" method="post" action=(format!("{base}/members/{}/role", m.user_id)) {
                                     (csrf_field(w.session.csrf()))
                                     label class="visually-hidden" for=(format!("role-{}", m.user_id)) { "Role of " (m.user_email) }
-                                    (role_select(&format!("role-{}", m.user_id), &m.role, owner))
+                                    (role_select(&format!("role-{}", m.user_id), m.role, owner))
                                     button type="submit" class="secondary" { "Change" }
                                 }
                             }
@@ -250,7 +250,7 @@ fn members_view(
                 (Field::new("E-mail", "email", &f.email).kind("email").required().render(err))
                 div class="field" {
                     label for="invite-role" { "Role" }
-                    (role_select("invite-role", if f.role.is_empty() { "member" } else { &f.role }, owner))
+                    (role_select("invite-role", f.role.parse().unwrap_or(Role::Member), owner))
                 }
                 button type="submit" { "Add member" }
             }
@@ -261,7 +261,7 @@ fn members_view(
 async fn manager(session: Session, id: Uuid) -> WebResult<(InWorkspace, Vec<Member>)> {
     let w = InWorkspace::load(session, id).await?;
     if !w.workspace.can_manage() {
-        return Err(WebError::Api(ApiError {
+        return Err(WebError::Api(ApiFailure {
             status: StatusCode::FORBIDDEN,
             code: "insufficient_role".into(),
             message: "Only owners and admins manage members.".into(),

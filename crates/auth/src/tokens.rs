@@ -39,9 +39,20 @@ pub struct Keys {
     validation: Validation,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+impl TokenType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Access => "access",
+            TokenType::Refresh => "refresh",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    #[error("Could not validate credentials")]
     Invalid,
+    #[error("Invalid token type. Expected {}, got {}", expected.as_str(), got.as_str())]
     WrongType { expected: TokenType, got: TokenType },
 }
 

@@ -1,5 +1,5 @@
 //! Every job kind, its limits, payload and constructor. Enqueuers (the API, the scheduler)
-//! build jobs here; [`crate::handlers`] runs them.
+//! build jobs here; the worker's handlers run them.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use ghostworks_domain::Role;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::queue::{Job, Kind};
+use crate::{Job, Kind};
 
 /// An e-mail attempt must end before PostgreSQL's idle-in-transaction timeout (60 s, see
 /// `ghostworks_db::connect`): the job's transaction stays open while the SMTP server answers.
