@@ -21,31 +21,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("--data-dir: cannot create {}", data_dir.display()))?;
     let data_dir = std::fs::canonicalize(data_dir)?;
     let mut vars: HashMap<String, String> = std::env::vars().collect();
-    let defaults = [
-        ("GHOSTWORKS_ENV", "development"),
-        ("COOKIE_SECURE", "false"),
-        ("GHOSTWORKS_BIND", "127.0.0.1:8000"),
-        ("WORKER_BIND", "127.0.0.1:8001"),
-        ("WEB_BIND", "127.0.0.1:3000"),
-        ("LOG_FORMAT", "pretty"),
-        // The web app calls the API over loopback on behalf of browsers, so the API believes
-        // its X-Forwarded-For and each browser gets its own rate limits. The web app reads the
-        // same setting: only local processes, which can reach the API directly anyway, could
-        // name an address.
-        ("TRUSTED_PROXIES", "127.0.0.1"),
-    ];
-    for (k, v) in defaults {
-        vars.entry(k.into()).or_insert_with(|| v.into());
-    }
-    // The web app talks to this API and worker, and e-mail links lead to it.
-    for (k, bind) in [
-        ("API_URL", "GHOSTWORKS_BIND"),
-        ("WORKER_URL", "WORKER_BIND"),
-        ("PUBLIC_URL", "WEB_BIND"),
-    ] {
-        let url = format!("http://{}", vars[bind]);
-        vars.entry(k.into()).or_insert(url);
-    }
+    set_defaults(&mut vars);
     let _telemetry = crate::telemetry::logs(
         "ghostworks-dev",
         vars.get("LOG_LEVEL").map(String::as_str).unwrap_or("info"),
@@ -114,6 +90,35 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     result
 }
 
+/// The local stack's settings where the environment leaves them unset.
+fn set_defaults(vars: &mut HashMap<String, String>) {
+    let defaults = [
+        ("GHOSTWORKS_ENV", "development"),
+        ("COOKIE_SECURE", "false"),
+        ("GHOSTWORKS_BIND", "127.0.0.1:8000"),
+        ("WORKER_BIND", "127.0.0.1:8001"),
+        ("WEB_BIND", "127.0.0.1:3000"),
+        ("LOG_FORMAT", "pretty"),
+        // The web app calls the API over loopback on behalf of browsers, so the API believes
+        // its X-Forwarded-For and each browser gets its own rate limits. The web app reads the
+        // same setting: only local processes, which can reach the API directly anyway, could
+        // name an address.
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ];
+    for (k, v) in defaults {
+        vars.entry(k.into()).or_insert_with(|| v.into());
+    }
+    // The web app talks to this API and worker, and e-mail links lead to it.
+    for (k, bind) in [
+        ("API_URL", "GHOSTWORKS_BIND"),
+        ("WORKER_URL", "WORKER_BIND"),
+        ("PUBLIC_URL", "WEB_BIND"),
+    ] {
+        let url = format!("http://{}", vars[bind]);
+        vars.entry(k.into()).or_insert(url);
+    }
+}
+
 /// Every e-mail the sink receives, with its links: how a developer follows a verification or
 /// reset link without a mail client.
 fn print_mail(m: &Message) {
@@ -131,7 +136,11 @@ async fn stack(
     sink_page: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let admin = Config::admin_database_url(vars).map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::migrate(admin.expose()).await?;
+    ghostworks_ops::migrate::apply(
+        admin.expose(),
+        ghostworks_ops::migrate::DEFAULT_LOCK_TIMEOUT,
+    )
+    .await?;
     let pool = ghostworks_db::connect(admin.expose(), 2, "ghostworks-dev").await?;
     if private_db {
         ghostworks_db::ensure_login_role(&pool, APP_LOGIN, APP_LOGIN, ghostworks_db::APP_ROLE)
@@ -186,16 +195,16 @@ async fn stack(
     );
     println!("Ctrl-C stops everything; data stays in the data directory.");
     let web = async {
-        ghostworks_web::run(web_config, crate::shutdown_signal())
+        ghostworks_web::run(web_config, crate::roles::shutdown_signal())
             .await
             .map_err(anyhow::Error::from)
     };
     match worker_config {
         Some(w) => {
-            tokio::try_join!(crate::serve(config), crate::worker(w), web)?;
+            tokio::try_join!(crate::roles::serve(config), crate::roles::worker(w), web)?;
         }
         None => {
-            tokio::try_join!(crate::serve(config), web)?;
+            tokio::try_join!(crate::roles::serve(config), web)?;
         }
     }
     Ok(())

@@ -262,6 +262,42 @@ async fn insertable_columns(conn: &mut PgConnection, table: &str) -> Result<Vec<
     .await?)
 }
 
+/// Inserts an archive's `rows` of `table`; how many were new.
+async fn insert_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[serde_json::Value],
+) -> Result<i64> {
+    let cols = insertable_columns(conn, table)
+        .await?
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Accounts are shared between workspaces: one that exists already stays as it is.
+    let conflict = if table == "users" {
+        "ON CONFLICT (id) DO NOTHING"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "INSERT INTO public.{t} ({cols}) OVERRIDING SYSTEM VALUE \
+         SELECT {cols} FROM jsonb_populate_recordset(NULL::public.{t}, $1) {conflict}",
+        t = quote_ident(table)
+    );
+    let mut inserted = 0;
+    for chunk in rows.chunks(1000) {
+        let batch = serde_json::Value::Array(chunk.to_vec());
+        inserted += sqlx::query(&sql)
+            .bind(batch)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("importing table {table}"))?
+            .rows_affected() as i64;
+    }
+    Ok(inserted)
+}
+
 /// Imports the archive at `path` into the database at `url` (schema owner) in one transaction,
 /// then checks every table's count and checksum against the archive's manifest. Refuses a
 /// target that already has the workspace (by id or slug) or an older schema.
@@ -295,33 +331,7 @@ pub async fn import(url: &str, path: &Path) -> Result<Summary> {
     let mut existing_users = 0;
     for (table, rows) in &archive.rows {
         bar.set_message(table.clone());
-        let cols = insertable_columns(&mut tx, table)
-            .await?
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        // Accounts are shared between workspaces: one that exists already stays as it is.
-        let conflict = if table == "users" {
-            "ON CONFLICT (id) DO NOTHING"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "INSERT INTO public.{t} ({cols}) OVERRIDING SYSTEM VALUE \
-             SELECT {cols} FROM jsonb_populate_recordset(NULL::public.{t}, $1) {conflict}",
-            t = quote_ident(table)
-        );
-        let mut inserted = 0;
-        for chunk in rows.chunks(1000) {
-            let batch = serde_json::Value::Array(chunk.to_vec());
-            inserted += sqlx::query(&sql)
-                .bind(batch)
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("importing table {table}"))?
-                .rows_affected() as i64;
-        }
+        let inserted = insert_rows(&mut tx, table, rows).await?;
         if table == "users" {
             existing_users = rows.len() as i64 - inserted;
         }
