@@ -48,8 +48,6 @@ pub struct RollbackArgs {
 /// The options of a deploy and a rollback.
 #[derive(Args)]
 pub struct ReleaseArgs {
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
     /// Where the history, the active colour, pid files and process logs are kept.
     #[arg(
         long,
@@ -72,6 +70,10 @@ pub struct ReleaseArgs {
     /// org.opencontainers.image.version label) reports.
     #[arg(long)]
     pub label: Option<String>,
+    // Last before the gates: each runtime's options come under their own heading, which clap
+    // keeps for the options that follow.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub gates: GateArgs,
 }

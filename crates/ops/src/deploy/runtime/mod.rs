@@ -62,6 +62,7 @@ pub struct RuntimeOptions {
     /// `process`: --release is a binary path. `compose`: --release is an image tag.
     #[arg(
         long = "runtime",
+        value_name = "RUNTIME",
         value_enum,
         env = "GHOSTWORKS_DEPLOY_RUNTIME",
         default_value = "process"
@@ -129,7 +130,7 @@ impl FromArgMatches for RuntimeArgs {
             return Err(clap::Error::raw(
                 clap::error::ErrorKind::ArgumentConflict,
                 format!(
-                    "{flag} is an option of the {} runtime, but this deploy uses --runtime {}\n",
+                    "{flag} is an option of the {} runtime, but --runtime is {}",
                     other.name(),
                     kind.name()
                 ),
@@ -187,7 +188,7 @@ mod tests {
             .expect("refused");
         assert!(
             refused.contains("--base-port is an option of the process runtime")
-                && refused.contains("--runtime compose"),
+                && refused.contains("--runtime is compose"),
             "{refused}"
         );
         let refused = parse(&["--compose-file", "a.yml"]).err().expect("refused");
