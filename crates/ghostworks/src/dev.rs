@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
-use ghostworks_config::{Config, WorkerConfig};
+use ghostworks_config::{Common, Config, OpsConfig, WorkerConfig};
 use ghostworks_devstack::smtp::{Message, Sink};
 use ghostworks_devstack::{Postgres, Redis};
 use sqlx::Connection;
@@ -20,13 +20,9 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("--data-dir: cannot create {}", data_dir.display()))?;
     let data_dir = std::fs::canonicalize(data_dir)?;
-    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    let mut vars = ghostworks_config::process_vars();
     set_defaults(&mut vars);
-    let _telemetry = crate::telemetry::logs(
-        "ghostworks-dev",
-        vars.get("LOG_LEVEL").map(String::as_str).unwrap_or("info"),
-        ghostworks_telemetry::Format::Pretty,
-    );
+    let _telemetry = crate::telemetry::tool("ghostworks-dev", &Common::lenient(&vars));
 
     let mut postgres = None;
     if !vars.contains_key("DATABASE_URL") {
@@ -135,7 +131,9 @@ async fn stack(
     private_db: bool,
     sink_page: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
-    let admin = Config::admin_database_url(vars).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin = OpsConfig::from_vars(vars.clone())
+        .admin_database_url()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     ghostworks_ops::migrate::apply(
         admin.expose(),
         ghostworks_ops::migrate::DEFAULT_LOCK_TIMEOUT,

@@ -5,7 +5,6 @@
 mod dev;
 mod probe;
 mod roles;
-mod score;
 mod seed;
 mod telemetry;
 
@@ -14,8 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ghostworks_config::{Config, ConfigErrors, WebConfig, WorkerConfig};
-use ghostworks_ops::cli::AdminUrl;
+use ghostworks_config::{Config, ConfigErrors, OpsConfig, WebConfig, WorkerConfig};
 
 #[derive(Parser)]
 #[command(name = "ghostworks", version, about = "Ghostworks: a multi-tenant artifact catalog", long_about = None)]
@@ -70,22 +68,6 @@ enum Command {
         #[arg(long, default_value = ".data")]
         data_dir: PathBuf,
     },
-    /// Write the CI score report (kiro_score.json) from the CI outputs in a directory.
-    ///
-    /// Reads test-output.log (cargo test / tarpaulin output), cobertura.xml and
-    /// coverage-frontend.xml (Cobertura), load.json (load benchmark), playwright.json
-    /// (Playwright JSON reporter), deny.json (`cargo deny --format json check`),
-    /// schemathesis.xml (JUnit) and build.json. Every file is optional, but a component
-    /// without its file scores 0 and is reported as not measured. Prints a summary; exit
-    /// status 1 when the grade blocks deployment, 2 when it needs an override, else 0.
-    Score {
-        /// The directory holding the CI outputs.
-        #[arg(long, default_value = "target/ci")]
-        dir: PathBuf,
-        /// Where to write the report.
-        #[arg(long, default_value = "kiro_score.json")]
-        output: PathBuf,
-    },
 }
 
 #[derive(Subcommand)]
@@ -108,23 +90,6 @@ enum ConfigCommand {
 /// The configuration of a role, or every problem with it.
 fn load<T>(config: Result<T, ConfigErrors>) -> anyhow::Result<T> {
     config.context("invalid configuration")
-}
-
-fn admin_url() -> anyhow::Result<String> {
-    load(Config::admin_database_url(&std::env::vars().collect())).map(|s| s.expose().to_string())
-}
-
-/// The schema owner's URL when one is configured: a compose deploy needs it only to back up.
-fn optional_admin_url() -> anyhow::Result<Option<String>> {
-    let set = [
-        "DATABASE_ADMIN_URL",
-        "DATABASE_ADMIN_URL_FILE",
-        "DATABASE_URL",
-        "DATABASE_URL_FILE",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    set.then(admin_url).transpose()
 }
 
 /// `config check`: the configuration with secrets redacted, or one line per problem.
@@ -157,58 +122,45 @@ fn config_check(env_file: Option<PathBuf>, worker: bool, web: bool) -> ExitCode 
     }
 }
 
-async fn healthcheck(url: Option<String>) -> ExitCode {
-    let url = url.unwrap_or_else(|| {
-        let port = std::env::var("GHOSTWORKS_BIND")
-            .ok()
-            .and_then(|b| b.rsplit(':').next().map(String::from))
-            .unwrap_or_else(|| "8000".into());
-        format!("http://127.0.0.1:{port}/health")
-    });
-    if probe::get_ok(&url).await {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-/// An operator's command, with the schema owner's URL it asks for and its logs.
-async fn ops(command: ghostworks_ops::cli::Command) -> anyhow::Result<ExitCode> {
-    let _telemetry = command.service().map(telemetry::logs_from_env);
-    let admin = match command.admin_url() {
-        AdminUrl::Unused => None,
-        AdminUrl::Optional => optional_admin_url()?,
-        AdminUrl::Required => Some(admin_url()?),
-    };
-    command.run(admin).await
+/// An operator's command, with its logs.
+async fn ops(
+    command: ghostworks_ops::cli::Command,
+    settings: &OpsConfig,
+) -> anyhow::Result<ExitCode> {
+    let _telemetry = command
+        .service()
+        .map(|service| telemetry::tool(service, &settings.common()));
+    command.run(settings).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = OpsConfig::from_env();
     match cli.command {
         Command::Serve => {
             let config = load(Config::from_env())?;
-            let _telemetry = telemetry::api(&config);
+            let _telemetry = telemetry::role("ghostworks-api", &config.common);
             roles::serve(config).await?;
         }
         Command::Worker => {
             let config = load(WorkerConfig::from_env())?;
-            let _telemetry = telemetry::worker(&config);
+            let _telemetry = telemetry::role("ghostworks-worker", &config.common);
             roles::worker(config).await?;
         }
         Command::Web => {
             let config = load(WebConfig::from_env())?;
-            let _telemetry = telemetry::web(&config);
+            let _telemetry = telemetry::role("ghostworks-web", &config.common);
             ghostworks_web::run(config, roles::shutdown_signal()).await?;
         }
         Command::Jobs { command } => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-jobs");
-            roles::jobs(command).await?;
+            let _telemetry = telemetry::tool("ghostworks-jobs", &settings.common());
+            roles::jobs(&settings, command).await?;
         }
-        Command::Ops(command) => return ops(*command).await,
+        Command::Ops(command) => return ops(*command, &settings).await,
         Command::Seed { demo: _ } => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-seed");
-            seed::refuse_in_production()?;
-            let pool = ghostworks_db::connect(&admin_url()?, 2, "ghostworks-seed").await?;
+            let _telemetry = telemetry::tool("ghostworks-seed", &settings.common());
+            seed::refuse_in_production(settings.common().environment)?;
+            let admin = load(settings.admin_database_url())?;
+            let pool = ghostworks_db::connect(admin.expose(), 2, "ghostworks-seed").await?;
             println!("{}", seed::demo(&pool).await?);
         }
         Command::Config {
@@ -219,9 +171,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     web,
                 },
         } => return Ok(config_check(env_file, worker, web)),
-        Command::Healthcheck { url } => return Ok(healthcheck(url).await),
+        Command::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| settings.api_health_url());
+            return Ok(if probe::get_ok(&url).await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
         Command::Dev { data_dir } => dev::run(&data_dir).await?,
-        Command::Score { dir, output } => return score::run(&dir, &output),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use ghostworks_config::{Config, WorkerConfig};
+use ghostworks_config::{Config, OpsConfig, WorkerConfig};
 use ghostworks_worker::Status;
 use uuid::Uuid;
 
@@ -72,9 +72,10 @@ pub async fn worker(config: WorkerConfig) -> anyhow::Result<()> {
 }
 
 /// `jobs`: inspects or repairs the queue as the worker's login.
-pub async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
-    let url =
-        WorkerConfig::database_url(&std::env::vars().collect()).context("invalid configuration")?;
+pub async fn jobs(settings: &OpsConfig, command: JobsCommand) -> anyhow::Result<()> {
+    let url = settings
+        .worker_database_url()
+        .context("invalid configuration")?;
     let pool = ghostworks_db::connect(url.expose(), 2, "ghostworks-jobs")
         .await
         .context("DATABASE_URL: cannot connect to PostgreSQL")?;

@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use ghostworks_config::S3Settings;
+
 use crate::backup::{self, Retention};
 use crate::storage::Destination;
 use crate::{lint, migrate, tenant};
@@ -126,10 +128,10 @@ pub fn lint(command: MigrateCommand) -> Result<ExitCode> {
     })
 }
 
-pub async fn backup(url: &str, args: BackupArgs) -> Result<()> {
+pub async fn backup(url: &str, s3: &S3Settings, args: BackupArgs) -> Result<()> {
     match args.command {
         None => {
-            let dest = Destination::parse(&args.dir).context("--dir (BACKUP_DIR)")?;
+            let dest = Destination::parse(&args.dir, s3).context("--dir (BACKUP_DIR)")?;
             let (manifest, m) = backup::create(url, &dest).await?;
             let secs = Duration::from_millis(m.duration_ms);
             println!(
@@ -158,7 +160,7 @@ pub async fn backup(url: &str, args: BackupArgs) -> Result<()> {
             }
         }
         Some(BackupCommand::Verify { from }) => {
-            let b = backup::locate(from.as_deref().unwrap_or(&args.dir)).await?;
+            let b = backup::locate(from.as_deref().unwrap_or(&args.dir), s3).await?;
             let took = backup::verify(url, &b).await?;
             println!(
                 "backup {} verified: {} rows in {} tables match the manifest's counts and \
@@ -171,7 +173,7 @@ pub async fn backup(url: &str, args: BackupArgs) -> Result<()> {
             );
         }
         Some(BackupCommand::List) => {
-            let dest = Destination::parse(&args.dir).context("--dir (BACKUP_DIR)")?;
+            let dest = Destination::parse(&args.dir, s3).context("--dir (BACKUP_DIR)")?;
             println!(
                 "{:<26}  {:>6}  {:>12}  {:>10}  file",
                 "created_at", "schema", "rows", "MB"
@@ -192,8 +194,8 @@ pub async fn backup(url: &str, args: BackupArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn restore(url: &str, from: &str, force: bool) -> Result<()> {
-    let b = backup::locate(from).await?;
+pub async fn restore(url: &str, s3: &S3Settings, from: &str, force: bool) -> Result<()> {
+    let b = backup::locate(from, s3).await?;
     let took = backup::restore(url, &b, force).await?;
     println!(
         "restored {} ({} rows in {} tables, schema version {}) in {:.1} s ({:.1} MB/s of \

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use ghostworks_config::{OpsConfig, S3Settings};
 
 use crate::deploy::runtime::{process, Common};
 use crate::deploy::{self, policy, Gates, Plan, Release, RuntimeArgs, State};
@@ -143,9 +144,7 @@ impl ReleaseArgs {
 /// Who deploys: the login behind sudo, else the user (from the environment, else the uid's
 /// name, as under cron or in a container, where USER is often unset).
 fn who() -> String {
-    ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+    ghostworks_config::invoking_user()
         .or_else(|| {
             let out = std::process::Command::new("id").arg("-un").output().ok()?;
             let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
@@ -155,7 +154,7 @@ fn who() -> String {
 }
 
 /// `deploy`, `deploy history` or `deploy status`.
-pub async fn deploy(admin: Option<&str>, args: DeployArgs) -> Result<()> {
+pub async fn deploy(settings: &OpsConfig, s3: &S3Settings, args: DeployArgs) -> Result<()> {
     match args.command {
         Some(DeployCommand::History) => history(&args.options),
         Some(DeployCommand::Status) => status(&args.options),
@@ -164,14 +163,16 @@ pub async fn deploy(admin: Option<&str>, args: DeployArgs) -> Result<()> {
                 "--release: missing; pass the path of the binary (process runtime) or the image \
                  tag (compose runtime)",
             )?;
+            let admin = super::optional_admin_url(settings)?;
+            let admin = admin.as_deref();
             let mut runtime = args.options.runtime(admin, None)?;
-            release_with(runtime.as_mut(), admin, release, &args.options).await
+            release_with(runtime.as_mut(), admin, s3, release, &args.options).await
         }
     }
 }
 
 /// `rollback`: the guard, then a deploy of the release it returns to.
-pub async fn rollback(admin: Option<&str>, args: RollbackArgs) -> Result<()> {
+pub async fn rollback(admin: Option<&str>, s3: &S3Settings, args: RollbackArgs) -> Result<()> {
     let state = State::open(&args.options.state_dir)?;
     let target = policy::rollback_target(&state, args.to.as_deref())?;
     let mut runtime = args.options.runtime(admin, Some(&target.release))?;
@@ -179,6 +180,7 @@ pub async fn rollback(admin: Option<&str>, args: RollbackArgs) -> Result<()> {
     release_with(
         runtime.as_mut(),
         admin,
+        s3,
         target.release.artifact,
         &args.options,
     )
@@ -188,6 +190,7 @@ pub async fn rollback(admin: Option<&str>, args: RollbackArgs) -> Result<()> {
 async fn release_with(
     runtime: &mut dyn deploy::Runtime,
     admin: Option<&str>,
+    s3: &S3Settings,
     artifact: String,
     args: &ReleaseArgs,
 ) -> Result<()> {
@@ -198,7 +201,7 @@ async fn release_with(
         backup_to: if args.skip_backup {
             None
         } else {
-            Some(Destination::parse(&args.backup_dir).context("--backup-dir (BACKUP_DIR)")?)
+            Some(Destination::parse(&args.backup_dir, s3).context("--backup-dir (BACKUP_DIR)")?)
         },
         gates: Gates::from(&args.gates),
         by: who(),

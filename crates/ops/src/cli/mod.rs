@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use ghostworks_config::OpsConfig;
 
 use crate::deploy::runtime::process::supervise;
 pub use data::{BackupArgs, BackupCommand, MigrateArgs, MigrateCommand, TenantCommand};
@@ -79,34 +80,23 @@ pub struct SuperviseArgs {
     pub command: Vec<OsString>,
 }
 
-/// Whether a command connects as the schema owner (DATABASE_ADMIN_URL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminUrl {
-    Unused,
-    /// Used when configured: a deploy backs up with it, and the process runtime migrates.
-    Optional,
-    Required,
+/// The schema owner's URL (DATABASE_ADMIN_URL, else DATABASE_URL).
+fn admin_url(settings: &OpsConfig) -> Result<String> {
+    let url = settings
+        .admin_database_url()
+        .context("invalid configuration")?;
+    Ok(url.expose().to_string())
+}
+
+/// The schema owner's URL when one is configured: a compose deploy needs it only to back up.
+fn optional_admin_url(settings: &OpsConfig) -> Result<Option<String>> {
+    let url = settings
+        .optional_admin_database_url()
+        .context("invalid configuration")?;
+    Ok(url.map(|u| u.expose().to_string()))
 }
 
 impl Command {
-    /// What the command needs of the schema owner's URL.
-    pub fn admin_url(&self) -> AdminUrl {
-        match self {
-            Command::Migrate(MigrateArgs {
-                command: Some(_), ..
-            })
-            | Command::Supervise(_)
-            | Command::Deploy(DeployArgs {
-                command: Some(_), ..
-            }) => AdminUrl::Unused,
-            Command::Deploy(_) | Command::Rollback(_) => AdminUrl::Optional,
-            Command::Migrate(_)
-            | Command::Backup(_)
-            | Command::Restore { .. }
-            | Command::Tenant { .. } => AdminUrl::Required,
-        }
-    }
-
     /// The service name its logs carry; `None` for a command that only prints a report.
     pub fn service(&self) -> Option<&'static str> {
         Some(match self {
@@ -126,23 +116,25 @@ impl Command {
         })
     }
 
-    /// Runs the command; `admin` is the schema owner's URL as [`Command::admin_url`] asked.
-    pub async fn run(self, admin: Option<String>) -> Result<ExitCode> {
-        let admin = admin.as_deref();
-        let required = || {
-            admin.ok_or_else(|| anyhow::anyhow!("DATABASE_ADMIN_URL (or DATABASE_URL) is not set"))
-        };
+    /// Runs the command with the operator's settings (database URLs, S3 credentials).
+    pub async fn run(self, settings: &OpsConfig) -> Result<ExitCode> {
+        let s3 = settings.s3();
         match self {
             Command::Migrate(MigrateArgs {
                 command: Some(command),
                 ..
             }) => return data::lint(command),
-            Command::Migrate(args) => data::migrate(required()?, &args).await?,
-            Command::Backup(args) => data::backup(required()?, args).await?,
-            Command::Restore { from, force } => data::restore(required()?, &from, force).await?,
-            Command::Tenant { command } => data::tenant(required()?, command).await?,
-            Command::Deploy(args) => deploy::deploy(admin, args).await?,
-            Command::Rollback(args) => deploy::rollback(admin, args).await?,
+            Command::Migrate(args) => data::migrate(&admin_url(settings)?, &args).await?,
+            Command::Backup(args) => data::backup(&admin_url(settings)?, &s3, args).await?,
+            Command::Restore { from, force } => {
+                data::restore(&admin_url(settings)?, &s3, &from, force).await?
+            }
+            Command::Tenant { command } => data::tenant(&admin_url(settings)?, command).await?,
+            Command::Deploy(args) => deploy::deploy(settings, &s3, args).await?,
+            Command::Rollback(args) => {
+                let admin = optional_admin_url(settings)?;
+                deploy::rollback(admin.as_deref(), &s3, args).await?
+            }
             Command::Supervise(args) => {
                 let policy = supervise::Policy {
                     max_failures: args.max_failures,

@@ -177,22 +177,12 @@ fn env_files(specs: &[String]) -> Result<HashMap<String, HashMap<String, String>
                 component::names()
             );
         }
-        env.insert(name.to_string(), read_env_file(Path::new(file))?);
+        env.insert(
+            name.to_string(),
+            ghostworks_config::read_env_file(Path::new(file))?,
+        );
     }
     Ok(env)
-}
-
-/// `KEY=VALUE` lines (blank lines and `#` comments skipped).
-fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--env-file: cannot read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect())
 }
 
 /// Whether any process of the group `pgid` is alive (zombies aside): the supervisor, the
