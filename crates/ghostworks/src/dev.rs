@@ -126,6 +126,37 @@ fn print_mail(m: &Message) {
     );
 }
 
+/// Where the stack answers, and how to log in.
+fn print_urls(
+    config: &Config,
+    worker: Option<&WorkerConfig>,
+    web: &ghostworks_config::WebConfig,
+    sink_page: Option<std::net::SocketAddr>,
+) {
+    let bind = config.bind;
+    println!();
+    println!("Ghostworks is running:");
+    println!("  web app    http://{}/", web.bind);
+    println!("  API        http://{bind}/");
+    println!("  API docs   http://{bind}/docs");
+    println!("  health     http://{bind}/health/ready");
+    println!("  metrics    http://{bind}/metrics");
+    match worker {
+        Some(w) => println!("  worker     http://{}/metrics, /health", w.bind),
+        None => println!("  worker     not started: with DATABASE_URL set, set WORKER_DATABASE_URL (a login in ghostworks_worker) too"),
+    }
+    if let Some(page) = sink_page {
+        println!(
+            "  e-mail     http://{page}/ (JSON; every message is also printed here with its links)"
+        );
+    }
+    println!(
+        "  log in as  owner@acme.com / {} (Acme owner), or any demo account",
+        crate::seed::DEMO_PASSWORD
+    );
+    println!("Ctrl-C stops everything; data stays in the data directory.");
+}
+
 async fn stack(
     vars: &HashMap<String, String>,
     private_db: bool,
@@ -170,28 +201,7 @@ async fn stack(
     };
     let web_config = ghostworks_config::WebConfig::from_vars(vars)
         .map_err(|e| anyhow::anyhow!("invalid web configuration:\n{e}"))?;
-    let bind = config.bind;
-    println!();
-    println!("Ghostworks is running:");
-    println!("  web app    http://{}/", web_config.bind);
-    println!("  API        http://{bind}/");
-    println!("  API docs   http://{bind}/docs");
-    println!("  health     http://{bind}/health/ready");
-    println!("  metrics    http://{bind}/metrics");
-    match &worker_config {
-        Some(w) => println!("  worker     http://{}/metrics, /health", w.bind),
-        None => println!("  worker     not started: with DATABASE_URL set, set WORKER_DATABASE_URL (a login in ghostworks_worker) too"),
-    }
-    if let Some(page) = sink_page {
-        println!(
-            "  e-mail     http://{page}/ (JSON; every message is also printed here with its links)"
-        );
-    }
-    println!(
-        "  log in as  owner@acme.com / {} (Acme owner), or any demo account",
-        crate::seed::DEMO_PASSWORD
-    );
-    println!("Ctrl-C stops everything; data stays in the data directory.");
+    print_urls(&config, worker_config.as_ref(), &web_config, sink_page);
     let web = async {
         ghostworks_web::run(web_config, crate::roles::shutdown_signal())
             .await
