@@ -21,31 +21,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("--data-dir: cannot create {}", data_dir.display()))?;
     let data_dir = std::fs::canonicalize(data_dir)?;
     let mut vars = ghostworks_config::process_vars();
-    let defaults = [
-        ("GHOSTWORKS_ENV", "development"),
-        ("COOKIE_SECURE", "false"),
-        ("GHOSTWORKS_BIND", "127.0.0.1:8000"),
-        ("WORKER_BIND", "127.0.0.1:8001"),
-        ("WEB_BIND", "127.0.0.1:3000"),
-        ("LOG_FORMAT", "pretty"),
-        // The web app calls the API over loopback on behalf of browsers, so the API believes
-        // its X-Forwarded-For and each browser gets its own rate limits. The web app reads the
-        // same setting: only local processes, which can reach the API directly anyway, could
-        // name an address.
-        ("TRUSTED_PROXIES", "127.0.0.1"),
-    ];
-    for (k, v) in defaults {
-        vars.entry(k.into()).or_insert_with(|| v.into());
-    }
-    // The web app talks to this API and worker, and e-mail links lead to it.
-    for (k, bind) in [
-        ("API_URL", "GHOSTWORKS_BIND"),
-        ("WORKER_URL", "WORKER_BIND"),
-        ("PUBLIC_URL", "WEB_BIND"),
-    ] {
-        let url = format!("http://{}", vars[bind]);
-        vars.entry(k.into()).or_insert(url);
-    }
+    set_defaults(&mut vars);
     let _telemetry = crate::telemetry::tool("ghostworks-dev", &Common::lenient(&vars));
 
     let mut postgres = None;
@@ -99,6 +75,35 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     result
 }
 
+/// The local stack's settings where the environment leaves them unset.
+fn set_defaults(vars: &mut HashMap<String, String>) {
+    let defaults = [
+        ("GHOSTWORKS_ENV", "development"),
+        ("COOKIE_SECURE", "false"),
+        ("GHOSTWORKS_BIND", "127.0.0.1:8000"),
+        ("WORKER_BIND", "127.0.0.1:8001"),
+        ("WEB_BIND", "127.0.0.1:3000"),
+        ("LOG_FORMAT", "pretty"),
+        // The web app calls the API over loopback on behalf of browsers, so the API believes
+        // its X-Forwarded-For and each browser gets its own rate limits. The web app reads the
+        // same setting: only local processes, which can reach the API directly anyway, could
+        // name an address.
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ];
+    for (k, v) in defaults {
+        vars.entry(k.into()).or_insert_with(|| v.into());
+    }
+    // The web app talks to this API and worker, and e-mail links lead to it.
+    for (k, bind) in [
+        ("API_URL", "GHOSTWORKS_BIND"),
+        ("WORKER_URL", "WORKER_BIND"),
+        ("PUBLIC_URL", "WEB_BIND"),
+    ] {
+        let url = format!("http://{}", vars[bind]);
+        vars.entry(k.into()).or_insert(url);
+    }
+}
+
 /// Every e-mail the sink receives, with its links: how a developer follows a verification or
 /// reset link without a mail client.
 fn print_mail(m: &Message) {
@@ -110,6 +115,37 @@ fn print_mail(m: &Message) {
     );
 }
 
+/// Where the stack answers, and how to log in.
+fn print_urls(
+    config: &Config,
+    worker: Option<&WorkerConfig>,
+    web: &ghostworks_config::WebConfig,
+    sink_page: Option<std::net::SocketAddr>,
+) {
+    let bind = config.bind;
+    println!();
+    println!("Ghostworks is running:");
+    println!("  web app    http://{}/", web.bind);
+    println!("  API        http://{bind}/");
+    println!("  API docs   http://{bind}/docs");
+    println!("  health     http://{bind}/health/ready");
+    println!("  metrics    http://{bind}/metrics");
+    match worker {
+        Some(w) => println!("  worker     http://{}/metrics, /health", w.bind),
+        None => println!("  worker     not started: with DATABASE_URL set, set WORKER_DATABASE_URL (a login in ghostworks_worker) too"),
+    }
+    if let Some(page) = sink_page {
+        println!(
+            "  e-mail     http://{page}/ (JSON; every message is also printed here with its links)"
+        );
+    }
+    println!(
+        "  log in as  owner@acme.com / {} (Acme owner), or any demo account",
+        crate::seed::DEMO_PASSWORD
+    );
+    println!("Ctrl-C stops everything; data stays in the data directory.");
+}
+
 async fn stack(
     vars: &HashMap<String, String>,
     private_db: bool,
@@ -118,7 +154,11 @@ async fn stack(
     let admin = OpsConfig::from_vars(vars.clone())
         .admin_database_url()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::migrate(admin.expose()).await?;
+    ghostworks_ops::migrate::apply(
+        admin.expose(),
+        ghostworks_ops::migrate::DEFAULT_LOCK_TIMEOUT,
+    )
+    .await?;
     let pool = ghostworks_db::connect(admin.expose(), 2, "ghostworks-dev").await?;
     if private_db {
         let logins = bootstrap::Logins {
@@ -146,39 +186,18 @@ async fn stack(
     };
     let web_config = ghostworks_config::WebConfig::from_vars(vars)
         .map_err(|e| anyhow::anyhow!("invalid web configuration:\n{e}"))?;
-    let bind = config.bind;
-    println!();
-    println!("Ghostworks is running:");
-    println!("  web app    http://{}/", web_config.bind);
-    println!("  API        http://{bind}/");
-    println!("  API docs   http://{bind}/docs");
-    println!("  health     http://{bind}/health/ready");
-    println!("  metrics    http://{bind}/metrics");
-    match &worker_config {
-        Some(w) => println!("  worker     http://{}/metrics, /health", w.bind),
-        None => println!("  worker     not started: with DATABASE_URL set, set WORKER_DATABASE_URL (a login in ghostworks_worker) too"),
-    }
-    if let Some(page) = sink_page {
-        println!(
-            "  e-mail     http://{page}/ (JSON; every message is also printed here with its links)"
-        );
-    }
-    println!(
-        "  log in as  owner@acme.com / {} (Acme owner), or any demo account",
-        crate::seed::DEMO_PASSWORD
-    );
-    println!("Ctrl-C stops everything; data stays in the data directory.");
+    print_urls(&config, worker_config.as_ref(), &web_config, sink_page);
     let web = async {
-        ghostworks_web::run(web_config, crate::shutdown_signal())
+        ghostworks_web::run(web_config, crate::roles::shutdown_signal())
             .await
             .map_err(anyhow::Error::from)
     };
     match worker_config {
         Some(w) => {
-            tokio::try_join!(crate::serve(config), crate::worker(w), web)?;
+            tokio::try_join!(crate::roles::serve(config), crate::roles::worker(w), web)?;
         }
         None => {
-            tokio::try_join!(crate::serve(config), web)?;
+            tokio::try_join!(crate::roles::serve(config), web)?;
         }
     }
     Ok(())

@@ -25,99 +25,104 @@ struct Tenant {
 }
 
 fn tenants() -> [Tenant; 2] {
-    [
-        Tenant {
-            name: "Acme Corp",
-            slug: "acme-corp",
-            description: "A technology company building analytics and integration products",
-            settings: json!({"theme": "corporate", "features": ["analytics", "integrations", "advanced_search"], "plan": "enterprise", "max_users": 100, "storage_limit_gb": 1000}),
-            members: &[
-                ("owner@acme.com", "Alice", "Johnson", Role::Owner),
-                ("manager@acme.com", "Eva", "Martinez", Role::Admin),
-                ("member@acme.com", "Carol", "Davis", Role::Member),
-            ],
-            artifacts: &[
-                (
-                    "Customer Analytics Dashboard",
-                    "Real-time dashboard of customer behaviour, retention and revenue metrics.",
-                    &["analytics", "dashboard", "customer", "metrics"],
-                ),
-                (
-                    "API Gateway Configuration",
-                    "Routing, authentication and rate-limiting rules for the public API gateway.",
-                    &["api", "gateway", "configuration", "microservices"],
-                ),
-                (
-                    "Mobile App User Interface",
-                    "Component library and accessibility guidelines for the mobile apps.",
-                    &["mobile", "ui", "components", "accessibility"],
-                ),
-                (
-                    "Database Migration Scripts",
-                    "Versioned scripts moving the on-premise databases to the cloud.",
-                    &["database", "migration", "scripts", "cloud"],
-                ),
-                (
-                    "Security Audit Report",
-                    "Findings and remediation plan of the annual security audit.",
-                    &["security", "audit", "compliance", "report"],
-                ),
-                (
-                    "Machine Learning Model",
-                    "Churn prediction model trained on two years of subscription data.",
-                    &["ml", "model", "prediction", "churn"],
-                ),
-                (
-                    "CI/CD Pipeline Configuration",
-                    "Build, test and deployment stages for every service.",
-                    &["cicd", "pipeline", "automation", "deployment"],
-                ),
-            ],
-        },
-        Tenant {
-            name: "Umbrella Inc",
-            slug: "umbrella-inc",
-            description: "A biotech and pharmaceutical research company",
-            settings: json!({"theme": "medical", "features": ["compliance", "audit_trail", "data_retention"], "plan": "professional", "max_users": 50, "storage_limit_gb": 500}),
-            members: &[
-                ("owner@umbrella.com", "Oswald", "Spencer", Role::Owner),
-                ("admin@umbrella.com", "Bob", "Smith", Role::Admin),
-                ("researcher@umbrella.com", "David", "Wilson", Role::Member),
-            ],
-            artifacts: &[
-                (
-                    "Clinical Trial Data Management",
-                    "Collection and validation of phase II trial data.",
-                    &["clinical", "trial", "data", "compliance"],
-                ),
-                (
-                    "Drug Discovery Algorithm",
-                    "Screening algorithm ranking candidate compounds.",
-                    &["drug", "discovery", "algorithm", "ai"],
-                ),
-                (
-                    "Laboratory Information System",
-                    "Sample tracking and quality control for the labs.",
-                    &["laboratory", "lims", "samples", "quality"],
-                ),
-                (
-                    "Regulatory Submission Portal",
-                    "Assembles and tracks submissions to regulators.",
-                    &["regulatory", "submission", "portal", "approval"],
-                ),
-                (
-                    "Biomarker Analysis Pipeline",
-                    "Genomic biomarker discovery from sequencing runs.",
-                    &["biomarker", "analysis", "pipeline", "genomics"],
-                ),
-                (
-                    "Patient Safety Database",
-                    "Adverse event reports and pharmacovigilance signals.",
-                    &["safety", "database", "adverse", "pharmacovigilance"],
-                ),
-            ],
-        },
-    ]
+    [acme(), umbrella()]
+}
+
+fn acme() -> Tenant {
+    Tenant {
+        name: "Acme Corp",
+        slug: "acme-corp",
+        description: "A technology company building analytics and integration products",
+        settings: json!({"theme": "corporate", "features": ["analytics", "integrations", "advanced_search"], "plan": "enterprise", "max_users": 100, "storage_limit_gb": 1000}),
+        members: &[
+            ("owner@acme.com", "Alice", "Johnson", Role::Owner),
+            ("manager@acme.com", "Eva", "Martinez", Role::Admin),
+            ("member@acme.com", "Carol", "Davis", Role::Member),
+        ],
+        artifacts: &[
+            (
+                "Customer Analytics Dashboard",
+                "Real-time dashboard of customer behaviour, retention and revenue metrics.",
+                &["analytics", "dashboard", "customer", "metrics"],
+            ),
+            (
+                "API Gateway Configuration",
+                "Routing, authentication and rate-limiting rules for the public API gateway.",
+                &["api", "gateway", "configuration", "microservices"],
+            ),
+            (
+                "Mobile App User Interface",
+                "Component library and accessibility guidelines for the mobile apps.",
+                &["mobile", "ui", "components", "accessibility"],
+            ),
+            (
+                "Database Migration Scripts",
+                "Versioned scripts moving the on-premise databases to the cloud.",
+                &["database", "migration", "scripts", "cloud"],
+            ),
+            (
+                "Security Audit Report",
+                "Findings and remediation plan of the annual security audit.",
+                &["security", "audit", "compliance", "report"],
+            ),
+            (
+                "Machine Learning Model",
+                "Churn prediction model trained on two years of subscription data.",
+                &["ml", "model", "prediction", "churn"],
+            ),
+            (
+                "CI/CD Pipeline Configuration",
+                "Build, test and deployment stages for every service.",
+                &["cicd", "pipeline", "automation", "deployment"],
+            ),
+        ],
+    }
+}
+
+fn umbrella() -> Tenant {
+    Tenant {
+        name: "Umbrella Inc",
+        slug: "umbrella-inc",
+        description: "A biotech and pharmaceutical research company",
+        settings: json!({"theme": "medical", "features": ["compliance", "audit_trail", "data_retention"], "plan": "professional", "max_users": 50, "storage_limit_gb": 500}),
+        members: &[
+            ("owner@umbrella.com", "Oswald", "Spencer", Role::Owner),
+            ("admin@umbrella.com", "Bob", "Smith", Role::Admin),
+            ("researcher@umbrella.com", "David", "Wilson", Role::Member),
+        ],
+        artifacts: &[
+            (
+                "Clinical Trial Data Management",
+                "Collection and validation of phase II trial data.",
+                &["clinical", "trial", "data", "compliance"],
+            ),
+            (
+                "Drug Discovery Algorithm",
+                "Screening algorithm ranking candidate compounds.",
+                &["drug", "discovery", "algorithm", "ai"],
+            ),
+            (
+                "Laboratory Information System",
+                "Sample tracking and quality control for the labs.",
+                &["laboratory", "lims", "samples", "quality"],
+            ),
+            (
+                "Regulatory Submission Portal",
+                "Assembles and tracks submissions to regulators.",
+                &["regulatory", "submission", "portal", "approval"],
+            ),
+            (
+                "Biomarker Analysis Pipeline",
+                "Genomic biomarker discovery from sequencing runs.",
+                &["biomarker", "analysis", "pipeline", "genomics"],
+            ),
+            (
+                "Patient Safety Database",
+                "Adverse event reports and pharmacovigilance signals.",
+                &["safety", "database", "adverse", "pharmacovigilance"],
+            ),
+        ],
+    }
 }
 
 /// Generated Acme artifacts, so the list has several pages.
@@ -194,60 +199,78 @@ pub async fn demo(pool: &PgPool) -> anyhow::Result<String> {
                 workspaces::add_member(&mut tx, tenant_id, *user, *role).await?;
             }
         }
-        let mut items: Vec<(String, String, Vec<String>)> = t
-            .artifacts
-            .iter()
-            .map(|(n, d, tags)| {
-                (
-                    n.to_string(),
-                    d.to_string(),
-                    tags.iter().map(|s| s.to_string()).collect(),
-                )
-            })
-            .collect();
-        if t.slug == "acme-corp" {
-            for i in 0..GENERATED {
-                let (topic, tags) = TOPICS[i % TOPICS.len()];
-                items.push((
-                    format!("{topic} #{}", i / TOPICS.len() + 1),
-                    format!(
-                        "{topic}, revision {}: prepared by the {} team.",
-                        i + 1,
-                        ["platform", "data", "security", "product"][i % 4]
-                    ),
-                    tags.iter().map(|s| s.to_string()).collect(),
-                ));
-            }
-        }
-        for (i, (name, description, tags)) in items.iter().enumerate() {
-            let creator = ids[i % ids.len()].0;
-            let mut metadata = Map::new();
-            metadata.insert(
-                "status".into(),
-                json!(["draft", "review", "published"][i % 3]),
-            );
-            metadata.insert("version".into(), json!(format!("1.{}", i % 5)));
-            metadata.insert("score".into(), json!((i * 37 % 100) as f64 / 10.0));
-            let inserted = sqlx::query(
-                "INSERT INTO artifacts (id, tenant_id, name, description, tags, artifact_metadata, created_by, created_at, updated_at) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, now() - make_interval(hours => $8), now() - make_interval(hours => $8) + interval '3 hours' \
-                 WHERE NOT EXISTS (SELECT 1 FROM artifacts WHERE tenant_id = $2 AND name = $3)",
-            )
-            .bind(Uuid::new_v4())
-            .bind(tenant_id)
-            .bind(name)
-            .bind(description)
-            .bind(tags)
-            .bind(Value::Object(metadata))
-            .bind(creator)
-            .bind((24 + i * 17) as i32)
-            .execute(&mut *tx)
-            .await?;
-            artifacts_new += inserted.rows_affected();
-        }
+        let creators: Vec<Uuid> = ids.iter().map(|(id, _)| *id).collect();
+        artifacts_new += add_artifacts(&mut tx, tenant_id, &creators, &items(&t)).await?;
         tx.commit().await?;
     }
     Ok(format!("demo data ready: {users_new} users and {artifacts_new} artifacts added (password for every demo account: {DEMO_PASSWORD})"))
+}
+
+/// A workspace's artifacts: its own, plus the generated ones in Acme.
+fn items(t: &Tenant) -> Vec<(String, String, Vec<String>)> {
+    let mut items: Vec<(String, String, Vec<String>)> = t
+        .artifacts
+        .iter()
+        .map(|(n, d, tags)| {
+            (
+                n.to_string(),
+                d.to_string(),
+                tags.iter().map(|s| s.to_string()).collect(),
+            )
+        })
+        .collect();
+    if t.slug == "acme-corp" {
+        for i in 0..GENERATED {
+            let (topic, tags) = TOPICS[i % TOPICS.len()];
+            items.push((
+                format!("{topic} #{}", i / TOPICS.len() + 1),
+                format!(
+                    "{topic}, revision {}: prepared by the {} team.",
+                    i + 1,
+                    ["platform", "data", "security", "product"][i % 4]
+                ),
+                tags.iter().map(|s| s.to_string()).collect(),
+            ));
+        }
+    }
+    items
+}
+
+/// Adds the `items` the workspace does not have yet (by name); how many were added.
+async fn add_artifacts(
+    tx: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    creators: &[Uuid],
+    items: &[(String, String, Vec<String>)],
+) -> anyhow::Result<u64> {
+    let mut added = 0;
+    for (i, (name, description, tags)) in items.iter().enumerate() {
+        let creator = creators[i % creators.len()];
+        let mut metadata = Map::new();
+        metadata.insert(
+            "status".into(),
+            json!(["draft", "review", "published"][i % 3]),
+        );
+        metadata.insert("version".into(), json!(format!("1.{}", i % 5)));
+        metadata.insert("score".into(), json!((i * 37 % 100) as f64 / 10.0));
+        let inserted = sqlx::query(
+            "INSERT INTO artifacts (id, tenant_id, name, description, tags, artifact_metadata, created_by, created_at, updated_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, now() - make_interval(hours => $8), now() - make_interval(hours => $8) + interval '3 hours' \
+             WHERE NOT EXISTS (SELECT 1 FROM artifacts WHERE tenant_id = $2 AND name = $3)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(tenant_id)
+        .bind(name)
+        .bind(description)
+        .bind(tags)
+        .bind(Value::Object(metadata))
+        .bind(creator)
+        .bind((24 + i * 17) as i32)
+        .execute(&mut *tx)
+        .await?;
+        added += inserted.rows_affected();
+    }
+    Ok(added)
 }
 
 async fn existing_tenant(pool: &PgPool, slug: &str, owner: Uuid) -> anyhow::Result<Option<Uuid>> {

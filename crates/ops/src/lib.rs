@@ -4,6 +4,7 @@
 //! a subcommand.
 
 pub mod backup;
+pub mod cli;
 pub mod deploy;
 pub mod lint;
 pub mod migrate;

@@ -257,6 +257,32 @@ pub fn is_contract(sql: &str) -> bool {
     sql.lines().any(|l| l.trim() == CONTRACT_MARKER)
 }
 
+/// The findings of an `ALTER TABLE` statement (`w`: its words).
+fn alter_table(stmt: &str, w: &[String], created: &HashSet<String>) -> Vec<Rule> {
+    let at = |i: usize| w.get(i).map(String::as_str).unwrap_or("");
+    // ALTER TABLE [IF EXISTS] [ONLY] name action[, action...]
+    let mut i = 2;
+    while matches!(at(i), "IF" | "EXISTS" | "ONLY") {
+        i += 1;
+    }
+    let table = unquote(at(i));
+    // Constraints and types on a table created in this same migration break nobody: no
+    // release has seen it yet.
+    if created.contains(&table) {
+        return Vec::new();
+    }
+    let body: Vec<&str> = stmt.split_whitespace().collect();
+    let pos = body
+        .iter()
+        .position(|t| unquote(t) == table)
+        .map(|p| p + 1)
+        .unwrap_or(body.len());
+    split_actions(&body[pos..].join(" "))
+        .iter()
+        .filter_map(|action| alter_action(&words(action)))
+        .collect()
+}
+
 /// Lints one migration's SQL; `file` names it in the findings.
 pub fn lint_sql(file: &str, sql: &str) -> Vec<Finding> {
     let contract = is_contract(sql);
@@ -284,31 +310,7 @@ pub fn lint_sql(file: &str, sql: &str) -> Vec<Finding> {
                 created.insert(unquote(at(i)));
             }
             ("DROP", "TABLE") => hits.push(Rule::DropTable),
-            ("ALTER", "TABLE") => {
-                // ALTER TABLE [IF EXISTS] [ONLY] name action[, action...]
-                let mut i = 2;
-                while matches!(at(i), "IF" | "EXISTS" | "ONLY") {
-                    i += 1;
-                }
-                let table = unquote(at(i));
-                let body: Vec<&str> = stmt.split_whitespace().collect();
-                let pos = body
-                    .iter()
-                    .position(|t| unquote(t) == table)
-                    .map(|p| p + 1)
-                    .unwrap_or(body.len());
-                let actions = body[pos..].join(" ");
-                for action in split_actions(&actions) {
-                    if let Some(rule) = alter_action(&words(&action)) {
-                        let new_table = created.contains(&table);
-                        // Constraints and types on a table created in this same migration
-                        // break nobody: no release has seen it yet.
-                        if !new_table {
-                            hits.push(rule);
-                        }
-                    }
-                }
-            }
+            ("ALTER", "TABLE") => hits.extend(alter_table(stmt, &w, &created)),
             ("CREATE", "INDEX") | ("CREATE", "UNIQUE") => {
                 let concurrent = w.iter().any(|x| x == "CONCURRENTLY");
                 let table = w

@@ -2,15 +2,98 @@
 //! migration that waits for a table lock held by traffic gives up quickly instead of queueing
 //! every request behind it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use std::collections::BTreeMap;
-
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
-use crate::deploy::Migration;
+/// One line of `ghostworks migrate --status`: `   7  applied  description (contract)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub version: i64,
+    pub applied: bool,
+    /// Whether it is a contract step; `None` for an applied migration the release does not
+    /// embed (a newer release applied it), which it cannot tell.
+    pub contract: Option<bool>,
+    pub description: String,
+}
+
+/// How `migrate --status` marks the two kinds of migration it cannot treat as expand steps.
+pub const CONTRACT_MARK: &str = "(contract)";
+pub const NOT_EMBEDDED_MARK: &str = "(not in this release)";
+
+impl std::fmt::Display for Migration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>4}  {:<8} {}{}",
+            self.version,
+            if self.applied { "applied" } else { "pending" },
+            self.description,
+            match self.contract {
+                Some(true) => format!(" {CONTRACT_MARK}"),
+                Some(false) => String::new(),
+                None => format!(" {NOT_EMBEDDED_MARK}"),
+            }
+        )
+    }
+}
+
+impl Migration {
+    /// The lines of `ghostworks migrate --status` (as [`Display`](std::fmt::Display) writes
+    /// them); other output, such as log lines, is skipped.
+    pub fn parse(status: &str) -> Vec<Migration> {
+        status
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                let (version, rest) = l.split_once(char::is_whitespace)?;
+                let version = version.parse().ok()?;
+                let (state, rest) = rest.trim_start().split_once(char::is_whitespace)?;
+                let applied = match state {
+                    "applied" => true,
+                    "pending" => false,
+                    _ => return None,
+                };
+                let rest = rest.trim();
+                let (description, contract) = if let Some(d) = rest.strip_suffix(CONTRACT_MARK) {
+                    (d, Some(true))
+                } else if let Some(d) = rest.strip_suffix(NOT_EMBEDDED_MARK) {
+                    (d, None)
+                } else {
+                    (rest, Some(false))
+                };
+                Some(Migration {
+                    version,
+                    applied,
+                    contract,
+                    description: description.trim().to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The newest migration applied, as `status` tells it (0 when none).
+pub fn schema_version(status: &[Migration]) -> i64 {
+    status
+        .iter()
+        .filter(|m| m.applied)
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The contract steps not applied yet.
+pub fn pending_contracts(status: &[Migration]) -> Vec<i64> {
+    status
+        .iter()
+        .filter(|m| m.contract == Some(true) && !m.applied)
+        .map(|m| m.version)
+        .collect()
+}
 
 /// The session advisory lock a migrating deploy holds ("gw-migr" in ASCII).
 pub const LOCK_KEY: i64 = 0x0067_772d_6d69_6772;
@@ -117,4 +200,47 @@ pub async fn run(url: &str, lock_timeout: Duration) -> Result<()> {
         bail!("migrations failed: {text}");
     }
     Ok(())
+}
+
+/// `ghostworks migrate`: applies the migrations, then logs each one's state.
+pub async fn apply(url: &str, lock_timeout: Duration) -> Result<()> {
+    run(url, lock_timeout).await?;
+    let pool = ghostworks_db::connect(url, 2, "ghostworks-migrate")
+        .await
+        .context("cannot connect as the schema owner")?;
+    for (version, description, applied) in ghostworks_db::migration_status(&pool).await? {
+        tracing::info!(version, description, applied, "migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_status_lines_are_parsed_and_other_output_ignored() {
+        let status = "{\"level\":\"INFO\",\"message\":\"connected\"}\n   \
+                         8  applied  drop tenantless search indexes\n   \
+                         9  pending  job trace parent\n  \
+                        10  pending  drop old column (contract)\n  \
+                        11  applied  from a newer release (not in this release)\n";
+        let parsed = Migration::parse(status);
+        let m: Vec<_> = parsed
+            .iter()
+            .map(|m| (m.version, m.applied, m.contract, m.description.as_str()))
+            .collect();
+        assert_eq!(
+            m,
+            vec![
+                (8, true, Some(false), "drop tenantless search indexes"),
+                (9, false, Some(false), "job trace parent"),
+                (10, false, Some(true), "drop old column"),
+                (11, true, None, "from a newer release"),
+            ]
+        );
+        assert_eq!(schema_version(&parsed), 11);
+        assert_eq!(pending_contracts(&parsed), vec![10]);
+        assert_eq!(schema_version(&[]), 0);
+    }
 }

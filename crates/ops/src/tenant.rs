@@ -604,6 +604,55 @@ async fn insertable_columns(conn: &mut PgConnection, table: &str) -> Result<Vec<
     .await?)
 }
 
+/// Inserts an archive's `rows` of `table`; how many were new. Accounts are shared between
+/// workspaces: one that exists already stays as it is.
+async fn insert_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    account: bool,
+    rows: &[(usize, Value)],
+    strip_passwords: bool,
+) -> Result<i64> {
+    let cols = insertable_columns(conn, table)
+        .await?
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let conflict = if account {
+        "ON CONFLICT (id) DO NOTHING"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "INSERT INTO public.{t} ({cols}) OVERRIDING SYSTEM VALUE \
+         SELECT {cols} FROM jsonb_populate_recordset(NULL::public.{t}, $1) {conflict}",
+        t = quote_ident(table)
+    );
+    let mut inserted = 0;
+    for chunk in rows.chunks(1000) {
+        let batch = chunk
+            .iter()
+            .map(|(_, row)| {
+                let mut row = row.clone();
+                if strip_passwords {
+                    if let Some(fields) = row.as_object_mut() {
+                        fields.insert("hashed_password".into(), NO_PASSWORD.into());
+                    }
+                }
+                row
+            })
+            .collect();
+        inserted += sqlx::query(&sql)
+            .bind(Value::Array(batch))
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("importing table {table}"))?
+            .rows_affected() as i64;
+    }
+    Ok(inserted)
+}
+
 /// Imports the archive at `path` into the database at `url` (schema owner) in one transaction,
 /// then checks every table's count and checksum against the archive's manifest. Refuses an
 /// archive that `trust` does not accept or with a row of another workspace (before anything is
@@ -651,46 +700,10 @@ pub async fn import(url: &str, path: &Path, trust: Trust<'_>) -> Result<Summary>
                 .await
                 .with_context(|| format!("archive {}", path.display()))?;
         }
-        let cols = insertable_columns(&mut tx, table.name)
-            .await?
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        // Accounts are shared between workspaces: one that exists already stays as it is.
-        let conflict = if account {
-            "ON CONFLICT (id) DO NOTHING"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "INSERT INTO public.{t} ({cols}) OVERRIDING SYSTEM VALUE \
-             SELECT {cols} FROM jsonb_populate_recordset(NULL::public.{t}, $1) {conflict}",
-            t = quote_ident(table.name)
-        );
-        let mut inserted = 0;
-        for chunk in rows.chunks(1000) {
-            let batch = chunk
-                .iter()
-                .map(|(_, row)| {
-                    let mut row = row.clone();
-                    if account && !archive.credentials {
-                        // Whatever the rows say: the header's promise decides.
-                        if let Some(fields) = row.as_object_mut() {
-                            fields.insert("hashed_password".into(), NO_PASSWORD.into());
-                        }
-                    }
-                    row
-                })
-                .collect();
-            inserted += sqlx::query(&sql)
-                .bind(Value::Array(batch))
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("importing table {}", table.name))?
-                .rows_affected() as i64;
-        }
-        if account && !archive.credentials {
+        // Whatever the rows say: the header's promise decides.
+        let strip_passwords = account && !archive.credentials;
+        let inserted = insert_rows(&mut tx, table.name, account, rows, strip_passwords).await?;
+        if strip_passwords {
             without_password = inserted;
         }
         bar.inc(1);

@@ -1,4 +1,4 @@
-//! Switching nginx's api upstream, shared by the runtimes: the upstream file is rewritten
+//! Switching nginx's upstreams, shared by the runtimes: the upstream file is rewritten
 //! atomically and the master reloads it gracefully (old workers finish their requests).
 
 use std::collections::BTreeSet;
@@ -7,20 +7,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{Colour, Role};
+use super::component::{self, Colour, Component};
 
-/// Points every upstream at `colour`: `server(role)` is the address of the role's instance
+/// Points every upstream at `colour`: `server(c)` is the address of component c's instance
 /// in it, written to `DIR/upstream-NAME.conf`, which nginx.conf includes in `upstream NAME`.
 pub fn write_upstreams(
     dir: &Path,
     colour: Colour,
-    server: impl Fn(&Role) -> Result<String>,
+    server: impl Fn(&Component) -> Result<String>,
 ) -> Result<()> {
-    for (name, role) in super::upstreams() {
+    for (name, c) in component::upstreams() {
         write_upstream(
             &dir.join(format!("upstream-{name}.conf")),
             colour,
-            &server(role)?,
+            &server(c)?,
         )?;
     }
     Ok(())
@@ -63,15 +63,15 @@ pub fn children_of(pid: u32) -> BTreeSet<u32> {
 
 /// Sends the reload with `hup` and waits until the master (`master`, a pid on this host) has
 /// started workers with the new configuration: only then does traffic reach the new colour.
-pub fn reload(master: u32, hup: impl FnOnce() -> Result<()>) -> Result<()> {
+pub async fn reload(master: u32, hup: impl std::future::Future<Output = Result<()>>) -> Result<()> {
     let before = children_of(master);
-    hup()?;
+    hup.await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while children_of(master).is_subset(&before) {
         if Instant::now() > deadline {
             bail!("nginx started no workers with the new upstream within 10 s; see its error log");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }

@@ -14,85 +14,125 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use async_trait::async_trait;
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::{nginx, port, run_ok, Colour, Instance, Release, Role, Runtime, ROLES};
+use super::{Common, Runtime};
+use crate::deploy::component::{self, port, Colour, Component, Instance, COMPONENTS};
+use crate::deploy::exec::run_ok;
+use crate::deploy::{nginx, Release};
+use crate::migrate::Migration;
+
+/// The options of `--runtime process`.
+#[derive(Args)]
+#[command(next_help_heading = "Process runtime (--runtime process)")]
+pub struct ProcessArgs {
+    /// The api listens on this port in blue and one above in green; the worker's /health 10
+    /// above those, the web app 20 above.
+    #[arg(long, default_value_t = 8100)]
+    pub base_port: u16,
+    /// Environment of a role as ROLE=FILE (KEY=VALUE lines), e.g. api=/etc/ghostworks/api.env
+    /// and worker=/etc/ghostworks/worker.env; over the inherited environment. Repeatable.
+    #[arg(long = "env-file", value_name = "ROLE=FILE")]
+    pub env_files: Vec<String>,
+    /// nginx's pid file; the master is sent SIGHUP to reload.
+    #[arg(long, default_value = "/run/nginx.pid")]
+    pub nginx_pid_file: PathBuf,
+    /// The git commit of the release, for the history (the compose runtime reads the image's
+    /// org.opencontainers.image.revision label).
+    #[arg(long, env = "GIT_SHA", default_value = "unknown")]
+    pub git_sha: String,
+    /// Each role runs under `ghostworks supervise`, which gives up after this many failures in
+    /// a row, each within 30 s of its start (its --max-failures).
+    #[arg(long, default_value_t = supervise::DEFAULT_MAX_FAILURES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub supervise_max_failures: u32,
+}
 
 pub struct ProcessRuntime {
-    pub admin_url: String,
-    pub base_port: u16,
-    /// Environment per role name, over the inherited environment.
-    pub env: HashMap<String, HashMap<String, String>>,
+    admin_url: String,
+    base_port: u16,
+    /// Environment per component name, over the inherited environment.
+    env: HashMap<String, HashMap<String, String>>,
     /// Where nginx.conf includes the `upstream-NAME.conf` files from.
-    pub upstream_dir: PathBuf,
-    pub nginx_pid_file: PathBuf,
-    pub state_dir: PathBuf,
-    pub git_sha: String,
+    upstream_dir: PathBuf,
+    nginx_pid_file: PathBuf,
+    state_dir: PathBuf,
+    git_sha: String,
     /// Overrides the version the binary reports (`--label`).
-    pub label: Option<String>,
+    label: Option<String>,
     /// How long a stopping process may take to finish its work before it is killed.
-    pub stop_timeout: Duration,
-    /// The binary whose `supervise` runs each role: the deploying one, not the release's. The
-    /// stop path relies on how the supervisor handles signals and process groups, so that
+    stop_timeout: Duration,
+    /// The binary whose `supervise` runs each component: the deploying one, not the release's.
+    /// The stop path relies on how the supervisor handles signals and process groups, so that
     /// contract stays one version on both sides, and a rollback to a release older than
     /// `supervise` still runs supervised. The supervised command is the release's binary.
-    pub supervisor: PathBuf,
+    supervisor: PathBuf,
     /// The supervisor's `--max-failures`.
-    pub max_failures: u32,
+    max_failures: u32,
     /// Processes started by this run, reaped when they exit.
     children: Vec<Child>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Pid {
-    role: String,
-    /// The role's supervisor, the leader of the role's process group.
+    /// The component's name, under the key earlier releases wrote.
+    #[serde(rename = "role")]
+    component: String,
+    /// The component's supervisor, the leader of its process group.
     pid: u32,
 }
 
-/// A role of a colour as `deploy status` shows it.
-pub struct RoleStatus {
-    pub role: String,
+/// A component of a colour as `deploy status` shows it.
+pub struct ComponentStatus {
+    pub component: String,
     pub supervisor: u32,
-    /// Whether any process of the role's group is alive.
+    /// Whether any process of the component's group is alive.
     pub running: bool,
     /// The supervisor's report; none when it never started the command.
     pub supervised: Option<supervise::Status>,
 }
 
 impl ProcessRuntime {
-    pub fn new(admin_url: String, base_port: u16, state_dir: PathBuf) -> Self {
-        Self {
-            admin_url,
-            base_port,
-            env: HashMap::new(),
-            upstream_dir: PathBuf::new(),
-            nginx_pid_file: PathBuf::new(),
-            state_dir,
-            git_sha: "unknown".into(),
-            label: None,
+    /// The runtime of `args`; the schema owner's URL is required, since it migrates.
+    pub fn new(args: &ProcessArgs, common: Common<'_>) -> Result<Self> {
+        let admin_url = common.admin_url.context(
+            "DATABASE_ADMIN_URL (or DATABASE_ADMIN_URL_FILE) is not set: the process runtime \
+             migrates as the schema owner",
+        )?;
+        Ok(Self {
+            admin_url: admin_url.to_string(),
+            base_port: args.base_port,
+            env: env_files(&args.env_files)?,
+            upstream_dir: common.upstream_dir,
+            nginx_pid_file: args.nginx_pid_file.clone(),
+            state_dir: common.state_dir,
+            git_sha: common
+                .earlier
+                .map_or_else(|| args.git_sha.clone(), |r| r.git_sha.clone()),
+            label: common.label,
             stop_timeout: Duration::from_secs(30),
-            supervisor: PathBuf::new(),
-            max_failures: supervise::DEFAULT_MAX_FAILURES,
+            supervisor: std::env::current_exe().context("cannot tell this binary's path")?,
+            max_failures: args.supervise_max_failures,
             children: Vec::new(),
-        }
+        })
     }
 
-    /// `program` with the environment of `role`.
-    fn command(&self, program: impl AsRef<OsStr>, role: &str) -> Command {
+    /// `program` with the environment of `component`.
+    fn command(&self, program: impl AsRef<OsStr>, component: &str) -> Command {
         let mut c = Command::new(program);
-        if let Some(env) = self.env.get(role) {
+        if let Some(env) = self.env.get(component) {
             c.envs(env);
         }
         c
     }
 
-    /// The role's links to the other roles of `colour`.
-    fn links(&self, role: &Role, colour: Colour) -> Vec<(&'static str, String)> {
-        role.links
+    /// The component's links to the other components of `colour`.
+    fn links(&self, c: &Component, colour: Colour) -> Vec<(&'static str, String)> {
+        c.links
             .iter()
             .map(|(var, target)| {
-                let p = port(self.base_port, colour, super::role(target));
+                let p = port(self.base_port, colour, component::component(target));
                 (*var, format!("http://127.0.0.1:{p}"))
             })
             .collect()
@@ -102,8 +142,8 @@ impl ProcessRuntime {
         pids_file(&self.state_dir, colour)
     }
 
-    fn status_file(&self, colour: Colour, role: &str) -> PathBuf {
-        status_file(&self.state_dir, colour, role)
+    fn status_file(&self, colour: Colour, component: &str) -> PathBuf {
+        status_file(&self.state_dir, colour, component)
     }
 
     /// Whether any process of the group `pgid` is alive. Reaps our exited children first,
@@ -120,12 +160,33 @@ fn pids_file(state_dir: &Path, colour: Colour) -> PathBuf {
     state_dir.join(format!("{}.pids.json", colour.as_str()))
 }
 
-fn status_file(state_dir: &Path, colour: Colour, role: &str) -> PathBuf {
-    state_dir.join(format!("{}-{role}.status.json", colour.as_str()))
+fn status_file(state_dir: &Path, colour: Colour, component: &str) -> PathBuf {
+    state_dir.join(format!("{}-{component}.status.json", colour.as_str()))
 }
 
-/// Whether any process of the group `pgid` is alive (zombies aside): the supervisor, the role
-/// it runs, anything the role started.
+/// `--env-file ROLE=FILE` options: the environment of each component.
+fn env_files(specs: &[String]) -> Result<HashMap<String, HashMap<String, String>>> {
+    let mut env = HashMap::new();
+    for spec in specs {
+        let (name, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--env-file: {spec:?} is not ROLE=FILE (e.g. api=api.env)"))?;
+        if !COMPONENTS.iter().any(|c| c.name == name) {
+            bail!(
+                "--env-file: unknown role {name:?}; the roles are {}",
+                component::names()
+            );
+        }
+        env.insert(
+            name.to_string(),
+            ghostworks_config::read_env_file(Path::new(file))?,
+        );
+    }
+    Ok(env)
+}
+
+/// Whether any process of the group `pgid` is alive (zombies aside): the supervisor, the
+/// component it runs, anything the component started.
 fn group_running(pgid: u32) -> bool {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return false;
@@ -144,21 +205,21 @@ fn group_running(pgid: u32) -> bool {
         })
 }
 
-/// Every role of `colour` in `state_dir`, with its supervisor's report.
-pub fn status(state_dir: &Path, colour: Colour) -> Result<Vec<RoleStatus>> {
+/// Every component of `colour` in `state_dir`, with its supervisor's report.
+pub fn status(state_dir: &Path, colour: Colour) -> Result<Vec<ComponentStatus>> {
     let Ok(bytes) = std::fs::read(pids_file(state_dir, colour)) else {
         return Ok(Vec::new());
     };
     let pids: Vec<Pid> = serde_json::from_slice(&bytes)?;
     Ok(pids
         .into_iter()
-        .map(|p| RoleStatus {
+        .map(|p| ComponentStatus {
             running: group_running(p.pid),
-            supervised: std::fs::read(status_file(state_dir, colour, &p.role))
+            supervised: std::fs::read(status_file(state_dir, colour, &p.component))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok()),
             supervisor: p.pid,
-            role: p.role,
+            component: p.component,
         })
         .collect())
 }
@@ -180,15 +241,16 @@ fn sha256_hex(path: &Path) -> Result<String> {
     crate::pg::sha256_file(path)
 }
 
+#[async_trait]
 impl Runtime for ProcessRuntime {
-    fn check(&mut self, artifact: &str) -> Result<Release> {
+    async fn check(&mut self, artifact: &str) -> Result<Release> {
         let path = Path::new(artifact);
         if !path.is_file() {
             bail!("--release: {artifact} is not a file; pass the path of a ghostworks binary");
         }
         let mut v = Command::new(path);
         v.arg("--version");
-        let version = run_ok(v, "--release: the binary's --version")?;
+        let version = run_ok(v, "--release: the binary's --version").await?;
         let version = match &self.label {
             Some(l) => l.clone(),
             None => version
@@ -203,67 +265,68 @@ impl Runtime for ProcessRuntime {
             git_sha: self.git_sha.clone(),
             digest: format!("sha256:{}", sha256_hex(path)?),
         };
-        for role in ROLES {
-            let mut c = self.command(&release.artifact, role.name);
-            c.args(role.check_args).envs(self.links(role, Colour::Blue));
-            run_ok(c, &format!("configuration of the {} role", role.name))?;
+        for c in COMPONENTS {
+            let mut cmd = self.command(&release.artifact, c.name);
+            cmd.args(c.check_args).envs(self.links(c, Colour::Blue));
+            run_ok(cmd, &format!("configuration of the {} role", c.name)).await?;
         }
         Ok(release)
     }
 
-    fn migration_status(&mut self, release: &Release) -> Result<String> {
+    async fn migration_status(&mut self, release: &Release) -> Result<Vec<Migration>> {
         let mut c = self.command(&release.artifact, "api");
         c.args(["migrate", "--status"])
             .env("DATABASE_ADMIN_URL", &self.admin_url);
-        run_ok(c, "ghostworks migrate --status")
+        let status = run_ok(c, "ghostworks migrate --status").await?;
+        Ok(Migration::parse(&status))
     }
 
-    fn migrate(&mut self, release: &Release) -> Result<()> {
+    async fn migrate(&mut self, release: &Release) -> Result<()> {
         let mut c = self.command(&release.artifact, "api");
         c.arg("migrate").env("DATABASE_ADMIN_URL", &self.admin_url);
-        run_ok(c, "ghostworks migrate").map(|_| ())
+        run_ok(c, "ghostworks migrate").await.map(|_| ())
     }
 
-    fn start(&mut self, colour: Colour, release: &Release) -> Result<Vec<Instance>> {
+    async fn start(&mut self, colour: Colour, release: &Release) -> Result<Vec<Instance>> {
         // Left over from an interrupted deploy: never two sets of one colour.
-        self.stop(colour)?;
+        self.stop(colour).await?;
         let logs = self.state_dir.join("logs");
         std::fs::create_dir_all(&logs)?;
         let mut pids = Vec::new();
         let mut instances = Vec::new();
-        for role in ROLES {
-            let port = port(self.base_port, colour, role);
+        for c in COMPONENTS {
+            let port = port(self.base_port, colour, c);
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(logs.join(format!("{}-{}.log", colour.as_str(), role.name)))?;
-            let mut c = self.command(&self.supervisor, role.name);
-            c.arg("supervise")
+                .open(logs.join(format!("{}-{}.log", colour.as_str(), c.name)))?;
+            let mut cmd = self.command(&self.supervisor, c.name);
+            cmd.arg("supervise")
                 .arg("--max-failures")
                 .arg(self.max_failures.to_string())
                 .arg("--status-file")
-                .arg(self.status_file(colour, role.name))
+                .arg(self.status_file(colour, c.name))
                 .arg("--")
                 .arg(&release.artifact)
-                .arg(role.command)
-                .env(role.bind_var, format!("127.0.0.1:{port}"))
-                .envs(self.links(role, colour))
+                .arg(c.command)
+                .env(c.bind_var, format!("127.0.0.1:{port}"))
+                .envs(self.links(c, colour))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
-                // Its own process group, which the role joins: a Ctrl-C aimed at the deploy
+                // Its own process group, which the component joins: a Ctrl-C aimed at the deploy
                 // does not stop the release, and stopping can kill the whole group.
                 .process_group(0);
-            let child = c
+            let child = cmd
                 .spawn()
-                .with_context(|| format!("cannot start the {} role", role.name))?;
+                .with_context(|| format!("cannot start the {} role", c.name))?;
             pids.push(Pid {
-                role: role.name.into(),
+                component: c.name.into(),
                 pid: child.id(),
             });
             self.children.push(child);
             instances.push(Instance {
-                role: *role,
+                component: *c,
                 base_url: format!("http://127.0.0.1:{port}"),
             });
         }
@@ -271,7 +334,7 @@ impl Runtime for ProcessRuntime {
         Ok(instances)
     }
 
-    fn switch(&mut self, colour: Colour) -> Result<()> {
+    async fn switch(&mut self, colour: Colour) -> Result<()> {
         nginx::write_upstreams(&self.upstream_dir, colour, |r| {
             Ok(format!("127.0.0.1:{}", port(self.base_port, colour, r)))
         })?;
@@ -285,16 +348,16 @@ impl Runtime for ProcessRuntime {
             .trim()
             .parse()
             .context("--nginx-pid-file: not a process id")?;
-        nginx::reload(master, || signal(master.into(), "-HUP"))
+        nginx::reload(master, async { signal(master.into(), "-HUP") }).await
     }
 
-    fn stop(&mut self, colour: Colour) -> Result<()> {
+    async fn stop(&mut self, colour: Colour) -> Result<()> {
         let file = self.pids_file(colour);
         let Ok(bytes) = std::fs::read(&file) else {
             return Ok(());
         };
         let pids: Vec<Pid> = serde_json::from_slice(&bytes).unwrap_or_default();
-        // The supervisor forwards SIGTERM to the role and exits after it.
+        // The supervisor forwards SIGTERM to the component and exits after it.
         for p in &pids {
             if self.running(p.pid) {
                 let _ = signal(p.pid.into(), "-TERM");
@@ -307,17 +370,17 @@ impl Runtime for ProcessRuntime {
                     let _ = signal(-i64::from(p.pid), "-KILL");
                     bail!(
                         "the {} role of {} (pid {}) did not finish within {:?} and was killed",
-                        p.role,
+                        p.component,
                         colour.as_str(),
                         p.pid,
                         self.stop_timeout
                     );
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         for p in &pids {
-            let _ = std::fs::remove_file(self.status_file(colour, &p.role));
+            let _ = std::fs::remove_file(self.status_file(colour, &p.component));
         }
         std::fs::remove_file(&file)?;
         Ok(())

@@ -10,61 +10,87 @@
 //! name the image. nginx, a service of the same project, is switched by rewriting the upstream
 //! file in its mounted configuration directory and sending its master SIGHUP.
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
+use async_trait::async_trait;
+use clap::Args;
 use serde_json::Value;
 
-use super::{nginx, run_ok, Colour, Instance, Release, Runtime, ROLES};
+use super::{Common, Runtime};
+use crate::deploy::component::{self, Colour, Component, Instance, COMPONENTS};
+use crate::deploy::exec::run_ok;
+use crate::deploy::{nginx, Release};
+use crate::migrate::Migration;
 
 /// How the Compose files name the ghostworks image.
 const IMAGE_VAR: &str = "GHOSTWORKS_IMAGE";
 
-pub struct ComposeRuntime {
-    /// The docker CLI, with the Compose plugin.
+/// The options of `--runtime compose`.
+#[derive(Args)]
+#[command(next_help_heading = "Compose runtime (--runtime compose)")]
+pub struct ComposeArgs {
+    /// The project's files, in order (repeatable).
+    #[arg(
+        long = "compose-file",
+        value_name = "FILE",
+        default_values = ["docker-compose.yml", "docker-compose.prod.yml"]
+    )]
+    pub compose_files: Vec<PathBuf>,
+    /// The project name (`docker compose -p`); default: the files' `name:`.
+    #[arg(long)]
+    pub compose_project: Option<String>,
+    /// Compose's --env-file for interpolating the files.
+    #[arg(long)]
+    pub compose_env_file: Option<PathBuf>,
+    /// The docker CLI (with the Compose plugin).
+    #[arg(long, env = "DOCKER", default_value = "docker")]
     pub docker: PathBuf,
-    /// The Compose project (`-p`); the files' `name:` when unset.
-    pub project: Option<String>,
-    /// The operator's Compose files, in order (`-f`).
-    pub files: Vec<PathBuf>,
-    /// Compose's `--env-file` for interpolation, when not the project directory's `.env`.
-    pub env_file: Option<PathBuf>,
-    pub state_dir: PathBuf,
-    /// The directory mounted into the nginx service, holding its `upstream-NAME.conf` files.
-    pub upstream_dir: PathBuf,
+    /// The nginx service.
+    #[arg(long, default_value = "nginx")]
     pub nginx_service: String,
-    /// Overrides the version the image's labels report (`--label`).
-    pub label: Option<String>,
-    /// The resolved project, read once: the files do not change during a deploy, and
-    /// `docker compose config` would otherwise add its time to the switch-over.
-    model: OnceCell<Value>,
 }
 
-fn service(role: &str, colour: Colour) -> String {
-    format!("{role}-{}", colour.as_str())
+pub struct ComposeRuntime {
+    /// The docker CLI, with the Compose plugin.
+    docker: PathBuf,
+    /// The Compose project (`-p`); the files' `name:` when unset.
+    project: Option<String>,
+    /// The operator's Compose files, in order (`-f`).
+    files: Vec<PathBuf>,
+    /// Compose's `--env-file` for interpolation, when not the project directory's `.env`.
+    env_file: Option<PathBuf>,
+    state_dir: PathBuf,
+    /// The directory mounted into the nginx service, holding its `upstream-NAME.conf` files.
+    upstream_dir: PathBuf,
+    nginx_service: String,
+    /// Overrides the version the image's labels report (`--label`).
+    label: Option<String>,
+    /// The resolved project, read once: the files do not change during a deploy, and
+    /// `docker compose config` would otherwise add its time to the switch-over.
+    model: OnceLock<Value>,
+}
+
+fn service(component: &str, colour: Colour) -> String {
+    format!("{component}-{}", colour.as_str())
 }
 
 impl ComposeRuntime {
-    /// The project of `files` (default name, `.env`, nginx service `nginx`).
-    pub fn new(
-        docker: PathBuf,
-        files: Vec<PathBuf>,
-        state_dir: PathBuf,
-        upstream_dir: PathBuf,
-    ) -> Self {
+    /// The runtime of `args`; the project is read on first use.
+    pub fn new(args: &ComposeArgs, common: Common<'_>) -> Self {
         Self {
-            docker,
-            project: None,
-            files,
-            env_file: None,
-            state_dir,
-            upstream_dir,
-            nginx_service: "nginx".into(),
-            label: None,
-            model: OnceCell::new(),
+            docker: args.docker.clone(),
+            project: args.compose_project.clone(),
+            files: args.compose_files.clone(),
+            env_file: args.compose_env_file.clone(),
+            state_dir: common.state_dir,
+            upstream_dir: common.upstream_dir,
+            nginx_service: args.nginx_service.clone(),
+            label: common.label,
+            model: OnceLock::new(),
         }
     }
 
@@ -108,29 +134,29 @@ impl ComposeRuntime {
     }
 
     /// The operator's project as Compose resolves it.
-    fn model(&self) -> Result<&Value> {
+    async fn model(&self) -> Result<&Value> {
         if let Some(m) = self.model.get() {
             return Ok(m);
         }
         let mut c = self.compose(false);
         c.args(["config", "--format", "json"]);
-        let text = run_ok(c, "docker compose config")?;
+        let text = run_ok(c, "docker compose config").await?;
         let model = serde_json::from_str(&text).context("docker compose config: not JSON")?;
         Ok(self.model.get_or_init(|| model))
     }
 
-    /// Rewrites the overlay with a service per role for each colour in `images`.
-    fn render(&self, images: &BTreeMap<String, String>) -> Result<()> {
-        let model = self.model()?;
+    /// Rewrites the overlay with a service per component for each colour in `images`.
+    async fn render(&self, images: &BTreeMap<String, String>) -> Result<()> {
+        let model = self.model().await?;
         let mut services = serde_json::Map::new();
         for (colour, image) in images {
-            for role in ROLES {
-                let mut s = model["services"][role.name].clone();
+            for c in COMPONENTS {
+                let mut s = model["services"][c.name].clone();
                 let Some(obj) = s.as_object_mut() else {
                     bail!(
                         "--compose-file: the project has no `{}` service to run the {} role",
-                        role.name,
-                        role.name
+                        c.name,
+                        c.name
                     );
                 };
                 // Started on their own (--no-deps), never built, never published: a second
@@ -144,8 +170,8 @@ impl ComposeRuntime {
                     .or_insert_with(|| Value::Object(Default::default()))
                     .as_object_mut()
                     .context("environment: not a map")?;
-                for (var, target) in role.links {
-                    let port = Self::port(model, super::role(target))?;
+                for (var, target) in c.links {
+                    let port = Self::port(model, component::component(target))?;
                     env.insert(
                         (*var).into(),
                         format!("http://{target}-{colour}:{port}").into(),
@@ -156,7 +182,7 @@ impl ComposeRuntime {
                     .as_object_mut()
                     .context("labels: not a map")?
                     .insert("org.ghostworks.colour".into(), colour.clone().into());
-                services.insert(format!("{}-{colour}", role.name), s);
+                services.insert(format!("{}-{colour}", c.name), s);
             }
         }
         let overlay = serde_json::json!({
@@ -172,23 +198,23 @@ impl ComposeRuntime {
         Ok(())
     }
 
-    /// The port a role's service listens on, from its bind variable.
-    fn port(model: &Value, role: &super::Role) -> Result<u16> {
-        model["services"][role.name]["environment"][role.bind_var]
+    /// The port a component's service listens on, from its bind variable.
+    fn port(model: &Value, c: &Component) -> Result<u16> {
+        model["services"][c.name]["environment"][c.bind_var]
             .as_str()
             .and_then(|b| b.rsplit(':').next()?.parse().ok())
             .with_context(|| {
                 format!(
                     "--compose-file: the `{}` service sets no {} (HOST:PORT)",
-                    role.name, role.bind_var
+                    c.name, c.bind_var
                 )
             })
     }
 
-    fn container(&self, service: &str) -> Result<Option<String>> {
+    async fn container(&self, service: &str) -> Result<Option<String>> {
         let mut c = self.compose(true);
         c.args(["ps", "-q", service]);
-        let id = run_ok(c, &format!("docker compose ps {service}"))?;
+        let id = run_ok(c, &format!("docker compose ps {service}")).await?;
         Ok(id
             .lines()
             .next()
@@ -198,16 +224,16 @@ impl ComposeRuntime {
     }
 
     /// An address of the container this host can reach: one on a network that is not internal.
-    fn address(&self, id: &str, service: &str) -> Result<String> {
+    async fn address(&self, id: &str, service: &str) -> Result<String> {
         let mut c = self.docker();
         c.args(["inspect", "-f", "{{json .NetworkSettings.Networks}}", id]);
         let networks: BTreeMap<String, Value> =
-            serde_json::from_str(&run_ok(c, "docker inspect")?)?;
+            serde_json::from_str(&run_ok(c, "docker inspect").await?)?;
         for (name, n) in &networks {
             let ip = n["IPAddress"].as_str().unwrap_or_default();
             let mut c = self.docker();
             c.args(["network", "inspect", "-f", "{{.Internal}}", name]);
-            if !ip.is_empty() && run_ok(c, "docker network inspect")?.trim() == "false" {
+            if !ip.is_empty() && run_ok(c, "docker network inspect").await?.trim() == "false" {
                 return Ok(ip.to_string());
             }
         }
@@ -218,11 +244,11 @@ impl ComposeRuntime {
         )
     }
 
-    /// The services the roles depend on and that stay up (datastores), not the one-shots.
+    /// The services the components depend on and that stay up (datastores), not the one-shots.
     fn dependencies(model: &Value) -> Vec<String> {
-        let mut deps: Vec<String> = ROLES
+        let mut deps: Vec<String> = COMPONENTS
             .iter()
-            .filter_map(|r| model["services"][r.name]["depends_on"].as_object())
+            .filter_map(|c| model["services"][c.name]["depends_on"].as_object())
             .flat_map(|d| {
                 d.iter()
                     .filter(|(_, v)| v["condition"] != "service_completed_successfully")
@@ -235,23 +261,33 @@ impl ComposeRuntime {
     }
 
     /// A one-off container of the base `service` from the release's image.
-    fn run(&self, release: &Release, service: &str, args: &[&str], what: &str) -> Result<String> {
+    async fn run(
+        &self,
+        release: &Release,
+        service: &str,
+        args: &[&str],
+        what: &str,
+    ) -> Result<String> {
         let mut c = self.compose(false);
         c.env(IMAGE_VAR, &release.artifact)
             .args(["run", "--rm", "--no-deps", "-T", service])
             .args(args);
-        run_ok(c, what)
+        run_ok(c, what).await
     }
 }
 
+#[async_trait]
 impl Runtime for ComposeRuntime {
-    fn check(&mut self, artifact: &str) -> Result<Release> {
+    async fn check(&mut self, artifact: &str) -> Result<Release> {
         let mut c = self.docker();
         c.args(["image", "inspect", "-f", "{{json .}}", artifact]);
-        let image: Value =
-            serde_json::from_str(&run_ok(c, "--release: docker image inspect").with_context(
-                || format!("--release: no image {artifact} on this host; build or pull it first"),
-            )?)?;
+        let image: Value = serde_json::from_str(
+            &run_ok(c, "--release: docker image inspect")
+                .await
+                .with_context(|| {
+                    format!("--release: no image {artifact} on this host; build or pull it first")
+                })?,
+        )?;
         let label = |k: &str| image["Config"]["Labels"][k].as_str().map(String::from);
         let release = Release {
             artifact: artifact.to_string(),
@@ -264,84 +300,90 @@ impl Runtime for ComposeRuntime {
             git_sha: label("org.opencontainers.image.revision").unwrap_or_else(|| "unknown".into()),
             digest: image["Id"].as_str().unwrap_or("unknown").to_string(),
         };
-        let model = self.model()?;
-        for role in ROLES {
-            Self::port(model, role)?;
+        let model = self.model().await?;
+        for c in COMPONENTS {
+            Self::port(model, c)?;
             self.run(
                 &release,
-                role.name,
-                role.check_args,
-                &format!("configuration of the {} role", role.name),
-            )?;
+                c.name,
+                c.check_args,
+                &format!("configuration of the {} role", c.name),
+            )
+            .await?;
         }
         // The datastores a first deploy needs; never recreated when they run already.
         let deps = Self::dependencies(model);
         if !deps.is_empty() {
             let mut c = self.compose(false);
             c.args(["up", "-d", "--wait", "--no-recreate"]).args(&deps);
-            run_ok(c, &format!("starting {}", deps.join(", ")))?;
+            run_ok(c, &format!("starting {}", deps.join(", "))).await?;
         }
         Ok(release)
     }
 
-    fn migration_status(&mut self, release: &Release) -> Result<String> {
-        self.run(
-            release,
-            "migrate",
-            &["migrate", "--status"],
-            "ghostworks migrate --status",
-        )
+    async fn migration_status(&mut self, release: &Release) -> Result<Vec<Migration>> {
+        let status = self
+            .run(
+                release,
+                "migrate",
+                &["migrate", "--status"],
+                "ghostworks migrate --status",
+            )
+            .await?;
+        Ok(Migration::parse(&status))
     }
 
-    fn migrate(&mut self, release: &Release) -> Result<()> {
+    async fn migrate(&mut self, release: &Release) -> Result<()> {
         self.run(release, "migrate", &["migrate"], "ghostworks migrate")
+            .await
             .map(|_| ())
     }
 
-    fn start(&mut self, colour: Colour, release: &Release) -> Result<Vec<Instance>> {
+    async fn start(&mut self, colour: Colour, release: &Release) -> Result<Vec<Instance>> {
         let mut images = self.images()?;
         images.insert(colour.as_str().into(), release.artifact.clone());
-        self.render(&images)?;
-        let services: Vec<String> = ROLES.iter().map(|r| service(r.name, colour)).collect();
+        self.render(&images).await?;
+        let services: Vec<String> = COMPONENTS.iter().map(|c| service(c.name, colour)).collect();
         let mut c = self.compose(true);
         c.args(["up", "-d", "--no-deps", "--force-recreate"])
             .args(&services);
-        run_ok(c, &format!("docker compose up {}", services.join(" ")))?;
-        let model = self.model()?;
-        ROLES
-            .iter()
-            .map(|role| {
-                let name = service(role.name, colour);
-                let id = self
-                    .container(&name)?
-                    .with_context(|| format!("{name}: no container after `up`"))?;
-                Ok(Instance {
-                    role: *role,
-                    base_url: format!(
-                        "http://{}:{}",
-                        self.address(&id, &name)?,
-                        Self::port(model, role)?
-                    ),
-                })
-            })
-            .collect()
+        run_ok(c, &format!("docker compose up {}", services.join(" "))).await?;
+        let model = self.model().await?;
+        let mut instances = Vec::new();
+        for c in COMPONENTS {
+            let name = service(c.name, colour);
+            let id = self
+                .container(&name)
+                .await?
+                .with_context(|| format!("{name}: no container after `up`"))?;
+            instances.push(Instance {
+                component: *c,
+                base_url: format!(
+                    "http://{}:{}",
+                    self.address(&id, &name).await?,
+                    Self::port(model, c)?
+                ),
+            });
+        }
+        Ok(instances)
     }
 
-    fn switch(&mut self, colour: Colour) -> Result<()> {
-        let model = self.model()?;
-        nginx::write_upstreams(&self.upstream_dir, colour, |r| {
+    async fn switch(&mut self, colour: Colour) -> Result<()> {
+        let model = self.model().await?;
+        nginx::write_upstreams(&self.upstream_dir, colour, |c| {
             Ok(format!(
                 "{}:{}",
-                service(r.name, colour),
-                Self::port(model, r)?
+                service(c.name, colour),
+                Self::port(model, c)?
             ))
         })?;
         // nginx's master as this host sees it (docker reports 0 for a stopped container).
-        let running = match self.container(&self.nginx_service)? {
+        let running = match self.container(&self.nginx_service).await? {
             Some(id) => {
                 let mut c = self.docker();
                 c.args(["inspect", "-f", "{{.State.Pid}}", &id]);
-                let pid: u32 = run_ok(c, "docker inspect")?
+                let pid: u32 = run_ok(c, "docker inspect")
+                    .await?
                     .trim()
                     .parse()
                     .context("docker inspect: nginx's pid")?;
@@ -353,21 +395,22 @@ impl Runtime for ComposeRuntime {
             // A first deploy: nginx starts on the new upstream.
             let mut c = self.compose(true);
             c.args(["up", "-d", "--no-deps", "--wait", &self.nginx_service]);
-            return run_ok(c, "starting nginx").map(|_| ());
+            return run_ok(c, "starting nginx").await.map(|_| ());
         };
-        nginx::reload(master, || {
-            let mut c = self.docker();
-            c.args(["kill", "-s", "HUP", &id]);
-            run_ok(c, "docker kill -s HUP nginx").map(|_| ())
+        let mut c = self.docker();
+        c.args(["kill", "-s", "HUP", &id]);
+        nginx::reload(master, async {
+            run_ok(c, "docker kill -s HUP nginx").await.map(|_| ())
         })
+        .await
     }
 
-    fn stop(&mut self, colour: Colour) -> Result<()> {
+    async fn stop(&mut self, colour: Colour) -> Result<()> {
         let mut images = self.images()?;
         if !images.contains_key(colour.as_str()) {
             return Ok(());
         }
-        let services: Vec<String> = ROLES.iter().map(|r| service(r.name, colour)).collect();
+        let services: Vec<String> = COMPONENTS.iter().map(|c| service(c.name, colour)).collect();
         // `stop` honours each service's stop_grace_period: the worker finishes its jobs.
         for verb in [&["stop"][..], &["rm", "-f"][..]] {
             let mut c = self.compose(true);
@@ -375,10 +418,11 @@ impl Runtime for ComposeRuntime {
             run_ok(
                 c,
                 &format!("docker compose {} {}", verb[0], services.join(" ")),
-            )?;
+            )
+            .await?;
         }
         images.remove(colour.as_str());
-        self.render(&images)
+        self.render(&images).await
     }
 }
 
@@ -387,7 +431,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dependencies_are_the_long_running_services_of_the_roles() {
+    fn dependencies_are_the_long_running_services_of_the_components() {
         let model = serde_json::json!({"services": {
             "api": {"depends_on": {
                 "postgres": {"condition": "service_healthy"},
@@ -407,8 +451,8 @@ mod tests {
             "api": {"environment": {"GHOSTWORKS_BIND": "0.0.0.0:8000"}},
             "worker": {"environment": {}},
         }});
-        assert_eq!(ComposeRuntime::port(&model, &ROLES[0]).unwrap(), 8000);
-        let missing = ComposeRuntime::port(&model, &ROLES[1])
+        assert_eq!(ComposeRuntime::port(&model, &COMPONENTS[0]).unwrap(), 8000);
+        let missing = ComposeRuntime::port(&model, &COMPONENTS[1])
             .unwrap_err()
             .to_string();
         assert!(missing.contains("WORKER_BIND"), "{missing}");

@@ -1,0 +1,27 @@
+//! Blue/green deploys behind nginx, gated step by step, with automatic rollback and a release
+//! history.
+//!
+//! Steps: check the release and its configuration, back up, migrate, start the new colour,
+//! wait for every new instance's readiness, switch nginx's upstream and reload it, bake while
+//! watching the new colour's golden signals, then drain and stop the old colour. A failure
+//! before the switch stops the new colour; a failure during the bake switches traffic back
+//! first. Either way the deploy exits non-zero naming the step, and the history records why.
+//!
+//! - [`component`]: the colours and the components each runs;
+//! - [`history`]: the state directory (history, active colour);
+//! - [`policy`]: when contract migrations and rollbacks are allowed;
+//! - [`orchestrate`]: the gated steps;
+//! - [`runtime`]: how releases run (processes, Docker Compose), and [`nginx`] switching.
+
+pub mod component;
+mod exec;
+pub mod history;
+pub mod nginx;
+pub mod orchestrate;
+pub mod policy;
+pub mod runtime;
+
+pub use component::{Colour, Component, Instance, COMPONENTS};
+pub use history::{Active, HistoryEntry, Outcome, Release, State, Step};
+pub use orchestrate::{deploy, Gates, Plan};
+pub use runtime::{Runtime, RuntimeArgs, RuntimeKind};

@@ -1,0 +1,215 @@
+//! How releases run. Each runtime is a module here holding its options (a clap `Args` struct
+//! under its own help heading) and its [`Runtime`]; [`RuntimeKind`] names them, and
+//! [`RuntimeArgs`] builds the one chosen.
+
+pub mod compose;
+pub mod process;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
+
+use super::{Colour, Instance, Release};
+use crate::migrate::Migration;
+use compose::{ComposeArgs, ComposeRuntime};
+use process::{ProcessArgs, ProcessRuntime};
+
+/// How releases are run: supervised processes on this host, or Docker Compose.
+#[async_trait]
+pub trait Runtime: Send {
+    /// Checks the release artifact and its configuration; returns the release's description.
+    async fn check(&mut self, artifact: &str) -> Result<Release>;
+    /// What `ghostworks migrate --status` of the release reports.
+    async fn migration_status(&mut self, release: &Release) -> Result<Vec<Migration>>;
+    /// Applies the release's migrations.
+    async fn migrate(&mut self, release: &Release) -> Result<()>;
+    /// Starts every component of `colour` from `release`.
+    async fn start(&mut self, colour: Colour, release: &Release) -> Result<Vec<Instance>>;
+    /// Points nginx at `colour` and reloads it gracefully.
+    async fn switch(&mut self, colour: Colour) -> Result<()>;
+    /// Stops `colour` gracefully (in-flight requests and jobs finish first).
+    async fn stop(&mut self, colour: Colour) -> Result<()>;
+}
+
+/// What every runtime is built from besides its own options.
+pub struct Common<'a> {
+    /// Where the history, the active colour, pid files and process logs are kept.
+    pub state_dir: PathBuf,
+    /// Where nginx.conf includes the `upstream-NAME.conf` files from.
+    pub upstream_dir: PathBuf,
+    /// Overrides the version the release reports.
+    pub label: Option<String>,
+    /// The schema owner's URL, when one is configured.
+    pub admin_url: Option<&'a str>,
+    /// The release a rollback returns to: its version and commit are kept.
+    pub earlier: Option<&'a Release>,
+}
+
+/// How a release runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// `ghostworks` processes of the release's binary on this host, behind this host's nginx.
+    Process,
+    /// Services of a Docker Compose project, from the release's image, behind its nginx.
+    Compose,
+}
+
+/// The runtime, and the options of each.
+#[derive(Args)]
+pub struct RuntimeOptions {
+    /// `process`: --release is a binary path. `compose`: --release is an image tag.
+    #[arg(
+        long = "runtime",
+        value_name = "RUNTIME",
+        value_enum,
+        env = "GHOSTWORKS_DEPLOY_RUNTIME",
+        default_value = "process"
+    )]
+    pub kind: RuntimeKind,
+    #[command(flatten)]
+    pub process: ProcessArgs,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
+}
+
+/// [`RuntimeOptions`], refusing those of a runtime other than the chosen one when they are
+/// given on the command line (from the environment they are ignored).
+pub struct RuntimeArgs(pub RuntimeOptions);
+
+impl RuntimeKind {
+    /// This runtime's own options, as clap defines them.
+    fn options(self) -> clap::Command {
+        let cmd = clap::Command::new("runtime");
+        match self {
+            RuntimeKind::Process => ProcessArgs::augment_args(cmd),
+            RuntimeKind::Compose => ComposeArgs::augment_args(cmd),
+        }
+    }
+
+    /// The name `--runtime` takes.
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
+impl RuntimeArgs {
+    /// The chosen runtime, built complete.
+    pub fn build(&self, common: Common<'_>) -> Result<Box<dyn Runtime>> {
+        let o = &self.0;
+        Ok(match o.kind {
+            RuntimeKind::Process => Box::new(ProcessRuntime::new(&o.process, common)?),
+            RuntimeKind::Compose => Box::new(ComposeRuntime::new(&o.compose, common)),
+        })
+    }
+
+    /// An option of another runtime given on the command line.
+    fn foreign(kind: RuntimeKind, m: &ArgMatches) -> Option<(RuntimeKind, String)> {
+        RuntimeKind::value_variants()
+            .iter()
+            .filter(|k| **k != kind)
+            .find_map(|other| {
+                let options = other.options();
+                let given = options.get_arguments().find(|a| {
+                    m.value_source(a.get_id().as_str())
+                        == Some(clap::parser::ValueSource::CommandLine)
+                })?;
+                Some((*other, format!("--{}", given.get_long()?)))
+            })
+    }
+}
+
+impl FromArgMatches for RuntimeArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let options = RuntimeOptions::from_arg_matches(m)?;
+        let kind = options.kind;
+        if let Some((other, flag)) = Self::foreign(kind, m) {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "{flag} is an option of the {} runtime, but --runtime is {}",
+                    other.name(),
+                    kind.name()
+                ),
+            ));
+        }
+        Ok(Self(options))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for RuntimeArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        RuntimeOptions::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        RuntimeOptions::augment_args_for_update(cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Deploy {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<RuntimeOptions, String> {
+        Deploy::try_parse_from(std::iter::once("deploy").chain(args.iter().copied()))
+            .map(|d| d.runtime.0)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn options_of_the_other_runtime_are_refused() {
+        let compose = parse(&["--runtime", "compose", "--compose-project", "gw"]).unwrap();
+        assert_eq!(compose.kind, RuntimeKind::Compose);
+        assert_eq!(compose.compose.compose_project.as_deref(), Some("gw"));
+        let process = parse(&["--base-port", "9000"]).unwrap();
+        assert_eq!(
+            (process.kind, process.process.base_port),
+            (RuntimeKind::Process, 9000)
+        );
+
+        let refused = parse(&["--runtime", "compose", "--base-port", "9000"])
+            .err()
+            .expect("refused");
+        assert!(
+            refused.contains("--base-port is an option of the process runtime")
+                && refused.contains("--runtime is compose"),
+            "{refused}"
+        );
+        let refused = parse(&["--compose-file", "a.yml"]).err().expect("refused");
+        assert!(
+            refused.contains("--compose-file is an option of the compose runtime"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn each_runtime_lists_its_options_under_its_own_heading() {
+        use clap::CommandFactory;
+        let help = Deploy::command().render_help().to_string();
+        let process = help.find("Process runtime").expect("a process heading");
+        let compose = help.find("Compose runtime").expect("a compose heading");
+        let at = |flag: &str| help.find(flag).unwrap_or_else(|| panic!("{flag}: {help}"));
+        assert!(
+            process < at("--base-port") && at("--base-port") < compose,
+            "{help}"
+        );
+        assert!(compose < at("--compose-file"), "{help}");
+        assert!(at("--runtime") < process, "{help}");
+    }
+}
