@@ -55,13 +55,17 @@ pub struct ArtifactInput {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ArtifactPatchInput {
-    #[schema(value_type = Option<String>)]
+    /// May be absent, not null.
+    #[schema(value_type = String)]
     pub name: Patch<String>,
+    /// `null` clears it.
     #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
-    #[schema(value_type = Option<Vec<String>>)]
+    /// May be absent, not null.
+    #[schema(value_type = Vec<String>)]
     pub tags: Patch<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
+    /// May be absent, not null.
+    #[schema(value_type = Object)]
     pub artifact_metadata: Patch<Map<String, Value>>,
     #[schema(value_type = Option<i32>)]
     pub version: Patch<i32>,
