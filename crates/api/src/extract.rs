@@ -412,24 +412,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or_default();
         let de = serde_html_form::Deserializer::from_bytes(q.as_bytes());
-        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
-            let at = e.path().iter().next().is_some().then(|| e.path().to_string());
-            let reason = e.into_inner().to_string();
-            let missing = reason
-                .strip_prefix("missing field `")
-                .and_then(|r| r.strip_suffix('`'))
-                .map(str::to_string);
-            let name = at.or(missing).unwrap_or_else(|| "query".into());
-            // serde's "unknown variant `x`, expected one of ..." quotes the value; keep the rest.
-            let reason = reason
-                .find("expected ")
-                .map_or(reason.as_str(), |i| &reason[i..]);
-            ApiError::field(FieldError::query(
-                &name,
-                "value_error",
-                format!("Invalid query parameter {name}: {reason}"),
-            ))
-        })
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let at = e
+                    .path()
+                    .iter()
+                    .next()
+                    .is_some()
+                    .then(|| e.path().to_string());
+                let reason = e.into_inner().to_string();
+                let missing = reason
+                    .strip_prefix("missing field `")
+                    .and_then(|r| r.strip_suffix('`'))
+                    .map(str::to_string);
+                let name = at.or(missing).unwrap_or_else(|| "query".into());
+                // serde's "unknown variant `x`, expected one of ..." quotes the value; keep the rest.
+                let reason = reason
+                    .find("expected ")
+                    .map_or(reason.as_str(), |i| &reason[i..]);
+                ApiError::field(FieldError::query(
+                    &name,
+                    "value_error",
+                    format!("Invalid query parameter {name}: {reason}"),
+                ))
+            })
     }
 }
 

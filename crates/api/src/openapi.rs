@@ -75,13 +75,29 @@ pub fn spec() -> &'static Value {
     })
 }
 
+/// The request bodies.
+const INPUTS: [&str; 10] = [
+    "RegisterInput",
+    "LoginInput",
+    "EmailInput",
+    "PasswordResetInput",
+    "AddMemberInput",
+    "RoleInput",
+    "WorkspaceInput",
+    "WorkspaceUpdateInput",
+    "ArtifactInput",
+    "ArtifactPatchInput",
+];
+
 /// PostgreSQL stores no NUL character, so no text field accepts one.
 const NO_NUL: &str = r"^[^\x00]*$";
 /// Unicode's White_Space characters, which Rust's `trim` and `char::is_whitespace` know.
-const WHITE_SPACE: &str = r" \t\n\x0b\x0c\r\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const WHITE_SPACE: &str =
+    r" \t\n\x0b\x0c\r\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 
-/// `Email::parse`: a dot-atom local part of at most 64 characters, a domain of hostname labels
-/// whose top level is alphabetic and not a special-use name.
+/// `Email::parse`: a dot-atom local part of at most 64 characters (here with at most one dot,
+/// which keeps the pattern cheap to generate from), a domain of hostname labels whose top level
+/// is alphabetic and not a special-use name.
 fn email_pattern() -> String {
     let any_case = |name: &str| -> String {
         name.chars()
@@ -89,10 +105,10 @@ fn email_pattern() -> String {
             .collect()
     };
     let special: Vec<String> = SPECIAL_USE_TLDS.iter().map(|t| any_case(t)).collect();
-    let atom = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+";
+    let c = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]";
     let label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
     format!(
-        r"^(?=[^@]{{1,64}}@){atom}(?:\.{atom})*@(?:{label}\.)+(?!(?:{})$)[A-Za-z]{{2,63}}$",
+        r"^(?:{c}{{1,32}}\.)?{c}{{1,31}}@(?:{label}\.)+(?!(?:{})$)[A-Za-z]{{2,63}}$",
         special.join("|")
     )
 }
@@ -146,30 +162,26 @@ fn metadata() -> Value {
         "maxProperties": METADATA_KEYS_MAX,
         "propertyNames": {"minLength": 1, "maxLength": METADATA_KEY_MAX, "pattern": "^[A-Za-z0-9_.-]*$"},
         "additionalProperties": {"type": ["string", "number", "boolean", "null"],
-            "maxLength": METADATA_STRING_MAX, "pattern": NO_NUL},
+            "maxLength": METADATA_STRING_MAX, "pattern": NO_NUL,
+            "minimum": -JSON_NUMBER_MAX, "maximum": JSON_NUMBER_MAX},
     })
 }
 
-/// Free-form JSON settings: any value, as long as no key or string holds a NUL.
+/// Free-form JSON settings; no key may hold a NUL, no number exceed JSON_NUMBER_MAX (the
+/// document states both for the top level only: nested values would need a recursive schema,
+/// which client generators do not follow).
 fn settings() -> Value {
-    json!({"propertyNames": {"pattern": NO_NUL}, "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}})
-}
-
-fn json_value() -> Value {
-    json!({"description": "Any JSON value without NUL characters.", "anyOf": [
-        {"type": ["null", "boolean", "number"]},
-        {"type": "string", "pattern": NO_NUL},
-        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
-        {"type": "object", "propertyNames": {"pattern": NO_NUL},
-            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}},
-    ]})
+    json!({"propertyNames": {"pattern": NO_NUL},
+        "additionalProperties": {"minimum": -JSON_NUMBER_MAX, "maximum": JSON_NUMBER_MAX}})
 }
 
 /// Merges `rules` into a property of a component schema. A schema or property that is not
 /// there is a bug here (a renamed field), so it panics, and the document's test catches it.
 fn constrain(doc: &mut Value, schema: &str, property: &str, rules: Value) {
     let target = doc
-        .pointer_mut(&format!("/components/schemas/{schema}/properties/{property}"))
+        .pointer_mut(&format!(
+            "/components/schemas/{schema}/properties/{property}"
+        ))
         .unwrap_or_else(|| panic!("no property {property} in schema {schema}"));
     merge(target, rules);
 }
@@ -181,51 +193,88 @@ fn merge(target: &mut Value, rules: Value) {
     t.extend(r);
 }
 
-/// Body schemas: unknown properties are ignored (the original's clients send extras), so
-/// `additionalProperties` stays open on them; the limits are the domain's.
+/// The limits of the request bodies and query parameters: the domain's. Bodies refuse unknown
+/// properties: `additionalProperties: false`.
 fn limits(doc: &mut Value) {
+    for schema in INPUTS {
+        let target = doc
+            .pointer_mut(&format!("/components/schemas/{schema}"))
+            .unwrap_or_else(|| panic!("no schema {schema}"));
+        merge(target, json!({"additionalProperties": false}));
+    }
     constrain(doc, "RegisterInput", "email", email());
-    constrain(doc, "RegisterInput", "password", json!({"pattern": password_pattern()}));
+    constrain(
+        doc,
+        "RegisterInput",
+        "password",
+        json!({"pattern": password_pattern()}),
+    );
     constrain(doc, "RegisterInput", "first_name", text(PERSON_NAME_MAX));
     constrain(doc, "RegisterInput", "last_name", text(PERSON_NAME_MAX));
     constrain(doc, "LoginInput", "email", email());
     constrain(doc, "LoginInput", "password", text(PASSWORD_MAX));
     // Resend and reset requests answer alike for any address, so only NUL is refused.
     constrain(doc, "EmailInput", "email", json!({"pattern": NO_NUL}));
-    constrain(doc, "PasswordResetInput", "token", json!({"pattern": NO_NUL}));
-    constrain(doc, "PasswordResetInput", "new_password", json!({"pattern": password_pattern()}));
+    constrain(
+        doc,
+        "PasswordResetInput",
+        "token",
+        json!({"pattern": NO_NUL}),
+    );
+    constrain(
+        doc,
+        "PasswordResetInput",
+        "new_password",
+        json!({"pattern": password_pattern()}),
+    );
     constrain(doc, "AddMemberInput", "email", email());
 
     let slug = json!({"minLength": 1, "maxLength": WORKSPACE_SLUG_MAX, "pattern": "^[a-z0-9-]*$"});
     for schema in ["WorkspaceInput", "WorkspaceUpdateInput"] {
-        constrain(doc, schema, "name", json!({"minLength": 1, "maxLength": WORKSPACE_NAME_MAX, "pattern": NO_NUL}));
+        constrain(
+            doc,
+            schema,
+            "name",
+            json!({"minLength": 1, "maxLength": WORKSPACE_NAME_MAX, "pattern": NO_NUL}),
+        );
         constrain(doc, schema, "description", text(WORKSPACE_DESCRIPTION_MAX));
         constrain(doc, schema, "settings", settings());
     }
     constrain(doc, "WorkspaceInput", "slug", slug);
 
     for schema in ["ArtifactInput", "ArtifactPatchInput"] {
-        constrain(doc, schema, "version", json!({"minimum": i32::MIN, "maximum": i32::MAX}));
+        constrain(
+            doc,
+            schema,
+            "version",
+            json!({"minimum": i32::MIN, "maximum": i32::MAX}),
+        );
         constrain(doc, schema, "name", not_blank(ARTIFACT_NAME_MAX));
         constrain(doc, schema, "description", text(ARTIFACT_DESCRIPTION_MAX));
         constrain(doc, schema, "tags", tags(ARTIFACT_TAGS_MAX));
         constrain(doc, schema, "artifact_metadata", metadata());
     }
     // Where a field error points: names and list indexes (`["body", "tags", 2]`).
-    constrain(doc, "FieldError", "loc", json!({"items": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}));
-    let schemas = doc
-        .pointer_mut("/components/schemas")
-        .and_then(Value::as_object_mut)
-        .expect("the document has schemas");
-    schemas.insert("JsonValue".into(), json_value());
+    constrain(
+        doc,
+        "FieldError",
+        "loc",
+        json!({"items": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}),
+    );
 
     // Query parameters, wherever they appear.
     let moment = json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]});
     let query: [(&str, Value); 7] = [
         ("q", text(SEARCH_QUERY_MAX)),
         ("tags", tags(FILTER_TAGS_MAX)),
-        ("limit", json!({"minimum": 1, "maximum": PAGE_LIMIT_MAX, "default": PAGE_LIMIT_DEFAULT})),
-        ("offset", json!({"minimum": 0, "maximum": i64::MAX, "default": 0})),
+        (
+            "limit",
+            json!({"minimum": 1, "maximum": PAGE_LIMIT_MAX, "default": PAGE_LIMIT_DEFAULT}),
+        ),
+        (
+            "offset",
+            json!({"minimum": 0, "maximum": i64::MAX, "default": 0}),
+        ),
         ("created_after", moment.clone()),
         ("created_before", moment),
         ("verification_token", json!({"pattern": NO_NUL})),
@@ -280,7 +329,9 @@ fn reason(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "Bad request",
         401 => "Missing, invalid, expired or revoked credentials",
-        403 => "Refused: insufficient role, or a cookie-authenticated write without the CSRF header",
+        403 => {
+            "Refused: insufficient role, or a cookie-authenticated write without the CSRF header"
+        }
         404 => "Not found, or not a member of the workspace",
         409 => "Conflict with the current state",
         412 => "`If-Match` names a version that is no longer current",
@@ -333,13 +384,18 @@ fn operations(doc: &mut Value) {
             .as_object_mut()
             .expect("operations have responses");
         for status in extra {
-            responses.entry(status.to_string()).or_insert_with(|| json!({}));
+            responses
+                .entry(status.to_string())
+                .or_insert_with(|| json!({}));
         }
         if !api {
             continue; // the health probes answer 503 with their own report
         }
         for (status, response) in responses.iter_mut() {
-            let Some(status) = status.parse().ok().and_then(|s| StatusCode::from_u16(s).ok())
+            let Some(status) = status
+                .parse()
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
             else {
                 continue;
             };
@@ -365,13 +421,26 @@ fn links(doc: &mut Value) {
     let from_body = |field: &str| format!("$response.body#/{field}");
     let same_ws = "$request.path.workspace_id";
     let workspace = json!({"workspace_id": from_body("id")});
-    let add = |doc: &mut Value, path: &str, method: &str, status: &str, targets: &[&str], params: &Value| {
+    let add = |doc: &mut Value,
+               path: &str,
+               method: &str,
+               status: &str,
+               targets: &[&str],
+               params: &Value| {
         let response = doc
-            .pointer_mut(&format!("/paths/{}/{method}/responses/{status}", path.replace('/', "~1")))
+            .pointer_mut(&format!(
+                "/paths/{}/{method}/responses/{status}",
+                path.replace('/', "~1")
+            ))
             .unwrap_or_else(|| panic!("no {status} response for {method} {path}"));
         let links: Map<String, Value> = targets
             .iter()
-            .map(|op| (op.to_string(), json!({"operationId": op, "parameters": params})))
+            .map(|op| {
+                (
+                    op.to_string(),
+                    json!({"operationId": op, "parameters": params}),
+                )
+            })
             .collect();
         response["links"] = Value::Object(links);
     };
@@ -436,5 +505,4 @@ mod tests {
             );
         }
     }
-
 }

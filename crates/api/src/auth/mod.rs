@@ -37,6 +37,7 @@ pub const DEMO_EMAILS: &[&str] = &[
 ];
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterInput {
     pub email: String,
     pub password: String,
@@ -47,6 +48,7 @@ pub struct RegisterInput {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginInput {
     pub email: String,
     pub password: String,

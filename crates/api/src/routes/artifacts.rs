@@ -30,8 +30,10 @@ pub struct ListQueryParams {
     #[serde(deserialize_with = "present")]
     tag_mode: Option<TagMode>,
     /// Inclusive lower bound on creation time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[serde(deserialize_with = "present")]
     created_after: Option<String>,
     /// Inclusive upper bound on creation time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[serde(deserialize_with = "present")]
     created_before: Option<String>,
     /// `created_at` (default), `updated_at`, `name` or `relevance` (full-text only).
     #[serde(deserialize_with = "present")]

@@ -140,6 +140,7 @@ pub async fn resend_verification(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EmailInput {
     email: String,
 }
@@ -161,6 +162,7 @@ pub async fn request_password_reset(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PasswordResetInput {
     /// The token from the reset e-mail's link.
     token: String,
