@@ -61,7 +61,8 @@ containers: build
 ## kiro_score.json from the results the other gates left in target/ci. Advisory here: the
 ## gates above already fail the run; the grade decides deployment, not the build.
 score: build
-	target/release/ghostworks score --dir $(CI_DIR) --output kiro_score.json \
+	cargo build --release --quiet -p ghostworks-score
+	target/release/ghostworks-score --dir $(CI_DIR) --output kiro_score.json \
 	  || echo "score: the grade would hold back an automatic deployment (see kiro_score.json)"
 
 ## Every gate, in CI's order.

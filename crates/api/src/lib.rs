@@ -131,7 +131,7 @@ pub fn router(state: AppState) -> Router {
         ])
         .max_age(std::time::Duration::from_secs(600));
     let body_limit = cfg.max_body_bytes;
-    let fault_ratio = middleware::fault_ratio(cfg.environment);
+    let fault_ratio = cfg.fault_error_ratio;
     #[allow(deprecated)] // TimeoutLayer::new: the status-code variant is not in every 0.6 release
     let timeout = TimeoutLayer::new(cfg.request_timeout);
     routes::routes(state.clone())

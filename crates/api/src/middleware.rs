@@ -255,7 +255,7 @@ pub async fn security_headers(
     if is_api && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if state.config().environment == Environment::Production {
+    if state.config().common.environment == Environment::Production {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
@@ -265,21 +265,8 @@ pub async fn security_headers(
     response
 }
 
-/// The share of `/api/` requests to fail with 503 (`GHOSTWORKS_FAULT_ERROR_RATIO`), for
-/// rehearsing a deploy's automatic rollback. Honoured in development only: staging and
-/// production ignore it.
-pub fn fault_ratio(environment: Environment) -> Option<f64> {
-    if environment != Environment::Development {
-        return None;
-    }
-    std::env::var("GHOSTWORKS_FAULT_ERROR_RATIO")
-        .ok()?
-        .parse::<f64>()
-        .ok()
-        .filter(|r| *r > 0.0)
-}
-
-/// Fails `ratio` of the `/api/` requests with 503 (health and metrics stay truthful).
+/// Fails `ratio` of the `/api/` requests with 503 (health and metrics stay truthful): the
+/// configuration's `fault_error_ratio`, for rehearsing a deploy's automatic rollback.
 pub async fn inject_faults(ratio: Option<f64>, req: Request, next: Next) -> Response {
     use rand::Rng;
     match ratio {

@@ -98,7 +98,7 @@ pub fn open_loop_table(o: &OpenLoop) -> String {
     out
 }
 
-/// `load.json` for `ghostworks score`: the read journey.
+/// `load.json` for `ghostworks-score`: the read journey.
 pub fn score_json(r: &Results) -> serde_json::Value {
     let l = &r.read.latency;
     json!({

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::Reader;
+use crate::reader::Reader;
 
 /// Addresses and CIDR ranges whose `X-Forwarded-For` is believed; empty believes no one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::{read_env_file, ConfigErrors, Environment, LogFormat, Reader, TrustedProxies};
+use crate::reader::Reader;
+use crate::{Common, ConfigErrors, TrustedProxies};
 
 #[derive(Debug, Clone)]
 pub struct WebConfig {
-    pub environment: Environment,
+    pub common: Common,
     pub bind: SocketAddr,
     /// The API every page talks to, without a trailing slash.
     pub api_url: String,
@@ -20,20 +21,16 @@ pub struct WebConfig {
     /// The proxies in front of this app (nginx) whose `X-Forwarded-For` names the browser;
     /// the browser's address is what the API's per-client limits count.
     pub trusted_proxies: TrustedProxies,
-    pub otel_endpoint: Option<String>,
-    pub trace_sample_ratio: f64,
-    pub log_level: String,
-    pub log_format: LogFormat,
 }
 
 /// PUBLIC_URL: https in production, http allowed elsewhere.
 fn check_public_url(r: &mut Reader<'_>, value: &str, production: bool) {
     match url::Url::parse(value) {
         Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && !production) => {}
-        Ok(u) if u.scheme() == "http" => r
-            .errors
-            .push("PUBLIC_URL: must be an https:// URL in production".into()),
-        _ => r.errors.push(format!(
+        Ok(u) if u.scheme() == "http" => {
+            r.error("PUBLIC_URL: must be an https:// URL in production")
+        }
+        _ => r.error(format!(
             "PUBLIC_URL: '{value}' must be an http(s) URL such as https://app.example.com"
         )),
     }
@@ -43,7 +40,7 @@ fn check_public_url(r: &mut Reader<'_>, value: &str, production: bool) {
 /// ends at the proxy in front of the web app).
 fn internal_url(r: &mut Reader<'_>, name: &str, value: &str) {
     if !url::Url::parse(value).is_ok_and(|u| u.scheme() == "http" && u.host().is_some()) {
-        r.errors.push(format!(
+        r.error(format!(
             "{name}: '{value}' must be an http:// URL on the internal network, such as http://api:8000"
         ));
     }
@@ -54,9 +51,8 @@ crate::env_sources!(WebConfig);
 impl WebConfig {
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
         let mut r = Reader::new(vars);
-        let environment = r.environment();
-        let development = environment == Environment::Development;
-        let production = environment == Environment::Production;
+        let common = Common::read(&mut r);
+        let (development, production) = (common.development(), common.production());
         let default_bind = if development {
             SocketAddr::from(([127, 0, 0, 1], 3000))
         } else {
@@ -67,9 +63,7 @@ impl WebConfig {
             Some(u) => u.trim_end_matches('/').to_string(),
             None if development => "http://127.0.0.1:8000".into(),
             None => {
-                r.errors.push(
-                    "API_URL: missing; set the address of the API, e.g. http://api:8000".into(),
-                );
+                r.error("API_URL: missing; set the address of the API, e.g. http://api:8000");
                 String::new()
             }
         };
@@ -86,7 +80,7 @@ impl WebConfig {
             Some(u) => u.trim_end_matches('/').to_string(),
             None if development => format!("http://{bind}"),
             None => {
-                r.errors.push("PUBLIC_URL: missing; set the address browsers use for this app, e.g. https://app.example.com".into());
+                r.error("PUBLIC_URL: missing; set the address browsers use for this app, e.g. https://app.example.com");
                 String::new()
             }
         };
@@ -95,61 +89,40 @@ impl WebConfig {
         }
         let cookie_secure = r.bool("COOKIE_SECURE", true);
         if production && !cookie_secure {
-            r.errors.push(
-                "COOKIE_SECURE: must be true in production (session cookies only over HTTPS)"
-                    .into(),
-            );
+            r.error("COOKIE_SECURE: must be true in production (session cookies only over HTTPS)");
         }
         let trusted_proxies = r.trusted_proxies();
-        let (otel_endpoint, trace_sample_ratio) = r.traces();
-        let (log_level, log_format) = r.logging(environment);
-        if !r.errors.is_empty() {
-            return Err(ConfigErrors(r.errors));
-        }
-        Ok(WebConfig {
-            environment,
+        r.finish(|| WebConfig {
+            common,
             bind,
             api_url,
             worker_url,
             public_url,
             cookie_secure,
             trusted_proxies,
-            otel_endpoint,
-            trace_sample_ratio,
-            log_level,
-            log_format,
         })
     }
 
     /// The effective configuration as `NAME=value` lines (nothing here is secret).
     pub fn redacted(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("GHOSTWORKS_ENV", self.environment.as_str().into()),
+        let mut lines = self.common.redacted_head();
+        lines.extend([
             ("WEB_BIND", self.bind.to_string()),
             ("API_URL", self.api_url.clone()),
             ("WORKER_URL", self.worker_url.clone().unwrap_or_default()),
             ("PUBLIC_URL", self.public_url.clone()),
             ("COOKIE_SECURE", self.cookie_secure.to_string()),
             ("TRUSTED_PROXIES", self.trusted_proxies.to_string()),
-            ("LOG_LEVEL", self.log_level.clone()),
-            (
-                "LOG_FORMAT",
-                format!("{:?}", self.log_format).to_lowercase(),
-            ),
-        ]
+        ]);
+        lines.extend(self.common.redacted_tail());
+        lines
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::tests::vars;
 
     #[test]
     fn development_defaults_point_at_the_local_api() {

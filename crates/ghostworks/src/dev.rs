@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
-use ghostworks_config::{Config, WorkerConfig};
+use ghostworks_config::{Common, Config, OpsConfig, WorkerConfig};
 use ghostworks_devstack::smtp::{Message, Sink};
 use ghostworks_devstack::{Postgres, Redis};
 use sqlx::Connection;
@@ -20,7 +20,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("--data-dir: cannot create {}", data_dir.display()))?;
     let data_dir = std::fs::canonicalize(data_dir)?;
-    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    let mut vars = ghostworks_config::process_vars();
     let defaults = [
         ("GHOSTWORKS_ENV", "development"),
         ("COOKIE_SECURE", "false"),
@@ -46,11 +46,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         let url = format!("http://{}", vars[bind]);
         vars.entry(k.into()).or_insert(url);
     }
-    let _telemetry = crate::telemetry::logs(
-        "ghostworks-dev",
-        vars.get("LOG_LEVEL").map(String::as_str).unwrap_or("info"),
-        ghostworks_telemetry::Format::Pretty,
-    );
+    let _telemetry = crate::telemetry::tool("ghostworks-dev", &Common::lenient(&vars));
 
     let mut postgres = None;
     if !vars.contains_key("DATABASE_URL") {
@@ -130,7 +126,9 @@ async fn stack(
     private_db: bool,
     sink_page: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
-    let admin = Config::admin_database_url(vars).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin = OpsConfig::from_vars(vars.clone())
+        .admin_database_url()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::migrate(admin.expose()).await?;
     let pool = ghostworks_db::connect(admin.expose(), 2, "ghostworks-dev").await?;
     if private_db {

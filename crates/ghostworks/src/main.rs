@@ -3,7 +3,6 @@
 mod dev;
 mod ops;
 mod probe;
-mod score;
 mod seed;
 mod telemetry;
 
@@ -12,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ghostworks_config::{Config, ConfigErrors, WorkerConfig};
+use ghostworks_config::{Config, ConfigErrors, OpsConfig, WorkerConfig};
 use ghostworks_worker::Status;
 use uuid::Uuid;
 
@@ -137,22 +136,6 @@ enum Command {
         #[arg(long, default_value = ".data")]
         data_dir: PathBuf,
     },
-    /// Write the CI score report (kiro_score.json) from the CI outputs in a directory.
-    ///
-    /// Reads test-output.log (cargo test / tarpaulin output), cobertura.xml and
-    /// coverage-frontend.xml (Cobertura), load.json (load benchmark), playwright.json
-    /// (Playwright JSON reporter), deny.json (`cargo deny --format json check`),
-    /// schemathesis.xml (JUnit) and build.json. Every file is optional, but a component
-    /// without its file scores 0 and is reported as not measured. Prints a summary; exit
-    /// status 1 when the grade blocks deployment, 2 when it needs an override, else 0.
-    Score {
-        /// The directory holding the CI outputs.
-        #[arg(long, default_value = "target/ci")]
-        dir: PathBuf,
-        /// Where to write the report.
-        #[arg(long, default_value = "kiro_score.json")]
-        output: PathBuf,
-    },
 }
 
 #[derive(Subcommand)]
@@ -208,23 +191,19 @@ fn load_worker_config() -> anyhow::Result<WorkerConfig> {
     WorkerConfig::from_env().map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
 }
 
-fn admin_url() -> anyhow::Result<String> {
-    Config::admin_database_url(&std::env::vars().collect())
+fn admin_url(settings: &OpsConfig) -> anyhow::Result<String> {
+    settings
+        .admin_database_url()
         .map(|s| s.expose().to_string())
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
 }
 
 /// The schema owner's URL when one is configured: a compose deploy needs it only to back up.
-fn optional_admin_url() -> anyhow::Result<Option<String>> {
-    let set = [
-        "DATABASE_ADMIN_URL",
-        "DATABASE_ADMIN_URL_FILE",
-        "DATABASE_URL",
-        "DATABASE_URL_FILE",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    set.then(admin_url).transpose()
+fn optional_admin_url(settings: &OpsConfig) -> anyhow::Result<Option<String>> {
+    settings
+        .optional_admin_database_url()
+        .map(|s| s.map(|s| s.expose().to_string()))
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
 }
 
 async fn shutdown_signal() {
@@ -264,8 +243,9 @@ pub async fn worker(config: WorkerConfig) -> anyhow::Result<()> {
     Ok(result?)
 }
 
-async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
-    let url = WorkerConfig::database_url(&std::env::vars().collect())
+async fn jobs(settings: &OpsConfig, command: JobsCommand) -> anyhow::Result<()> {
+    let url = settings
+        .worker_database_url()
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let pool = ghostworks_db::connect(url.expose(), 2, "ghostworks-jobs")
         .await
@@ -324,26 +304,27 @@ async fn migrate_with(url: &str, lock_timeout: std::time::Duration) -> anyhow::R
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = OpsConfig::from_env();
     match cli.command {
         Command::Serve => {
             let config = load_config()?;
-            let _telemetry = telemetry::api(&config);
+            let _telemetry = telemetry::role("ghostworks-api", &config.common);
             serve(config).await?;
         }
         Command::Worker => {
             let config = load_worker_config()?;
-            let _telemetry = telemetry::worker(&config);
+            let _telemetry = telemetry::role("ghostworks-worker", &config.common);
             worker(config).await?;
         }
         Command::Web => {
             let config = ghostworks_config::WebConfig::from_env()
                 .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-            let _telemetry = telemetry::web(&config);
+            let _telemetry = telemetry::role("ghostworks-web", &config.common);
             ghostworks_web::run(config, shutdown_signal()).await?;
         }
         Command::Jobs { command } => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-jobs");
-            jobs(command).await?;
+            let _telemetry = telemetry::tool("ghostworks-jobs", &settings.common());
+            jobs(&settings, command).await?;
         }
         Command::Migrate {
             command: Some(command),
@@ -354,8 +335,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             status,
             lock_timeout,
         } => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-migrate");
-            let url = admin_url()?;
+            let _telemetry = telemetry::tool("ghostworks-migrate", &settings.common());
+            let url = admin_url(&settings)?;
             if status {
                 for m in ghostworks_ops::migrate::status(&url).await? {
                     println!("{m}");
@@ -366,9 +347,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Seed { demo: _ } => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-seed");
-            seed::refuse_in_production()?;
-            let pool = ghostworks_db::connect(&admin_url()?, 2, "ghostworks-seed").await?;
+            let _telemetry = telemetry::tool("ghostworks-seed", &settings.common());
+            seed::refuse_in_production(settings.common().environment)?;
+            let pool = ghostworks_db::connect(&admin_url(&settings)?, 2, "ghostworks-seed").await?;
             let report = seed::demo(&pool).await?;
             println!("{report}");
         }
@@ -409,13 +390,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Healthcheck { url } => {
-            let url = url.unwrap_or_else(|| {
-                let port = std::env::var("GHOSTWORKS_BIND")
-                    .ok()
-                    .and_then(|b| b.rsplit(':').next().map(String::from))
-                    .unwrap_or_else(|| "8000".into());
-                format!("http://127.0.0.1:{port}/health")
-            });
+            let url = url.unwrap_or_else(|| settings.api_health_url());
             return Ok(if probe::get_ok(&url).await {
                 ExitCode::SUCCESS
             } else {
@@ -423,12 +398,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Backup(args) => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-backup");
-            ops::backup(&admin_url()?, args).await?;
+            let _telemetry = telemetry::tool("ghostworks-backup", &settings.common());
+            ops::backup(&admin_url(&settings)?, &settings.s3(), args).await?;
         }
         Command::Restore { from, force } => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-restore");
-            ops::restore(&admin_url()?, &from, force).await?;
+            let _telemetry = telemetry::tool("ghostworks-restore", &settings.common());
+            ops::restore(&admin_url(&settings)?, &settings.s3(), &from, force).await?;
         }
         Command::Deploy {
             command: Some(ops::DeployCommand::History),
@@ -445,21 +420,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             release,
             args,
         } => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-deploy");
+            let _telemetry = telemetry::tool("ghostworks-deploy", &settings.common());
             let release = release.context(
                 "--release: missing; pass the path of the binary (process runtime) or the image \
                  tag (compose runtime)",
             )?;
-            ops::deploy(optional_admin_url()?.as_deref(), release, None, &args).await?;
+            ops::deploy(
+                optional_admin_url(&settings)?.as_deref(),
+                &settings.s3(),
+                release,
+                None,
+                &args,
+            )
+            .await?;
         }
         Command::Rollback {
             to,
             force_past_contract,
             args,
         } => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-rollback");
+            let _telemetry = telemetry::tool("ghostworks-rollback", &settings.common());
             ops::rollback(
-                optional_admin_url()?.as_deref(),
+                optional_admin_url(&settings)?.as_deref(),
+                &settings.s3(),
                 to,
                 force_past_contract,
                 &args,
@@ -467,15 +450,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
         }
         Command::Supervise(args) => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-supervise");
+            let _telemetry = telemetry::tool("ghostworks-supervise", &settings.common());
             ops::supervise(args).await?;
         }
         Command::Tenant { command } => {
-            let _telemetry = telemetry::logs_from_env("ghostworks-tenant");
-            ops::tenant(&admin_url()?, command).await?;
+            let _telemetry = telemetry::tool("ghostworks-tenant", &settings.common());
+            ops::tenant(&admin_url(&settings)?, command).await?;
         }
         Command::Dev { data_dir } => dev::run(&data_dir).await?,
-        Command::Score { dir, output } => return score::run(&dir, &output),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use ghostworks_config::S3Settings;
 use ghostworks_ops::backup::{self, Retention};
 use ghostworks_ops::deploy::{
     self,
@@ -106,10 +107,10 @@ pub fn lint(command: MigrateCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub async fn backup(url: &str, args: BackupArgs) -> anyhow::Result<()> {
+pub async fn backup(url: &str, s3: &S3Settings, args: BackupArgs) -> anyhow::Result<()> {
     match args.command {
         None => {
-            let dest = Destination::parse(&args.dir).context("--dir (BACKUP_DIR)")?;
+            let dest = Destination::parse(&args.dir, s3).context("--dir (BACKUP_DIR)")?;
             let (manifest, m) = backup::create(url, &dest).await?;
             let secs = Duration::from_millis(m.duration_ms);
             println!(
@@ -138,7 +139,7 @@ pub async fn backup(url: &str, args: BackupArgs) -> anyhow::Result<()> {
             }
         }
         Some(BackupCommand::Verify { from }) => {
-            let b = backup::locate(from.as_deref().unwrap_or(&args.dir)).await?;
+            let b = backup::locate(from.as_deref().unwrap_or(&args.dir), s3).await?;
             let took = backup::verify(url, &b).await?;
             println!(
                 "backup {} verified: {} rows in {} tables match the manifest's counts and \
@@ -151,7 +152,7 @@ pub async fn backup(url: &str, args: BackupArgs) -> anyhow::Result<()> {
             );
         }
         Some(BackupCommand::List) => {
-            let dest = Destination::parse(&args.dir).context("--dir (BACKUP_DIR)")?;
+            let dest = Destination::parse(&args.dir, s3).context("--dir (BACKUP_DIR)")?;
             println!(
                 "{:<26}  {:>6}  {:>12}  {:>10}  file",
                 "created_at", "schema", "rows", "MB"
@@ -172,8 +173,8 @@ pub async fn backup(url: &str, args: BackupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn restore(url: &str, from: &str, force: bool) -> anyhow::Result<()> {
-    let b = backup::locate(from).await?;
+pub async fn restore(url: &str, s3: &S3Settings, from: &str, force: bool) -> anyhow::Result<()> {
+    let b = backup::locate(from, s3).await?;
     let took = backup::restore(url, &b, force).await?;
     println!(
         "restored {} ({} rows in {} tables, schema version {}) in {:.1} s ({:.1} MB/s of \
@@ -378,7 +379,7 @@ fn runtime(
         }
         rt.env.insert(
             role.to_string(),
-            deploy::read_env_file(std::path::Path::new(file))?,
+            ghostworks_config::read_env_file(std::path::Path::new(file))?,
         );
     }
     rt.upstream_dir = args.upstream_dir.clone();
@@ -393,9 +394,7 @@ fn runtime(
 /// Who deploys: the login behind sudo, else the user (from the environment, else the uid's
 /// name, as under cron or in a container, where USER is often unset).
 fn who() -> String {
-    ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+    ghostworks_config::invoking_user()
         .or_else(|| {
             let out = std::process::Command::new("id").arg("-un").output().ok()?;
             let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
@@ -408,6 +407,7 @@ fn who() -> String {
 /// and commit it keeps.
 pub async fn deploy(
     admin: Option<&str>,
+    s3: &S3Settings,
     artifact: String,
     earlier: Option<deploy::Release>,
     args: &ReleaseArgs,
@@ -420,7 +420,7 @@ pub async fn deploy(
         backup_to: if args.skip_backup {
             None
         } else {
-            Some(Destination::parse(&args.backup_dir).context("--backup-dir (BACKUP_DIR)")?)
+            Some(Destination::parse(&args.backup_dir, s3).context("--backup-dir (BACKUP_DIR)")?)
         },
         gates: deploy::Gates {
             ready_timeout: Duration::from_secs(args.ready_timeout_secs),
@@ -551,6 +551,7 @@ pub async fn supervise(args: SuperviseArgs) -> anyhow::Result<()> {
 
 pub async fn rollback(
     admin: Option<&str>,
+    s3: &S3Settings,
     to: Option<String>,
     force_past_contract: bool,
     args: &ReleaseArgs,
@@ -568,6 +569,7 @@ pub async fn rollback(
     }
     deploy(
         admin,
+        s3,
         target.release.artifact.clone(),
         Some(target.release),
         args,

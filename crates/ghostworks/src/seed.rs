@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context};
 use ghostworks_api::auth::{password, DEMO_EMAILS};
+use ghostworks_config::Environment;
 use ghostworks_db::users::{self, NewUser};
 use ghostworks_db::workspaces;
 use ghostworks_domain::workspace::NewWorkspace;
@@ -136,8 +137,8 @@ const TOPICS: &[(&str, &[&str])] = &[
     ("Service Dependency Map", &["architecture", "microservices"]),
 ];
 
-pub fn refuse_in_production() -> anyhow::Result<()> {
-    if std::env::var("GHOSTWORKS_ENV").as_deref() == Ok("production") {
+pub fn refuse_in_production(environment: Environment) -> anyhow::Result<()> {
+    if environment == Environment::Production {
         bail!("GHOSTWORKS_ENV=production: demo data (with its well-known passwords) is never loaded in production");
     }
     Ok(())

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Datelike, Utc};
+use ghostworks_config::S3Settings;
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -68,14 +69,15 @@ pub struct Located {
 
 /// Resolves `--from`: a manifest, its dump, or a backup directory or S3 prefix (its newest
 /// backup); downloads the backup from S3, and checks the dump's sha256 against the manifest.
-pub async fn locate(from: &str) -> Result<Located> {
+pub async fn locate(from: &str, s3: &S3Settings) -> Result<Located> {
     let (parent, file) = match from.rsplit_once('/') {
         Some(("", file)) => ("/", file),
         Some(split) => split,
         None => (".", from),
     };
     let is_backup_file = file.ends_with(MANIFEST_SUFFIX) || file.ends_with(DUMP_SUFFIX);
-    let dest = Destination::parse(if is_backup_file { parent } else { from }).context("--from")?;
+    let dest =
+        Destination::parse(if is_backup_file { parent } else { from }, s3).context("--from")?;
     let names = dest.names().await.context("--from")?;
     let name = if is_backup_file {
         match file.strip_suffix(DUMP_SUFFIX) {

@@ -11,7 +11,6 @@
 //! and writable when the database is what failed (a migration, a restore), and it describes
 //! releases of the binaries, which outlive any one database.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -681,19 +680,6 @@ pub(crate) fn run_ok(mut c: std::process::Command, what: &str) -> Result<String>
         );
     }
     Ok(stdout)
-}
-
-/// `KEY=VALUE` lines (blank lines and `#` comments skipped).
-pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--env-file: cannot read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect())
 }
 
 #[cfg(test)]

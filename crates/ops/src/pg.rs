@@ -15,10 +15,7 @@ const PG15_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// A PostgreSQL client tool (`pg_dump`, `pg_restore`): on PATH, else in Debian's PostgreSQL 15
 /// directory.
 pub fn tool(name: &str) -> Result<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
+    ghostworks_config::search_path()
         .into_iter()
         .chain([PathBuf::from(PG15_BIN)])
         .map(|d| d.join(name))

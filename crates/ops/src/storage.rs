@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
+use ghostworks_config::S3Settings;
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
@@ -55,14 +56,8 @@ impl Staging {
 
 impl Destination {
     /// A local directory, or an `s3://bucket[/prefix]` URL reached with the credentials, region
-    /// and endpoint of the standard AWS environment variables.
-    pub fn parse(location: &str) -> Result<Self> {
-        Self::parse_with(location, |name| {
-            std::env::var(name).ok().filter(|v| !v.is_empty())
-        })
-    }
-
-    fn parse_with(location: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+    /// and endpoint of the standard AWS environment variables (`s3`).
+    pub fn parse(location: &str, s3: &S3Settings) -> Result<Self> {
         let Some(rest) = location.strip_prefix(S3_SCHEME) else {
             // Anything else URL-like would otherwise become an oddly named local directory.
             if location.contains("://") || location.starts_with("s3:") {
@@ -91,16 +86,23 @@ impl Destination {
             anyhow::anyhow!("{location}: the prefix {prefix:?} is not a valid object path ({e})")
         })?;
 
-        let required = |name: &str, fix: &str| {
-            env(name).with_context(|| format!("{name} is not set: {fix} (needed for {location})"))
+        let required = |value: Option<&str>, name: &str, fix: &str| {
+            value
+                .map(String::from)
+                .with_context(|| format!("{name} is not set: {fix} (needed for {location})"))
         };
         let key_id = required(
+            s3.access_key_id.as_deref(),
             "AWS_ACCESS_KEY_ID",
             "export the id of an access key that may list, read, write and delete objects in \
              the bucket",
         )?;
-        let secret = required("AWS_SECRET_ACCESS_KEY", "export that access key's secret")?;
-        let region = env("AWS_REGION").unwrap_or_else(|| DEFAULT_REGION.into());
+        let secret = required(
+            s3.secret_access_key.as_ref().map(|s| s.expose()),
+            "AWS_SECRET_ACCESS_KEY",
+            "export that access key's secret",
+        )?;
+        let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(region)
@@ -114,11 +116,11 @@ impl Destination {
             // A dump is downloaded in one request, which the default 30 s timeout would cut off
             // (uploads go in 10 MB parts).
             .with_client_options(ClientOptions::new().with_timeout(Duration::from_secs(600)));
-        if let Some(token) = env("AWS_SESSION_TOKEN") {
-            builder = builder.with_token(token);
+        if let Some(token) = &s3.session_token {
+            builder = builder.with_token(token.expose());
         }
-        if let Some(endpoint) = env("AWS_ENDPOINT_URL") {
-            let allow_http = plain_http_allowed(&endpoint)?;
+        if let Some(endpoint) = &s3.endpoint {
+            let allow_http = plain_http_allowed(endpoint)?;
             builder = builder.with_endpoint(endpoint).with_allow_http(allow_http);
         }
         let store = builder
@@ -294,12 +296,13 @@ fn plain_http_allowed(endpoint: &str) -> Result<bool> {
 mod tests {
     use super::*;
 
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    fn env(vars: &[(&str, &str)]) -> S3Settings {
+        S3Settings::from_vars(
+            &vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     const KEYS: [(&str, &str); 2] = [
@@ -308,7 +311,7 @@ mod tests {
     ];
 
     fn error(location: &str, vars: &[(&str, &str)]) -> String {
-        match Destination::parse_with(location, env(vars)) {
+        match Destination::parse(location, &env(vars)) {
             Ok(d) => panic!("{location} was accepted as {d}"),
             Err(e) => format!("{e:#}"),
         }
@@ -316,11 +319,11 @@ mod tests {
 
     #[test]
     fn local_paths_and_s3_urls_are_told_apart() {
-        let local = Destination::parse_with("backups", env(&[])).unwrap();
+        let local = Destination::parse("backups", &env(&[])).unwrap();
         assert!(matches!(&local, Destination::Local(p) if p == Path::new("backups")));
         assert_eq!(local.location("a.dump"), "backups/a.dump");
 
-        let s3 = Destination::parse_with("s3://ghostworks-backups/prod/db/", env(&KEYS)).unwrap();
+        let s3 = Destination::parse("s3://ghostworks-backups/prod/db/", &env(&KEYS)).unwrap();
         let Destination::S3 { url, prefix, .. } = &s3 else {
             panic!("not S3: {s3}")
         };
@@ -330,7 +333,7 @@ mod tests {
             s3.location("a.dump"),
             "s3://ghostworks-backups/prod/db/a.dump"
         );
-        let root = Destination::parse_with("s3://ghostworks-backups", env(&KEYS)).unwrap();
+        let root = Destination::parse("s3://ghostworks-backups", &env(&KEYS)).unwrap();
         assert_eq!(root.location("a.dump"), "s3://ghostworks-backups/a.dump");
     }
 
@@ -379,7 +382,7 @@ mod tests {
         ] {
             let mut vars = KEYS.to_vec();
             vars.push(("AWS_ENDPOINT_URL", endpoint));
-            Destination::parse_with("s3://ghostworks-backups/prod", env(&vars))
+            Destination::parse("s3://ghostworks-backups/prod", &env(&vars))
                 .unwrap_or_else(|e| panic!("{endpoint}: {e:#}"));
         }
         for (endpoint, expected) in [

@@ -286,7 +286,7 @@ pub async fn login(state: &AppState, input: LoginInput, origin: &Origin) -> ApiR
         )));
     }
     let cfg = state.config();
-    if cfg.environment == Environment::Production && DEMO_EMAILS.contains(&email.as_str()) {
+    if cfg.common.environment == Environment::Production && DEMO_EMAILS.contains(&email.as_str()) {
         return Err(ApiError::unauthorized(
             "Demo credentials are disabled in production environments",
         ));

@@ -23,7 +23,7 @@ pub async fn root() -> Json<Value> {
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     STARTED.get_or_init(Instant::now);
     Json(
-        json!({"status": "healthy", "timestamp": now_rfc3339(), "version": env!("CARGO_PKG_VERSION"), "environment": state.config().environment.as_str()}),
+        json!({"status": "healthy", "timestamp": now_rfc3339(), "version": env!("CARGO_PKG_VERSION"), "environment": state.config().common.environment.as_str()}),
     )
 }
 
@@ -79,7 +79,7 @@ pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>
             "status": if ok { "healthy" } else { "unhealthy" },
             "timestamp": now_rfc3339(),
             "version": env!("CARGO_PKG_VERSION"),
-            "environment": state.config().environment.as_str(),
+            "environment": state.config().common.environment.as_str(),
             "uptime_seconds": uptime,
             "services": services,
         })),

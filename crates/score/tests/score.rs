@@ -1,4 +1,4 @@
-//! Drives the real `ghostworks score` on directories of CI outputs: the written report, the
+//! Drives the real `ghostworks-score` on directories of CI outputs: the written report, the
 //! printed summary and the exit status.
 
 use std::path::Path;
@@ -6,11 +6,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ghostworks");
+const BIN: &str = env!("CARGO_BIN_EXE_ghostworks-score");
 
 fn score(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BIN)
-        .arg("score")
         .args(args)
         .current_dir(cwd)
         .env_clear()
