@@ -38,7 +38,7 @@ e2e: setup
 	cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	cd tests/e2e && GHOSTWORKS_BIN=$(CURDIR)/target/release/ghostworks npx playwright test
 
-## cargo-deny (advisories, licences, bans, sources) and schemathesis against a running server.
+
 security: setup build
 	scripts/ci/security.sh
 

@@ -47,8 +47,8 @@ pub async fn login(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
-    description = "The refresh token comes as `Authorization: Bearer` or the `refresh_token` cookie. Each token works once; a replayed token revokes its session.",
-    responses((status = 200, body = TokenOut), (status = 401)))]
+    description = "The refresh token comes as `Authorization: Bearer` or the `refresh_token` cookie (then with the CSRF header). Each token works once; a replayed token revokes its session.",
+    responses((status = 200, body = TokenOut), (status = 401), (status = 403)))]
 pub async fn refresh(
     State(state): State<AppState>,
     origin: Origin,
