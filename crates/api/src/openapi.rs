@@ -241,6 +241,12 @@ fn limits(doc: &mut Value) {
         constrain(doc, schema, "settings", settings());
     }
     constrain(doc, "WorkspaceInput", "slug", slug);
+    constrain(
+        doc,
+        "WorkspaceUpdateInput",
+        "slug",
+        json!({"pattern": NO_NUL}),
+    );
 
     for schema in ["ArtifactInput", "ArtifactPatchInput"] {
         constrain(

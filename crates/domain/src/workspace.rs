@@ -44,6 +44,10 @@ pub struct WorkspaceUpdateInput {
     pub settings: Option<Map<String, Value>>,
     #[serde(default)]
     pub is_active: Option<bool>,
+    /// Accepted and ignored, so a workspace read can be sent back: the slug is immutable.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub slug: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
