@@ -46,8 +46,7 @@ pub struct WorkspaceUpdateInput {
     pub is_active: Option<bool>,
     /// Accepted and ignored, so a workspace read can be sent back: the slug is immutable.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub slug: Option<serde::de::IgnoredAny>,
+    pub slug: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
