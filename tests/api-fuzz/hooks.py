@@ -1,5 +1,6 @@
 """Schemathesis hooks: aim generated requests at a real workspace and artifact, so fuzzing
-reaches the handlers instead of stopping at 404 for random ids."""
+reaches the handlers instead of stopping at 404 for random ids. Values that links supply in
+the stateful phase are left alone: schemathesis maps only what it generated."""
 import os
 
 import schemathesis
@@ -17,3 +18,4 @@ def map_path_parameters(ctx, path_parameters):
             if value and name in path_parameters:
                 path_parameters[name] = value
     return path_parameters
+

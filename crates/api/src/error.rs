@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use ghostworks_db::Unavailable;
 use ghostworks_auth::AuthError;
 use ghostworks_domain::{FieldError, ValidationErrors};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::middleware::current_request_id;
 
@@ -141,15 +141,35 @@ impl From<ValidationErrors> for ApiError {
     }
 }
 
+/// The one error body; every error response of the OpenAPI document names this schema.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `validation_error`, `insufficient_role`, `not_found`, ...
+    pub error: String,
+    pub message: String,
+    pub detail: Detail,
+    /// The `X-Request-ID` of the request, to quote when reporting a problem.
+    pub request_id: Option<String>,
+    pub timestamp: String,
+}
+
+/// The message again (what the original's clients read), or for 422 every field error.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Detail {
+    Message(String),
+    Fields(Vec<FieldError>),
+}
+
 /// The JSON error body for `status` with a stable `code`.
-pub fn error_body(status: StatusCode, code: &str, message: &str, detail: Value) -> Response {
-    let body = json!({
-        "error": code,
-        "message": message,
-        "detail": detail,
-        "request_id": current_request_id(),
-        "timestamp": crate::dto::now_rfc3339(),
-    });
+pub fn error_body(status: StatusCode, code: &str, message: &str, detail: Detail) -> Response {
+    let body = ErrorBody {
+        error: code.to_string(),
+        message: message.to_string(),
+        detail,
+        request_id: current_request_id(),
+        timestamp: crate::dto::now_rfc3339(),
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -161,7 +181,7 @@ impl IntoResponse for ApiError {
                 let first = errors.0.first().map(|e| e.msg.clone()).unwrap_or_default();
                 (
                     format!("Invalid input: {first}"),
-                    serde_json::to_value(&errors.0).unwrap_or(Value::Null),
+                    Detail::Fields(errors.0.clone()),
                 )
             }
             // Never expose internals; the request id ties the client's report to the log line.
@@ -169,14 +189,14 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?e, "request failed");
                 (
                     "An unexpected error occurred".to_string(),
-                    Value::String("An unexpected error occurred".into()),
+                    Detail::Message("An unexpected error occurred".into()),
                 )
             }
             ApiError::DatabaseUnavailable(_, e) => {
                 tracing::warn!(error = %e, "database unavailable");
-                (self.to_string(), Value::String(self.to_string()))
+                (self.to_string(), Detail::Message(self.to_string()))
             }
-            other => (other.to_string(), Value::String(other.to_string())),
+            other => (other.to_string(), Detail::Message(other.to_string())),
         };
         let mut response = error_body(status, code, &message, detail);
         match self {

@@ -409,21 +409,52 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Query parameters (repeated keys such as `?tags=a&tags=b` become lists).
+/// Query parameters (repeated keys such as `?tags=a&tags=b` become lists). A refused value is
+/// reported under its parameter's name, without echoing it.
 pub struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or_default();
-        serde_html_form::from_str(q).map(Query).map_err(|e| {
-            ApiError::field(FieldError {
-                loc: vec![json!("query")],
-                msg: e.to_string(),
-                kind: "value_error",
+        let de = serde_html_form::Deserializer::from_bytes(q.as_bytes());
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let at = e
+                    .path()
+                    .iter()
+                    .next()
+                    .is_some()
+                    .then(|| e.path().to_string());
+                let reason = e.into_inner().to_string();
+                let missing = reason
+                    .strip_prefix("missing field `")
+                    .and_then(|r| r.strip_suffix('`'))
+                    .map(str::to_string);
+                let name = at.or(missing).unwrap_or_else(|| "query".into());
+                // serde's "unknown variant `x`, expected one of ..." quotes the value; keep the rest.
+                let reason = reason
+                    .find("expected ")
+                    .map_or(reason.as_str(), |i| &reason[i..]);
+                ApiError::field(FieldError::query(
+                    &name,
+                    "value_error",
+                    format!("Invalid query parameter {name}: {reason}"),
+                ))
             })
-        })
     }
+}
+
+/// For an optional query parameter that is an enum or a number: absent is `None` (with
+/// `#[serde(default)]`), but an empty value (`?sort=`) is refused like any other value outside
+/// the documented ones, instead of being read as absent.
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 #[cfg(test)]

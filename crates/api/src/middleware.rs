@@ -11,11 +11,10 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use ghostworks_config::Environment;
-use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::error::{error_body, DependencyFailure};
+use crate::error::{error_body, DependencyFailure, Detail};
 use crate::AppState;
 
 tokio::task_local! {
@@ -125,7 +124,7 @@ fn envelope(response: Response) -> Response {
     // Cache-Control, Allow) stay.
     let (mut parts, _) = response.into_parts();
     let (out, body) =
-        error_body(status, code, &message, Value::String(message.clone())).into_parts();
+        error_body(status, code, &message, Detail::Message(message.clone())).into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.extend(out.headers);
     Response::from_parts(parts, body)

@@ -470,12 +470,12 @@ async fn role_changes_follow_the_ownership_rules() {
     );
 
     let (s, body) = set_role(&app, &ws, &admin, &admin.id, "member").await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["message"], "Cannot change your own role");
     let (s, body) = set_role(&app, &ws, &owner, &owner.id, "admin").await;
     assert_eq!(
         s,
-        StatusCode::BAD_REQUEST,
+        StatusCode::FORBIDDEN,
         "the sole owner cannot step down either: {body}"
     );
 

@@ -8,7 +8,7 @@ use crate::limits::{EMAIL_MAX, PASSWORD_MAX, PASSWORD_MIN, PERSON_NAME_MAX};
 pub struct Email(String);
 
 /// Top-level domains reserved for special use: mail to them can never be delivered.
-const SPECIAL_USE_TLDS: &[&str] = &["arpa", "invalid", "local", "localhost", "onion", "test"];
+pub const SPECIAL_USE_TLDS: &[&str] = &["arpa", "invalid", "local", "localhost", "onion", "test"];
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, &'static str> {

@@ -37,6 +37,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
 /// Create and PUT input as sent. PUT replaces the whole artifact, so omitted optional fields
 /// reset to their defaults.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ArtifactInput {
     pub name: String,
     #[serde(default)]
@@ -47,24 +48,48 @@ pub struct ArtifactInput {
     #[schema(value_type = Object)]
     pub artifact_metadata: Map<String, Value>,
     /// Optimistic concurrency for PUT: the version the client last saw.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub version: Option<i32>,
 }
 
 /// PATCH input as sent: only present fields change; `description: null` clears it.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ArtifactPatchInput {
-    #[schema(value_type = Option<String>)]
+    /// May be absent, not null.
+    #[schema(value_type = String)]
     pub name: Patch<String>,
+    /// `null` clears it.
     #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
-    #[schema(value_type = Option<Vec<String>>)]
+    /// May be absent, not null.
+    #[schema(value_type = Vec<String>)]
     pub tags: Patch<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
+    /// May be absent, not null.
+    #[schema(value_type = Object)]
     pub artifact_metadata: Patch<Map<String, Value>>,
     #[schema(value_type = Option<i32>)]
+    #[serde(deserialize_with = "whole_patch")]
     pub version: Patch<i32>,
+}
+
+/// A version as JSON counts integers: `3` and `3.0` alike.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let Some(n) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.fract() == 0.0 && (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&n);
+    if whole {
+        Ok(Some(n as i32))
+    } else {
+        Err(serde::de::Error::custom(
+            "version must be a whole number within 32 bits",
+        ))
+    }
+}
+
+fn whole_patch<'de, D: Deserializer<'de>>(d: D) -> Result<Patch<i32>, D::Error> {
+    Ok(whole_number(d)?.map_or(Patch::Null, Patch::Value))
 }
 
 /// A complete, valid artifact body.
@@ -235,6 +260,16 @@ pub fn parse_tags(raw: Vec<String>) -> Result<Vec<String>, FieldError> {
     Ok(out)
 }
 
+/// Whether every number in `v`, however deeply nested, is within [`JSON_NUMBER_MAX`].
+pub fn numbers_in_range(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_f64().is_none_or(|f| f.abs() <= JSON_NUMBER_MAX),
+        Value::Array(items) => items.iter().all(numbers_in_range),
+        Value::Object(fields) => fields.values().all(numbers_in_range),
+        _ => true,
+    }
+}
+
 fn parse_metadata(raw: Map<String, Value>) -> Result<Map<String, Value>, FieldError> {
     let err = |msg: String| FieldError::body("artifact_metadata", "value_error", msg);
     if raw.len() > METADATA_KEYS_MAX {
@@ -259,6 +294,11 @@ fn parse_metadata(raw: Map<String, Value>) -> Result<Map<String, Value>, FieldEr
             Value::String(s) if s.contains('\0') => {
                 return Err(err(format!(
                     "Metadata value for '{k}' contains invalid characters"
+                )));
+            }
+            Value::Number(_) if !numbers_in_range(v) => {
+                return Err(err(format!(
+                    "Metadata value for '{k}' exceeds 1e300 in magnitude"
                 )));
             }
             Value::Array(_) | Value::Object(_) => {
@@ -461,25 +501,10 @@ impl ListParams {
                 Err(msg) => errors.push(FieldError::query("tags", "value_error", msg)),
             }
         }
-        if let (Some(a), Some(b)) = (self.created_after, self.created_before) {
-            if a > b {
-                errors.push(FieldError::query(
-                    "created_after",
-                    "value_error",
-                    "created_after must not be later than created_before",
-                ));
-            }
-        }
         let fulltext = self.mode == SearchMode::Fulltext && q.is_some();
+        // Without full-text search there is no rank: relevance is the default order then.
         let sort = match self.sort {
-            Some(SortField::Relevance) if !fulltext => {
-                errors.push(FieldError::query(
-                    "sort",
-                    "value_error",
-                    "sort=relevance needs q and search_mode=fulltext",
-                ));
-                SortField::CreatedAt
-            }
+            Some(SortField::Relevance) if !fulltext => SortField::CreatedAt,
             Some(s) => s,
             None if fulltext => SortField::Relevance,
             None if name_first_when_searching && q.is_some() => SortField::Name,

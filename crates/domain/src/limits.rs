@@ -16,6 +16,9 @@ pub const ARTIFACT_TAG_MAX: usize = 50;
 pub const METADATA_KEYS_MAX: usize = 50;
 pub const METADATA_KEY_MAX: usize = 100;
 pub const METADATA_STRING_MAX: usize = 1000;
+/// Largest magnitude of a number in metadata or settings: PostgreSQL keeps it as an exact
+/// decimal, and one near `f64::MAX` would not read back as a JSON number.
+pub const JSON_NUMBER_MAX: f64 = 1e300;
 
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 100;

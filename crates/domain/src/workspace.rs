@@ -3,10 +3,24 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::artifact::numbers_in_range;
 use crate::errors::{FieldError, ValidationErrors};
 use crate::limits::{WORKSPACE_DESCRIPTION_MAX, WORKSPACE_NAME_MAX, WORKSPACE_SLUG_MAX};
 
+fn parse_settings(raw: &Map<String, Value>) -> Result<(), FieldError> {
+    if raw.values().all(numbers_in_range) {
+        Ok(())
+    } else {
+        Err(FieldError::body(
+            "settings",
+            "value_error",
+            "Settings numbers must be within 1e300 in magnitude",
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WorkspaceInput {
     pub name: String,
     pub slug: String,
@@ -19,6 +33,7 @@ pub struct WorkspaceInput {
 
 /// Update input: absent or null fields are left unchanged; the slug is immutable.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WorkspaceUpdateInput {
     #[serde(default)]
     pub name: Option<String>,
@@ -29,6 +44,9 @@ pub struct WorkspaceUpdateInput {
     pub settings: Option<Map<String, Value>>,
     #[serde(default)]
     pub is_active: Option<bool>,
+    /// Accepted and ignored, so a workspace read can be sent back: the slug is immutable.
+    #[serde(default)]
+    pub slug: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +107,7 @@ impl WorkspaceInput {
         let mut errors = ValidationErrors::default();
         let name = errors.collect(parse_name(&self.name));
         let slug = errors.collect(parse_slug(&self.slug));
+        errors.collect(parse_settings(&self.settings));
         let description = self
             .description
             .map(|d| errors.collect(parse_description(&d)));
@@ -109,6 +128,9 @@ impl WorkspaceUpdateInput {
         }
         if let Some(d) = &self.description {
             errors.collect(parse_description(d));
+        }
+        if let Some(s) = &self.settings {
+            errors.collect(parse_settings(s));
         }
         errors.into_result(|| self)
     }

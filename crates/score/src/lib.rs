@@ -535,9 +535,13 @@ pub fn report(inputs: &Inputs, env: &Env) -> Value {
     let mut security_rationale = Vec::new();
     match scan {
         Some(s) => security_rationale.push(format!(
-            "API scan: {} over {}",
+            "API scan: {} over {}{}",
             plural(s.high + s.medium, "finding", "findings"),
             plural(s.operations, "operation", "operations"),
+            match (s.cases, s.seconds) {
+                (Some(c), Some(t)) => format!(" ({} in {t:.0} s)", plural(c, "case", "cases")),
+                _ => String::new(),
+            },
         )),
         None => {
             security_rationale.push(format!("API scan not measured (no {SCHEMATHESIS})"));
@@ -606,6 +610,8 @@ pub fn report(inputs: &Inputs, env: &Env) -> Value {
                 "low_severity": low,
                 "dependency_vulnerabilities": dep_vulns,
                 "scan_passed": scan_passed,
+                "api_scan_cases": scan.and_then(|s| s.cases),
+                "api_scan_seconds": scan.and_then(|s| s.seconds).map(r2),
             })),
         },
     );
@@ -847,6 +853,7 @@ mod tests {
                 operations: 20,
                 high: 0,
                 medium: 0,
+                ..Default::default()
             }),
             deny: Some(Deny {
                 advisories: 0,
@@ -934,6 +941,7 @@ mod tests {
             operations: 20,
             high: 1,
             medium: 3,
+            ..Default::default()
         });
         let r = report(&i, &env());
         assert_eq!(points(&r, "security"), 0.0);

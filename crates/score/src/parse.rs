@@ -343,6 +343,11 @@ pub struct ApiScan {
     pub high: u64,
     /// Other failed test cases (schema violations, unexpected statuses, …).
     pub medium: u64,
+    /// Requests generated over the whole run (the `cases` property scripts/ci/security.sh
+    /// adds to the report), when given.
+    pub cases: Option<u64>,
+    /// The run's wall-clock duration (the `duration_seconds` property), when given.
+    pub seconds: Option<f64>,
 }
 
 /// Every `testcase` with a `failure` or `error` child is one finding: high when the text says
@@ -357,6 +362,13 @@ pub fn schemathesis(text: &str) -> Result<ApiScan, String> {
         ));
     }
     let mut out = ApiScan::default();
+    let property = |name: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name("property") && n.attribute("name") == Some(name))
+            .and_then(|n| n.attribute("value"))
+    };
+    out.cases = property("cases").and_then(|v| v.parse().ok());
+    out.seconds = property("duration_seconds").and_then(|v| v.parse().ok());
     for case in doc.descendants().filter(|n| n.has_tag_name("testcase")) {
         out.operations += 1;
         let problems: Vec<_> = case
@@ -629,6 +641,7 @@ Nov 27 10:00:11.500 ERROR cargo_tarpaulin: Test failed during run
         let xml = r#"<?xml version="1.0" ?>
 <testsuites disabled="0" errors="0" failures="3" tests="5" time="4.2">
   <testsuite disabled="0" errors="0" failures="3" name="schemathesis" skipped="0" tests="5" time="4.2" hostname="ci">
+    <properties><property name="cases" value="1843"/><property name="duration_seconds" value="95.5"/></properties>
     <testcase name="GET /health" time="0.1"/>
     <testcase name="POST /api/v1/auth/login" time="1.0">
       <failure type="failure" message="1. Test Case ID: abc&#10;&#10;- Server error&#10;&#10;[500] Internal Server Error:"/>
@@ -650,7 +663,9 @@ Nov 27 10:00:11.500 ERROR cargo_tarpaulin: Test failed during run
             ApiScan {
                 operations: 5,
                 high: 2,
-                medium: 1
+                medium: 1,
+                cases: Some(1843),
+                seconds: Some(95.5),
             }
         );
         assert!(schemathesis("<coverage/>").is_err());

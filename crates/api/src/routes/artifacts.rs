@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::dto::{ArtifactOut, ArtifactPage, ArtifactStatsOut, TagCount};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ArtifactPath, Body, Query, Ws};
+use crate::extract::{present, ArtifactPath, Body, Query, Ws};
 use crate::AppState;
 
 /// Listing parameters as they arrive in the query string.
@@ -23,22 +23,30 @@ pub struct ListQueryParams {
     /// Text to look for; see `search_mode`.
     q: Option<String>,
     /// `substring` (case-insensitive, wildcards literal; the default) or `fulltext` (ranked, web-search syntax).
+    #[serde(deserialize_with = "present")]
     search_mode: Option<SearchMode>,
     /// Repeat to filter on several tags (`?tags=a&tags=b`); normalised like stored tags.
     tags: Vec<String>,
     /// `any` (default) or `all` of the given tags.
+    #[serde(deserialize_with = "present")]
     tag_mode: Option<TagMode>,
     /// Inclusive lower bound on creation time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[serde(deserialize_with = "present")]
     created_after: Option<String>,
     /// Inclusive upper bound on creation time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[serde(deserialize_with = "present")]
     created_before: Option<String>,
     /// `created_at` (default), `updated_at`, `name` or `relevance` (full-text only).
+    #[serde(deserialize_with = "present")]
     sort: Option<SortField>,
     /// `asc` or `desc`.
+    #[serde(deserialize_with = "present")]
     order: Option<SortOrder>,
     /// Page size, 1-100 (default 20).
+    #[serde(deserialize_with = "present")]
     limit: Option<i64>,
     /// Rows to skip, 0 or more.
+    #[serde(deserialize_with = "present")]
     offset: Option<i64>,
 }
 
@@ -47,13 +55,13 @@ fn parse_time(
     raw: Option<String>,
     end_of_day: bool,
 ) -> Result<Option<DateTime<Utc>>, FieldError> {
-    let Some(raw) = raw.filter(|s| !s.trim().is_empty()) else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw.trim()) {
+    if let Ok(t) = DateTime::parse_from_rfc3339(&raw) {
         return Ok(Some(t.with_timezone(&Utc)));
     }
-    if let Ok(d) = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
+    if let Ok(d) = NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
         let t = if end_of_day {
             d.and_hms_micro_opt(23, 59, 59, 999_999)
         } else {
@@ -105,7 +113,8 @@ fn with_etag(status: StatusCode, a: artifacts::Artifact) -> Response {
     r
 }
 
-/// The version an `If-Match` header demands (`"3"`, `W/"3"`; `*` means any).
+/// The version an `If-Match` header demands (`"3"`, `W/"3"`; `*` means any). Anything else
+/// is an entity tag no version has, so the precondition fails.
 fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -114,11 +123,14 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
     if v == "*" {
         return Ok(None);
     }
-    v.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
+    v.strip_prefix("W/")
+        .unwrap_or(v)
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
         .map(Some)
-        .map_err(|_| {
+        .ok_or_else(|| {
             ApiError::PreconditionFailed(format!("If-Match {v} names no version of this artifact"))
         })
 }
@@ -139,7 +151,7 @@ fn settle(w: Write, by_header: bool, id: &str) -> ApiResult<artifacts::Artifact>
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/artifacts", tag = "artifacts", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), request_body = ArtifactInput,
-    responses((status = 201, body = ArtifactOut), (status = 404), (status = 422), (status = 429)))]
+    responses((status = 201, body = ArtifactOut, headers(("ETag" = String, description = "`\"<version>\"`, for `If-Match`"))), (status = 404), (status = 422), (status = 429)))]
 pub async fn create(
     axum::extract::State(state): axum::extract::State<AppState>,
     mut ws: Ws,
@@ -157,7 +169,7 @@ async fn page(mut ws: Ws, p: ListQueryParams, name_first: bool) -> ApiResult<Jso
     let (rows, total) = artifacts::list(&mut ws.tx, ws.id, &q).await?;
     ws.commit().await?;
     Ok(Json(ArtifactPage {
-        has_more: q.offset + q.limit < total,
+        has_more: q.offset.saturating_add(q.limit) < total,
         items: rows.into_iter().map(ArtifactOut::from).collect(),
         total,
         limit: q.limit,
@@ -197,7 +209,7 @@ pub async fn stats(mut ws: Ws) -> ApiResult<Json<ArtifactStatsOut>> {
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
-    params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)), responses((status = 200, body = ArtifactOut), (status = 404)))]
+    params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)), responses((status = 200, body = ArtifactOut, headers(("ETag" = String, description = "`\"<version>\"`, for `If-Match`"))), (status = 404)))]
 pub async fn get(mut ws: Ws, Path(path): Path<ArtifactPath>) -> ApiResult<Response> {
     let id = path.artifact_id.get("Artifact")?;
     let a = artifacts::get(&mut ws.tx, ws.id, id)
@@ -232,9 +244,9 @@ async fn write(
 }
 
 #[utoipa::path(put, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
-    params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)), request_body = ArtifactInput,
+    params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "`\"<version>\"` (or `W/\"<version>\"`, or `*`): write only if the artifact is still at that version, else 412.")), request_body = ArtifactInput,
     description = "Full replacement: omitted optional fields reset to empty. Send `If-Match: \"<version>\"` (412 on mismatch) or `version` in the body (409 on mismatch) to avoid lost updates.",
-    responses((status = 200, body = ArtifactOut), (status = 404), (status = 409), (status = 412), (status = 422)))]
+    responses((status = 200, body = ArtifactOut, headers(("ETag" = String, description = "`\"<version>\"`, for `If-Match`"))), (status = 404), (status = 409), (status = 412), (status = 422)))]
 pub async fn replace(
     axum::extract::State(state): axum::extract::State<AppState>,
     ws: Ws,
@@ -254,9 +266,9 @@ pub async fn replace(
 }
 
 #[utoipa::path(patch, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
-    params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)), request_body = ArtifactPatchInput,
+    params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "`\"<version>\"` (or `W/\"<version>\"`, or `*`): write only if the artifact is still at that version, else 412.")), request_body = ArtifactPatchInput,
     description = "Partial update: only present fields change; `description: null` clears it; null name, tags or metadata are rejected.",
-    responses((status = 200, body = ArtifactOut), (status = 404), (status = 409), (status = 412), (status = 422)))]
+    responses((status = 200, body = ArtifactOut, headers(("ETag" = String, description = "`\"<version>\"`, for `If-Match`"))), (status = 404), (status = 409), (status = 412), (status = 422)))]
 pub async fn patch(
     axum::extract::State(state): axum::extract::State<AppState>,
     ws: Ws,
@@ -269,7 +281,7 @@ pub async fn patch(
 }
 
 #[utoipa::path(delete, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
-    params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)),
+    params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "`\"<version>\"` (or `W/\"<version>\"`, or `*`): write only if the artifact is still at that version, else 412.")),
     responses((status = 204), (status = 404), (status = 412)))]
 pub async fn delete(
     axum::extract::State(state): axum::extract::State<AppState>,

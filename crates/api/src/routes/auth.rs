@@ -12,6 +12,7 @@ use crate::extract::{credential, AuthUser, Body, Origin, Query, REFRESH_COOKIE};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterInput {
     pub email: String,
     pub password: String,
@@ -22,6 +23,7 @@ pub struct RegisterInput {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginInput {
     pub email: String,
     pub password: String,
@@ -72,8 +74,8 @@ pub async fn login(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
-    description = "The refresh token comes as `Authorization: Bearer` or the `refresh_token` cookie. Each token works once; a replayed token revokes its session.",
-    responses((status = 200, body = TokenOut), (status = 401)))]
+    description = "The refresh token comes as `Authorization: Bearer` or the `refresh_token` cookie (then with the CSRF header). Each token works once; a replayed token revokes its session.",
+    responses((status = 200, body = TokenOut), (status = 401), (status = 403)))]
 pub async fn refresh(
     State(state): State<AppState>,
     origin: Origin,
@@ -171,6 +173,7 @@ pub async fn resend_verification(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EmailInput {
     email: String,
 }
@@ -192,6 +195,7 @@ pub async fn request_password_reset(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PasswordResetInput {
     /// The token from the reset e-mail's link.
     token: String,

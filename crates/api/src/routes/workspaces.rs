@@ -131,6 +131,7 @@ pub async fn members(mut ws: Ws) -> ApiResult<Json<Vec<MemberOut>>> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AddMemberInput {
     email: String,
     role: Role,
@@ -197,7 +198,7 @@ fn rule_error(e: MembershipRuleError) -> ApiError {
         MembershipRuleError::Insufficient { .. } => {
             ApiError::forbidden("insufficient_role", e.to_string())
         }
-        MembershipRuleError::OwnRole => ApiError::BadRequest(e.to_string()),
+        MembershipRuleError::OwnRole => ApiError::forbidden("own_role", e.to_string()),
         MembershipRuleError::LastOwner => ApiError::Conflict(e.to_string()),
     }
 }
@@ -214,6 +215,7 @@ async fn target(ws: &mut Ws, path: &MemberPath) -> ApiResult<(Uuid, Role, i64)> 
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RoleInput {
     role: Role,
 }
@@ -221,7 +223,7 @@ pub struct RoleInput {
 #[utoipa::path(put, path = "/api/v1/workspaces/{workspace_id}/members/{user_id}/role", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = RoleInput,
     description = "Admins manage members and admins; only an owner grants or revokes ownership; the last owner stays an owner; nobody changes their own role.",
-    responses((status = 200, body = RoleChanged), (status = 400), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 200, body = RoleChanged), (status = 403), (status = 404), (status = 409)))]
 pub async fn change_role(
     mut ws: Ws,
     Path(path): Path<MemberPath>,
