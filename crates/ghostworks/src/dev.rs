@@ -4,6 +4,7 @@
 //! Configured servers (DATABASE_URL, REDIS_URL, SMTP_URL) are used as they are.
 
 use std::collections::HashMap;
+use std::net::TcpListener;
 use std::path::Path;
 
 use anyhow::Context;
@@ -24,9 +25,6 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     let defaults = [
         ("GHOSTWORKS_ENV", "development"),
         ("COOKIE_SECURE", "false"),
-        ("GHOSTWORKS_BIND", "127.0.0.1:8000"),
-        ("WORKER_BIND", "127.0.0.1:8001"),
-        ("WEB_BIND", "127.0.0.1:3000"),
         ("LOG_FORMAT", "pretty"),
         // The web app calls the API over loopback on behalf of browsers, so the API believes
         // its X-Forwarded-For and each browser gets its own rate limits. The web app reads the
@@ -37,6 +35,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     for (k, v) in defaults {
         vars.entry(k.into()).or_insert_with(|| v.into());
     }
+    let reserved = reserve_ports(&mut vars)?;
     // The web app talks to this API and worker, and e-mail links lead to it.
     for (k, bind) in [
         ("API_URL", "GHOSTWORKS_BIND"),
@@ -99,7 +98,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         sink_page = Some(sink.serve_json()?);
     }
 
-    let result = stack(&vars, postgres.is_some(), sink_page).await;
+    let result = stack(&vars, postgres.is_some(), sink_page, reserved).await;
     if let Some(pg) = postgres {
         pg.stop()?;
     }
@@ -108,6 +107,29 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         let _ = r.child.wait();
     }
     result
+}
+
+/// The usual port of each role that has no address of its own (API 8000, worker 8001, web
+/// 3000) when it is free, else any free loopback port, so a second stack on the machine starts
+/// too. The listeners hold the ports while the databases come up, and are released just before
+/// the roles bind them.
+fn reserve_ports(vars: &mut HashMap<String, String>) -> anyhow::Result<Vec<TcpListener>> {
+    let mut reserved = Vec::new();
+    for (var, port) in [
+        ("GHOSTWORKS_BIND", 8000),
+        ("WORKER_BIND", 8001),
+        ("WEB_BIND", 3000),
+    ] {
+        if vars.contains_key(var) {
+            continue;
+        }
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .or_else(|_| TcpListener::bind("127.0.0.1:0"))
+            .with_context(|| format!("{var}: no free loopback port; set {var}"))?;
+        vars.insert(var.into(), listener.local_addr()?.to_string());
+        reserved.push(listener);
+    }
+    Ok(reserved)
 }
 
 /// Every e-mail the sink receives, with its links: how a developer follows a verification or
@@ -125,6 +147,7 @@ async fn stack(
     vars: &HashMap<String, String>,
     private_db: bool,
     sink_page: Option<std::net::SocketAddr>,
+    reserved: Vec<TcpListener>,
 ) -> anyhow::Result<()> {
     let admin = OpsConfig::from_vars(vars.clone())
         .admin_database_url()
@@ -183,6 +206,7 @@ async fn stack(
         crate::seed::DEMO_PASSWORD
     );
     println!("Ctrl-C stops everything; data stays in the data directory.");
+    drop(reserved);
     let web = async {
         ghostworks_web::run(web_config, crate::shutdown_signal())
             .await
