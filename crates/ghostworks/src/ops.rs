@@ -53,7 +53,9 @@ pub struct BackupArgs {
 #[derive(Subcommand)]
 pub enum BackupCommand {
     /// Restore a backup into a scratch database and check row counts and content checksums
-    /// against its manifest (the scratch database is dropped afterwards).
+    /// against its manifest (the scratch database is dropped afterwards). Warns when the
+    /// backup's files are readable by others than their owner (backups are written 0600 in a
+    /// 0700 directory).
     Verify {
         /// A manifest, its .dump, or a backup directory or s3:// prefix (its newest backup);
         /// default: --dir. A backup on S3 is downloaded to TMPDIR first.
@@ -64,22 +66,57 @@ pub enum BackupCommand {
     List,
 }
 
+/// The operator's archive key.
+#[derive(Args)]
+pub struct ArchiveKeyArgs {
+    /// A file holding the key (at least 32 bytes, e.g. `openssl rand -hex 32 > FILE`, mode
+    /// 0600) shared by the operators who move workspaces: export signs the archive with
+    /// HMAC-SHA256, import checks the signature.
+    #[arg(long, env = "TENANT_ARCHIVE_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl ArchiveKeyArgs {
+    fn read(&self) -> anyhow::Result<Option<tenant::ArchiveKey>> {
+        self.key_file
+            .as_deref()
+            .map(tenant::ArchiveKey::read)
+            .transpose()
+    }
+}
+
 #[derive(Subcommand)]
 pub enum TenantCommand {
     /// Write one workspace's data (workspace, member accounts, memberships, artifacts, audit
-    /// log, usage) to a checksummed JSON-lines archive.
+    /// log, usage) to a checksummed JSON-lines archive, created 0600. Signed with --key-file;
+    /// without --with-credentials the accounts travel without their password hashes.
     Export {
         /// The workspace's slug.
         slug: String,
         /// The archive to write; default: SLUG.gwtenant.jsonl.
         #[arg(long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        key: ArchiveKeyArgs,
+        /// Include the accounts' password hashes (otherwise imported accounts must reset
+        /// their password before they can log in).
+        #[arg(long)]
+        with_credentials: bool,
     },
     /// Import an archive into the database of DATABASE_ADMIN_URL in one transaction, verified
-    /// against the archive's manifest. Refused when the workspace exists there.
+    /// against the archive's manifest. Refused when the workspace exists there, when any row
+    /// belongs to another workspace, when the signature does not match --key-file, and when
+    /// the archive is unsigned (unless --allow-unsigned). Existing accounts are kept as they
+    /// are and gain only the archive's memberships of the imported workspace.
     Import {
         /// The archive written by `tenant export`.
         archive: PathBuf,
+        #[command(flatten)]
+        key: ArchiveKeyArgs,
+        /// Import an archive that carries no signature (one exported without --key-file);
+        /// a signed archive is always checked.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
 }
 
@@ -140,6 +177,7 @@ pub async fn backup(url: &str, s3: &S3Settings, args: BackupArgs) -> anyhow::Res
         }
         Some(BackupCommand::Verify { from }) => {
             let b = backup::locate(from.as_deref().unwrap_or(&args.dir), s3).await?;
+            warn_loose_modes(&b);
             let took = backup::verify(url, &b).await?;
             println!(
                 "backup {} verified: {} rows in {} tables match the manifest's counts and \
@@ -173,8 +211,15 @@ pub async fn backup(url: &str, s3: &S3Settings, args: BackupArgs) -> anyhow::Res
     Ok(())
 }
 
+fn warn_loose_modes(b: &backup::Located) {
+    for warning in &b.loose_modes {
+        eprintln!("{warning}");
+    }
+}
+
 pub async fn restore(url: &str, s3: &S3Settings, from: &str, force: bool) -> anyhow::Result<()> {
     let b = backup::locate(from, s3).await?;
+    warn_loose_modes(&b);
     let took = backup::restore(url, &b, force).await?;
     println!(
         "restored {} ({} rows in {} tables, schema version {}) in {:.1} s ({:.1} MB/s of \
@@ -191,15 +236,39 @@ pub async fn restore(url: &str, s3: &S3Settings, from: &str, force: bool) -> any
 }
 
 pub async fn tenant(url: &str, command: TenantCommand) -> anyhow::Result<()> {
-    let (verb, s) = match command {
-        TenantCommand::Export { slug, output } => {
+    let (verb, s, passwords) = match command {
+        TenantCommand::Export {
+            slug,
+            output,
+            key,
+            with_credentials,
+        } => {
             let output = output.unwrap_or_else(|| PathBuf::from(format!("{slug}.gwtenant.jsonl")));
-            let s = tenant::export(url, &slug, &output).await?;
-            (format!("exported to {}", output.display()), s)
+            let key = key.read()?;
+            let s = tenant::export(url, &slug, &output, key.as_ref(), with_credentials).await?;
+            let passwords = "not exported: accounts this archive creates must reset their \
+                             password before they can log in (--with-credentials exports the \
+                             hashes)"
+                .to_string();
+            (format!("exported to {}", output.display()), s, passwords)
         }
-        TenantCommand::Import { archive } => {
-            let s = tenant::import(url, &archive).await?;
-            (format!("imported from {}", archive.display()), s)
+        TenantCommand::Import {
+            archive,
+            key,
+            allow_unsigned,
+        } => {
+            let key = key.read()?;
+            let trust = tenant::Trust {
+                key: key.as_ref(),
+                allow_unsigned,
+            };
+            let s = tenant::import(url, &archive, trust).await?;
+            let passwords = format!(
+                "not in the archive: the {} account(s) it created have no password and must \
+                 reset it (the login page's password reset) before they can log in",
+                s.without_password
+            );
+            (format!("imported from {}", archive.display()), s, passwords)
         }
     };
     let tables: Vec<String> = s
@@ -214,11 +283,26 @@ pub async fn tenant(url: &str, command: TenantCommand) -> anyhow::Result<()> {
         s.total_rows(),
         tables.join(", "),
         if s.existing_users > 0 {
-            format!(", {} existing account(s) kept", s.existing_users)
+            format!(
+                ", {} existing account(s) kept as they were (they gain only this workspace's \
+                 memberships)",
+                s.existing_users
+            )
         } else {
             String::new()
         }
     );
+    println!(
+        "signature: {}",
+        if s.signed {
+            "HMAC-SHA256 with the --key-file key"
+        } else {
+            "none (importing it needs --allow-unsigned; --key-file signs and checks archives)"
+        }
+    );
+    if !s.credentials {
+        println!("passwords: {passwords}");
+    }
     Ok(())
 }
 

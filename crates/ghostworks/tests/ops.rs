@@ -1,8 +1,10 @@
 //! Drives the operator's commands through the real binary against real PostgreSQL: backup,
 //! drop, restore and verify, to a directory and to an S3-compatible server; corruption
-//! detection; tenant export and import; migration lint, lock and lock timeout.
+//! detection; file modes; retention's refusal of planted manifests; tenant export and import
+//! with signatures and forged rows; migration lint, lock and lock timeout.
 
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use ghostworks_ops::backup::Manifest;
 use ghostworks_ops::pg::{self, TableSum};
 use ghostworks_ops::storage::Destination;
 use ghostworks_testkit::{services, TestDb};
+use sha2::Digest;
 use sqlx::{Connection, Executor, PgConnection};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ghostworks");
@@ -21,7 +24,19 @@ fn ghostworks(args: &[&str], admin_url: &str) -> Output {
 
 /// `ghostworks` with only the variables the test gives it, plus `env`.
 fn ghostworks_with(args: &[&str], admin_url: &str, env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
+    run(Command::new(BIN), args, admin_url, env)
+}
+
+/// `ghostworks` under the umask 022, with which files are created 0644 and directories 0755
+/// unless the program says otherwise.
+fn ghostworks_umask_022(args: &[&str], admin_url: &str) -> Output {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "umask 022 && exec \"$0\" \"$@\"", BIN]);
+    run(sh, args, admin_url, &[])
+}
+
+fn run(mut command: Command, args: &[&str], admin_url: &str, env: &[(&str, &str)]) -> Output {
+    command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
@@ -384,20 +399,135 @@ async fn tenant_sums(url: &str, slug: &str) -> Vec<TableSum> {
     out
 }
 
+/// A key file of `byte` repeated, 0600.
+fn key_file(dir: &Path, name: &str, byte: char) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}\n", byte.to_string().repeat(64))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// What the author of a forged archive does: edit its rows, then recompute the manifest's
+/// sha256. A signature line, which needs the key, stays as it was.
+fn reseal(archive: &str, edit: impl FnOnce(&mut Vec<String>)) -> String {
+    let mut lines: Vec<String> = archive.lines().map(str::to_string).collect();
+    let signature = lines
+        .last()
+        .filter(|l| l.contains(r#""kind":"signature""#))
+        .cloned();
+    if signature.is_some() {
+        lines.pop();
+    }
+    let mut manifest: serde_json::Value = serde_json::from_str(&lines.pop().unwrap()).unwrap();
+    assert_eq!(manifest["kind"], "manifest");
+    edit(&mut lines);
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    manifest["sha256"] = hex::encode(sha2::Sha256::digest(body.as_bytes())).into();
+    format!(
+        "{body}{manifest}\n{}",
+        signature.map(|s| format!("{s}\n")).unwrap_or_default()
+    )
+}
+
+/// The rows of `table` in an archive.
+fn archived_rows(archive: &str, table: &str) -> Vec<serde_json::Value> {
+    archive
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["kind"] == "row" && l["table"] == table)
+        .map(|l| l["row"].clone())
+        .collect()
+}
+
 #[tokio::test]
 async fn tenant_export_moves_acme_and_nothing_of_umbrella() {
     let source = seeded().await;
     let target = services().database().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "archive.key", 'a');
     let archive = dir.path().join("acme-corp.gwtenant.jsonl");
     let archive_s = archive.to_str().unwrap();
     let out = ok(
-        &["tenant", "export", "acme-corp", "--output", archive_s],
+        &[
+            "tenant",
+            "export",
+            "acme-corp",
+            "--output",
+            archive_s,
+            "--key-file",
+            &key,
+            "--with-credentials",
+        ],
         &source.admin_url,
     );
     assert!(out.contains("exported"), "{out}");
-    let out = ok(&["tenant", "import", archive_s], &target.admin_url);
+    assert!(out.contains("signature: HMAC-SHA256"), "{out}");
+    let signed = std::fs::read_to_string(&archive).unwrap();
+    assert!(archived_rows(&signed, "users")
+        .iter()
+        .all(|u| u["hashed_password"]
+            .as_str()
+            .unwrap()
+            .starts_with("$argon2")));
+
+    // Signed with another key, or without a key to check it: refused, nothing written.
+    let before = row_counts(&target.admin_url).await;
+    let other_key = key_file(dir.path(), "other.key", 'b');
+    for (args, expected) in [
+        (
+            vec!["tenant", "import", archive_s, "--key-file", &other_key],
+            "signature does not match",
+        ),
+        (
+            vec!["tenant", "import", archive_s, "--allow-unsigned"],
+            "is signed",
+        ),
+    ] {
+        let o = ghostworks(&args, &target.admin_url);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(text(&o).contains(expected), "{args:?}: {}", text(&o));
+    }
+    // A row changed and the sha256 recomputed: the signature gives it away.
+    let forged = dir.path().join("forged.gwtenant.jsonl");
+    std::fs::write(
+        &forged,
+        reseal(&signed, |lines| {
+            let artifact = lines
+                .iter_mut()
+                .find(|l| l.contains(r#""table":"artifacts""#))
+                .unwrap();
+            *artifact = artifact.replacen(r#""name":""#, r#""name":"x"#, 1);
+        }),
+    )
+    .unwrap();
+    let o = ghostworks(
+        &[
+            "tenant",
+            "import",
+            forged.to_str().unwrap(),
+            "--key-file",
+            &key,
+        ],
+        &target.admin_url,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("signature does not match"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(row_counts(&target.admin_url).await, before);
+
+    // The key through the environment, as a deploy's env file gives it.
+    let o = ghostworks_with(
+        &["tenant", "import", archive_s],
+        &target.admin_url,
+        &[("TENANT_ARCHIVE_KEY_FILE", &key)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
     assert!(out.contains("counts and checksums verified"), "{out}");
+    assert!(out.contains("signature: HMAC-SHA256"), "{out}");
 
     let expected = tenant_sums(&source.admin_url, "acme-corp").await;
     assert!(expected.iter().any(|t| t.name == "artifacts" && t.rows > 0));
@@ -424,20 +554,241 @@ async fn tenant_export_moves_acme_and_nothing_of_umbrella() {
     assert_eq!(umbrella, 0);
 
     // A second import of the same workspace is refused, and so is a tampered archive.
-    let again = ghostworks(&["tenant", "import", archive_s], &target.admin_url);
+    let again = ghostworks(
+        &["tenant", "import", archive_s, "--key-file", &key],
+        &target.admin_url,
+    );
     assert!(text(&again).contains("already exists"), "{}", text(&again));
-    let tampered = std::fs::read_to_string(&archive)
-        .unwrap()
-        .replacen("Acme", "Acne", 1);
+    let tampered = signed.replacen("Acme", "Acne", 1);
     std::fs::write(&archive, tampered).unwrap();
     let fresh = services().database().await.unwrap();
-    let refused = ghostworks(&["tenant", "import", archive_s], &fresh.admin_url);
+    let refused = ghostworks(
+        &["tenant", "import", archive_s, "--key-file", &key],
+        &fresh.admin_url,
+    );
     assert!(!refused.status.success());
     assert!(
         text(&refused).contains("is corrupted"),
         "{}",
         text(&refused)
     );
+}
+
+/// The number of rows of every table of the database.
+async fn row_counts(url: &str) -> Vec<(String, i64)> {
+    sums(url)
+        .await
+        .into_iter()
+        .map(|t| (t.name, t.rows))
+        .collect()
+}
+
+#[tokio::test]
+async fn tenant_import_refuses_rows_of_other_workspaces_and_unsigned_archives() {
+    let source = seeded().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("acme-corp.gwtenant.jsonl");
+    let archive_s = archive.to_str().unwrap();
+    let out = ok(
+        &["tenant", "export", "acme-corp", "--output", archive_s],
+        &source.admin_url,
+    );
+    assert!(out.contains("signature: none"), "{out}");
+    assert!(out.contains("must reset their password"), "{out}");
+    let honest = std::fs::read_to_string(&archive).unwrap();
+    assert!(
+        !honest.contains("hashed_password"),
+        "password hashes exported"
+    );
+    assert!(!honest.contains("$argon2"), "password hashes exported");
+
+    // The target has a workspace of its own, the victim.
+    let target = services().database().await.unwrap();
+    let victim_user = uuid::Uuid::new_v4();
+    let victim = uuid::Uuid::new_v4();
+    let mut t = pg::owner_connection(&target.admin_url, "test")
+        .await
+        .unwrap();
+    for sql in [
+        format!("INSERT INTO users (id, email, hashed_password) VALUES ('{victim_user}', 'victim@example.com', 'x')"),
+        format!("INSERT INTO tenants (id, name, slug) VALUES ('{victim}', 'Victim', 'victim-co')"),
+        format!("INSERT INTO workspace_memberships (id, user_id, tenant_id, role) VALUES ('{}', '{victim_user}', '{victim}', 'owner')", uuid::Uuid::new_v4()),
+    ] {
+        t.execute(sql.as_str()).await.unwrap();
+    }
+    let before = row_counts(&target.admin_url).await;
+
+    let refused = ghostworks(&["tenant", "import", archive_s], &target.admin_url);
+    assert!(!refused.status.success());
+    let out = text(&refused);
+    assert!(
+        out.contains("is not signed") && out.contains("--allow-unsigned"),
+        "{out}"
+    );
+
+    // The attack: one membership line making an archived account owner of the victim.
+    let acme_user = archived_rows(&honest, "users")[0]["id"].clone();
+    let forged_membership = serde_json::json!({
+        "kind": "row",
+        "table": "workspace_memberships",
+        "row": {
+            "id": uuid::Uuid::new_v4(), "user_id": acme_user, "tenant_id": victim,
+            "role": "owner", "is_active": true,
+            "created_at": "2026-01-01T00:00:00+00:00", "updated_at": "2026-01-01T00:00:00+00:00"
+        }
+    });
+    // And an account no row of the workspace names.
+    let stray_account = serde_json::json!({
+        "kind": "row",
+        "table": "users",
+        "row": {
+            "id": uuid::Uuid::new_v4(), "email": "stray@example.com", "hashed_password": "x",
+            "is_verified": true, "is_active": true,
+            "created_at": "2026-01-01T00:00:00+00:00", "updated_at": "2026-01-01T00:00:00+00:00"
+        }
+    });
+    for (forged_line, table) in [
+        (forged_membership, "workspace_memberships"),
+        (stray_account, "users"),
+    ] {
+        let mut line_number = 0;
+        let forged = reseal(&honest, |lines| {
+            lines.push(forged_line.to_string());
+            line_number = lines.len();
+        });
+        std::fs::write(&archive, forged).unwrap();
+        let o = ghostworks(
+            &["tenant", "import", archive_s, "--allow-unsigned"],
+            &target.admin_url,
+        );
+        assert!(!o.status.success(), "a forged {table} row was imported");
+        let out = text(&o);
+        assert!(
+            out.contains(&format!("line {line_number} (table {table})")),
+            "{out}"
+        );
+        assert!(out.contains("nothing was imported"), "{out}");
+        assert_eq!(row_counts(&target.admin_url).await, before);
+    }
+
+    // The honest archive imports with --allow-unsigned; its accounts have no password.
+    std::fs::write(&archive, &honest).unwrap();
+    let out = ok(
+        &["tenant", "import", archive_s, "--allow-unsigned"],
+        &target.admin_url,
+    );
+    let accounts = archived_rows(&honest, "users").len();
+    assert!(
+        out.contains(&format!(
+            "the {accounts} account(s) it created have no password and must reset it"
+        )),
+        "{out}"
+    );
+    let (with_hash, victim_members): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM users WHERE hashed_password LIKE '$argon2%'),
+                (SELECT count(*) FROM workspace_memberships WHERE tenant_id = $1)",
+    )
+    .bind(victim)
+    .fetch_one(&mut t)
+    .await
+    .unwrap();
+    assert_eq!((with_hash, victim_members), (0, 1));
+}
+
+#[tokio::test]
+async fn backups_and_archives_are_private_whatever_the_umask() {
+    let db = seeded().await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("backups");
+    let dir_s = dir.to_str().unwrap();
+    let o = ghostworks_umask_022(&["backup", "--dir", dir_s], &db.admin_url);
+    assert!(o.status.success(), "{}", text(&o));
+    let archive = root.path().join("acme.gwtenant.jsonl");
+    let o = ghostworks_umask_022(
+        &[
+            "tenant",
+            "export",
+            "acme-corp",
+            "--output",
+            archive.to_str().unwrap(),
+        ],
+        &db.admin_url,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "backup directory");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    assert_eq!(mode(&archive), 0o600, "tenant archive");
+
+    let out = ok(&["backup", "verify", "--from", dir_s], &db.admin_url);
+    assert!(!out.contains("has mode"), "{out}");
+    let manifest = files
+        .iter()
+        .find(|f| f.to_str().unwrap().ends_with(".manifest.json"))
+        .unwrap();
+    std::fs::set_permissions(manifest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = ok(&["backup", "verify", "--from", dir_s], &db.admin_url);
+    assert!(
+        out.contains(&format!("warning: {} has mode 0644", manifest.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("warning: {dir_s} has mode 0755")),
+        "{out}"
+    );
+    assert!(out.contains("verified"), "{out}");
+}
+
+#[tokio::test]
+async fn retention_refuses_a_manifest_naming_a_file_outside_the_directory() {
+    let db = seeded().await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("backups");
+    let dir_s = dir.to_str().unwrap();
+    ok(&["backup", "--dir", dir_s], &db.admin_url);
+    let mut planted = serde_json::to_value(only_manifest(&dir).await).unwrap();
+    let victim = root.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+
+    let keep_one = [
+        "--keep-recent",
+        "1",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+    ];
+    // An old backup, so that retention would delete "its dump".
+    planted["created_at"] = "2020-01-01T00:00:00Z".into();
+    let name = "ghostworks-20200101T000000.000Z.manifest.json";
+    for dump_file in ["../victim.txt".to_string(), victim.display().to_string()] {
+        planted["dump_file"] = dump_file.clone().into();
+        std::fs::write(dir.join(name), planted.to_string()).unwrap();
+        let o = ghostworks(
+            &[&["backup", "--dir", dir_s][..], &keep_one].concat(),
+            &db.admin_url,
+        );
+        assert!(!o.status.success(), "{dump_file}: {}", text(&o));
+        let out = text(&o);
+        assert!(
+            out.contains(&format!(
+                "refusing the manifest {}",
+                dir.join(name).display()
+            )),
+            "{out}"
+        );
+        assert!(out.contains("is not a plain file name"), "{out}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    }
 }
 
 #[test]

@@ -5,9 +5,11 @@
 //! `ghostworks-<UTC time>.dump` and `ghostworks-<UTC time>.manifest.json`, the manifest written
 //! last, so that a backup whose manifest exists is complete. The manifest's counts and checksums
 //! are taken in the same snapshot pg_dump reads (`pg_export_snapshot`), so they match the dump
-//! exactly even while traffic writes.
+//! exactly even while traffic writes. Every file is created 0600 and the backup directory 0700
+//! ([`crate::storage`]).
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use crate::pg::{self, TableSum};
 use crate::progress;
-use crate::storage::{Destination, Staging};
+use crate::storage::{self, Destination, Staging};
 
 const MANIFEST_SUFFIX: &str = ".manifest.json";
 const DUMP_SUFFIX: &str = ".dump";
@@ -43,13 +45,32 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Reads the manifest `name`, refusing one whose dump is not a plain `.dump` file name in
+    /// the same place: retention deletes the file a manifest names.
     async fn read(dest: &Destination, name: &str) -> Result<Self> {
-        serde_json::from_slice(&dest.read(name).await?).with_context(|| {
-            format!(
-                "{} is not a backup manifest (or it is damaged)",
-                dest.location(name)
-            )
-        })
+        let manifest: Self =
+            serde_json::from_slice(&dest.read(name).await?).with_context(|| {
+                format!(
+                    "{} is not a backup manifest (or it is damaged)",
+                    dest.location(name)
+                )
+            })?;
+        storage::plain_name(&manifest.dump_file)
+            .and_then(|dump| {
+                if dump.ends_with(DUMP_SUFFIX) {
+                    Ok(())
+                } else {
+                    bail!("{dump:?} is not a {DUMP_SUFFIX} file")
+                }
+            })
+            .with_context(|| {
+                format!(
+                    "refusing the manifest {}: its dump_file must name a dump beside it (remove \
+                     the manifest if nobody here wrote it)",
+                    dest.location(name)
+                )
+            })?;
+        Ok(manifest)
     }
 
     pub fn total_rows(&self) -> i64 {
@@ -64,6 +85,8 @@ pub struct Located {
     pub origin: String,
     pub manifest: Manifest,
     pub dump: PathBuf,
+    /// The backup's files or directory that users other than their owner may read.
+    pub loose_modes: Vec<String>,
     _staging: Staging,
 }
 
@@ -113,10 +136,12 @@ pub async fn locate(from: &str, s3: &S3Settings) -> Result<Located> {
             manifest.sha256
         );
     }
+    let loose_modes = dest.loose_modes(&[&name, &manifest.dump_file]);
     Ok(Located {
         origin,
         manifest,
         dump,
+        loose_modes,
         _staging: staging,
     })
 }
@@ -231,9 +256,11 @@ pub async fn create(url: &str, dest: &Destination) -> Result<(String, Manifest)>
     let schema_version = pg::schema_version(&mut conn).await?;
 
     let mut dump = pg::tool_command("pg_dump", url)?;
+    // pg_dump writes to a file this process created 0600: with --file it would create it with
+    // the umask's mode.
     dump.args(["--format=custom", "--compress=6", "--no-password"])
         .arg(format!("--snapshot={snapshot}"))
-        .arg(format!("--file={}", partial.display()));
+        .stdout(storage::create_private_file(&partial)?);
     let dumping = tokio::task::spawn_blocking({
         let partial = partial.clone();
         move || run_with_progress(dump, "pg_dump", Some(&partial))
@@ -266,7 +293,7 @@ pub async fn create(url: &str, dest: &Destination) -> Result<(String, Manifest)>
     };
     let manifest_name = format!("{stem}{MANIFEST_SUFFIX}");
     let tmp = staging.dir().join(format!("{manifest_name}.partial"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)?;
+    storage::create_private_file(&tmp)?.write_all(&serde_json::to_vec_pretty(&manifest)?)?;
     dest.put(&tmp, &manifest_name).await?;
     Ok((dest.location(&manifest_name), manifest))
 }

@@ -1,8 +1,13 @@
 //! Where backups are kept: a local directory, or a prefix in an S3-compatible bucket. The backup
 //! code deals in file names and this type; only here do the two kinds of storage differ.
+//!
+//! Backups and tenant archives hold every password hash and all tenant data: the files this
+//! crate writes are created 0600 and its directories 0700, whatever the umask.
 
 use std::fmt;
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +43,37 @@ impl fmt::Display for Destination {
             Self::S3 { url, .. } => f.write_str(url),
         }
     }
+}
+
+/// Creates `path` (which must not exist) readable by its owner only. The mode is set by the
+/// creating call itself: a chmod afterwards would leave a moment in which others can open it.
+pub fn create_private_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Creates `dir` and its missing parents, each accessible to its owner only (an existing
+/// directory keeps its mode; `backup verify` warns about a wider one).
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the directory {}", dir.display()))
+}
+
+/// Refuses a file name that is not a plain name directly in the destination. Names reach this
+/// type from manifests, which anyone who can write to the backup directory can plant: one
+/// naming `../../etc/passwd` must not make retention delete that file.
+pub fn plain_name(name: &str) -> Result<&str> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        bail!("{name:?} is not a plain file name inside the backup directory");
+    }
+    Ok(name)
 }
 
 /// A local directory that files pass through on their way to or from a [`Destination`]: the
@@ -167,6 +203,7 @@ impl Destination {
 
     /// The contents of a small file (a manifest).
     pub async fn read(&self, name: &str) -> Result<Vec<u8>> {
+        plain_name(name)?;
         let read: Result<Vec<u8>> = match self {
             Self::Local(dir) => std::fs::read(dir.join(name)).map_err(Into::into),
             Self::S3 { store, prefix, .. } => {
@@ -184,8 +221,7 @@ impl Destination {
     pub fn staging(&self) -> Result<Staging> {
         match self {
             Self::Local(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+                create_private_dir(dir)?;
                 Ok(Staging {
                     dir: dir.clone(),
                     _temporary: None,
@@ -206,6 +242,7 @@ impl Destination {
 
     /// Moves the file `local` (in [`Self::staging`]) in as `name`.
     pub async fn put(&self, local: &Path, name: &str) -> Result<()> {
+        plain_name(name)?;
         let put = match self {
             Self::Local(dir) => std::fs::rename(local, dir.join(name)).map_err(anyhow::Error::from),
             Self::S3 { store, prefix, .. } => {
@@ -230,13 +267,19 @@ impl Destination {
     /// The file `name` as a local file: in place for a directory, downloaded into `staging` from
     /// S3.
     pub async fn fetch(&self, name: &str, staging: &Staging) -> Result<PathBuf> {
+        plain_name(name)?;
         match self {
             Self::Local(dir) => Ok(dir.join(name)),
             Self::S3 { store, prefix, .. } => {
                 let path = staging.dir().join(name);
                 let fetched: Result<()> = async {
                     let mut body = store.get(&prefix.clone().join(name)).await?.into_stream();
-                    let mut file = tokio::fs::File::create(&path).await?;
+                    let mut file = tokio::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .await?;
                     while let Some(chunk) = body.try_next().await? {
                         file.write_all(&chunk).await?;
                     }
@@ -252,6 +295,7 @@ impl Destination {
 
     /// Deletes the file `name`; one that is gone already is no error.
     pub async fn delete(&self, name: &str) -> Result<()> {
+        plain_name(name)?;
         let deleted = match self {
             Self::Local(dir) => match std::fs::remove_file(dir.join(name)) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -265,6 +309,28 @@ impl Destination {
             }
         };
         deleted.with_context(|| format!("cannot delete {}", self.location(name)))
+    }
+
+    /// A warning for the directory and for each of the files `names` that users other than
+    /// its owner may open (S3 objects have no modes).
+    pub fn loose_modes(&self, names: &[&str]) -> Vec<String> {
+        let Self::Local(dir) = self else {
+            return Vec::new();
+        };
+        std::iter::once((dir.clone(), 0o700))
+            .chain(names.iter().map(|n| (dir.join(n), 0o600)))
+            .filter_map(|(path, wanted)| {
+                let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o777;
+                (mode & 0o077 != 0).then(|| {
+                    format!(
+                        "warning: {} has mode {mode:04o}: users other than its owner may read \
+                         the backup (every password hash and all tenant data); chmod {wanted:o} {}",
+                        path.display(),
+                        path.display()
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -357,6 +423,38 @@ mod tests {
             let e = error(location, &KEYS);
             assert!(e.contains(expected), "{location}: {e}");
         }
+    }
+
+    #[tokio::test]
+    async fn names_outside_the_destination_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let local = Destination::Local(dir.path().join("backups"));
+        let s3 = Destination::parse("s3://ghostworks-backups/prod", &env(&KEYS)).unwrap();
+        for name in [
+            "../victim",
+            victim.to_str().unwrap(),
+            "..",
+            ".",
+            "",
+            "a/b",
+            "a\\b",
+        ] {
+            for dest in [&local, &s3] {
+                for e in [
+                    dest.delete(name).await.unwrap_err(),
+                    dest.read(name).await.unwrap_err(),
+                ] {
+                    let e = format!("{e:#}");
+                    assert!(
+                        e.contains("is not a plain file name"),
+                        "{dest} {name:?}: {e}"
+                    );
+                }
+            }
+        }
+        assert!(victim.exists());
     }
 
     #[test]
