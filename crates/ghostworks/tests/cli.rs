@@ -97,7 +97,7 @@ fn roles_refuse_to_start_without_an_explicit_environment() {
         )
     };
     let [api_bind, worker_bind, web_bind]: [String; 3] = [0, 1, 2].map(free);
-    let roles: [(&str, &str, Vec<(&str, &str)>); 3] = [
+    let roles = [
         (
             "serve",
             "",
@@ -105,7 +105,7 @@ fn roles_refuse_to_start_without_an_explicit_environment() {
                 ("DATABASE_URL", "postgres://api:pw@127.0.0.1:1/gw"),
                 ("REDIS_URL", "redis://127.0.0.1:1/0"),
                 ("JWT_SECRET_KEY", "a-long-random-value-of-32-bytes-or-more"),
-                ("GHOSTWORKS_BIND", &api_bind),
+                ("GHOSTWORKS_BIND", api_bind.as_str()),
             ],
         ),
         (
@@ -114,10 +114,10 @@ fn roles_refuse_to_start_without_an_explicit_environment() {
             vec![
                 ("DATABASE_URL", "postgres://worker:pw@127.0.0.1:1/gw"),
                 ("SMTP_URL", "smtp://127.0.0.1:1"),
-                ("WORKER_BIND", &worker_bind),
+                ("WORKER_BIND", worker_bind.as_str()),
             ],
         ),
-        ("web", "--web", vec![("WEB_BIND", &web_bind)]),
+        ("web", "--web", vec![("WEB_BIND", web_bind.as_str())]),
     ];
     let refusal = "GHOSTWORKS_ENV: missing; set GHOSTWORKS_ENV=production";
     for (role, flag, env) in roles {
