@@ -55,7 +55,8 @@ pub struct Common {
 impl Common {
     /// The section for commands that need nothing else (migrate, seed, backup, deploy, ...).
     /// A value that does not validate falls back as a role's would, but stops nothing: these
-    /// commands only log, and an operator's repair must not fail on a log setting.
+    /// commands only log, and an operator's repair must not fail on a log setting. (An unset
+    /// GHOSTWORKS_ENV reads as development here; `seed` refuses production on its own.)
     pub fn lenient(vars: &HashMap<String, String>) -> Self {
         Self::read(&mut Reader::new(vars))
     }
@@ -107,9 +108,15 @@ impl Common {
     }
 }
 
+/// Required: development relaxes key lengths, cookies and demo accounts, so a deployment that
+/// forgot the variable must not get it by default. `ghostworks dev` and the tests set it.
 fn environment(r: &mut Reader<'_>) -> Environment {
     match r.raw("GHOSTWORKS_ENV").as_deref() {
-        None | Some("development") => Environment::Development,
+        None => {
+            r.error("GHOSTWORKS_ENV: missing; set GHOSTWORKS_ENV=production (or staging; development only on a developer's machine, as `ghostworks dev` does)");
+            Environment::Development
+        }
+        Some("development") => Environment::Development,
         Some("staging") => Environment::Staging,
         Some("production") => Environment::Production,
         Some(other) => {
@@ -174,6 +181,19 @@ mod tests {
             let c = Common::lenient(&vars(&[("GHOSTWORKS_ENV", env)]));
             assert_eq!(c.log_format, LogFormat::Json, "{env}");
         }
+    }
+
+    #[test]
+    fn an_unset_environment_is_refused_with_the_fix() {
+        for unset in [vars(&[]), vars(&[("GHOSTWORKS_ENV", " ")])] {
+            let e = Common::from_vars(&unset).unwrap_err().to_string();
+            assert!(
+                e.starts_with("GHOSTWORKS_ENV: missing; set GHOSTWORKS_ENV=production"),
+                "{e}"
+            );
+        }
+        let explicit = Common::from_vars(&vars(&[("GHOSTWORKS_ENV", "development")])).unwrap();
+        assert!(explicit.development());
     }
 
     #[test]

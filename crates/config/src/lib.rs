@@ -106,6 +106,7 @@ mod tests {
     }
 
     const BASE: &[(&str, &str)] = &[
+        ("GHOSTWORKS_ENV", "development"),
         ("DATABASE_URL", "postgres://api:pw@db/gw"),
         ("REDIS_URL", "redis://redis:6379/0"),
         ("JWT_SECRET_KEY", "0123456789abcdef0123456789abcdef"),
@@ -145,6 +146,7 @@ mod tests {
         }
         // The worker reads the same two trace settings, with the same checks.
         let worker = WorkerConfig::from_vars(&vars(&[
+            ("GHOSTWORKS_ENV", "development"),
             ("DATABASE_URL", "postgres://w:pw@db/gw"),
             ("SMTP_URL", "smtp://127.0.0.1:2525"),
             ("TRACE_SAMPLE_RATIO", "-0.1"),
@@ -201,7 +203,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("jwt");
         std::fs::write(&f, "from-a-file-0123456789abcdef0123456789\n").unwrap();
-        let mut v = vars(&BASE[..2]);
+        let mut v = vars(&BASE[..3]);
         v.insert("JWT_SECRET_KEY_FILE".into(), f.display().to_string());
         assert_eq!(
             Config::from_vars(&v).unwrap().jwt_secret.expose(),
@@ -227,6 +229,7 @@ mod tests {
     }
 
     const WORKER: &[(&str, &str)] = &[
+        ("GHOSTWORKS_ENV", "development"),
         ("DATABASE_URL", "postgres://worker:pw@db/gw"),
         ("SMTP_URL", "smtp://mailer:hunter2@127.0.0.1:2525"),
     ];

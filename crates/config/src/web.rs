@@ -124,9 +124,11 @@ mod tests {
     use super::*;
     use crate::tests::vars;
 
+    const DEVELOPMENT: (&str, &str) = ("GHOSTWORKS_ENV", "development");
+
     #[test]
     fn development_defaults_point_at_the_local_api() {
-        let c = WebConfig::from_vars(&vars(&[])).unwrap();
+        let c = WebConfig::from_vars(&vars(&[DEVELOPMENT])).unwrap();
         assert_eq!(c.api_url, "http://127.0.0.1:8000");
         assert_eq!(c.bind.to_string(), "127.0.0.1:3000");
         assert_eq!(c.public_url, "http://127.0.0.1:3000");
@@ -149,7 +151,11 @@ mod tests {
 
     #[test]
     fn the_api_is_reached_over_plain_http_inside_the_network() {
-        let e = WebConfig::from_vars(&vars(&[("API_URL", "https://api.example.com")])).unwrap_err();
+        let e = WebConfig::from_vars(&vars(&[
+            DEVELOPMENT,
+            ("API_URL", "https://api.example.com"),
+        ]))
+        .unwrap_err();
         assert!(e
             .to_string()
             .contains("API_URL: 'https://api.example.com' must be an http:// URL"));
@@ -165,16 +171,20 @@ mod tests {
 
     #[test]
     fn trusted_proxies_are_read_like_the_apis() {
-        let c = WebConfig::from_vars(&vars(&[])).unwrap();
+        let c = WebConfig::from_vars(&vars(&[DEVELOPMENT])).unwrap();
         assert_eq!(c.trusted_proxies, TrustedProxies::default());
-        let c = WebConfig::from_vars(&vars(&[("TRUSTED_PROXIES", "172.28.0.10, 10.1.0.0/16")]))
-            .unwrap();
+        let c = WebConfig::from_vars(&vars(&[
+            DEVELOPMENT,
+            ("TRUSTED_PROXIES", "172.28.0.10, 10.1.0.0/16"),
+        ]))
+        .unwrap();
         let nginx = "172.28.0.10".parse().unwrap();
         assert!(c.trusted_proxies.contains(&nginx));
         assert!(c
             .redacted()
             .contains(&("TRUSTED_PROXIES", "172.28.0.10/32,10.1.0.0/16".to_string())));
-        let e = WebConfig::from_vars(&vars(&[("TRUSTED_PROXIES", "nginx")])).unwrap_err();
+        let e =
+            WebConfig::from_vars(&vars(&[DEVELOPMENT, ("TRUSTED_PROXIES", "nginx")])).unwrap_err();
         assert!(
             e.to_string()
                 .contains("TRUSTED_PROXIES: 'nginx' is not an IP address or CIDR range"),

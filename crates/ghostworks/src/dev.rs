@@ -4,6 +4,7 @@
 //! Configured servers (DATABASE_URL, REDIS_URL, SMTP_URL) are used as they are.
 
 use std::collections::HashMap;
+use std::net::TcpListener;
 use std::path::Path;
 
 use anyhow::Context;
@@ -21,7 +22,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("--data-dir: cannot create {}", data_dir.display()))?;
     let data_dir = std::fs::canonicalize(data_dir)?;
     let mut vars = ghostworks_config::process_vars();
-    set_defaults(&mut vars);
+    let reserved = set_defaults(&mut vars)?;
     let _telemetry = crate::telemetry::tool("ghostworks-dev", &Common::lenient(&vars));
 
     let mut postgres = None;
@@ -64,7 +65,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         sink_page = Some(sink.serve_json()?);
     }
 
-    let result = stack(&vars, postgres.is_some(), sink_page).await;
+    let result = stack(&vars, postgres.is_some(), sink_page, reserved).await;
     if let Some(pg) = postgres {
         pg.stop()?;
     }
@@ -75,14 +76,12 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     result
 }
 
-/// The local stack's settings where the environment leaves them unset.
-fn set_defaults(vars: &mut HashMap<String, String>) {
+/// The local stack's settings where the environment leaves them unset; the listeners hold the
+/// roles' ports until they bind them.
+fn set_defaults(vars: &mut HashMap<String, String>) -> anyhow::Result<Vec<TcpListener>> {
     let defaults = [
         ("GHOSTWORKS_ENV", "development"),
         ("COOKIE_SECURE", "false"),
-        ("GHOSTWORKS_BIND", "127.0.0.1:8000"),
-        ("WORKER_BIND", "127.0.0.1:8001"),
-        ("WEB_BIND", "127.0.0.1:3000"),
         ("LOG_FORMAT", "pretty"),
         // The web app calls the API over loopback on behalf of browsers, so the API believes
         // its X-Forwarded-For and each browser gets its own rate limits. The web app reads the
@@ -93,6 +92,7 @@ fn set_defaults(vars: &mut HashMap<String, String>) {
     for (k, v) in defaults {
         vars.entry(k.into()).or_insert_with(|| v.into());
     }
+    let reserved = reserve_ports(vars)?;
     // The web app talks to this API and worker, and e-mail links lead to it.
     for (k, bind) in [
         ("API_URL", "GHOSTWORKS_BIND"),
@@ -102,6 +102,30 @@ fn set_defaults(vars: &mut HashMap<String, String>) {
         let url = format!("http://{}", vars[bind]);
         vars.entry(k.into()).or_insert(url);
     }
+    Ok(reserved)
+}
+
+/// The usual port of each role that has no address of its own (API 8000, worker 8001, web
+/// 3000) when it is free, else any free loopback port, so a second stack on the machine starts
+/// too. The listeners hold the ports while the databases come up, and are released just before
+/// the roles bind them.
+fn reserve_ports(vars: &mut HashMap<String, String>) -> anyhow::Result<Vec<TcpListener>> {
+    let mut reserved = Vec::new();
+    for (var, port) in [
+        ("GHOSTWORKS_BIND", 8000),
+        ("WORKER_BIND", 8001),
+        ("WEB_BIND", 3000),
+    ] {
+        if vars.contains_key(var) {
+            continue;
+        }
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .or_else(|_| TcpListener::bind("127.0.0.1:0"))
+            .with_context(|| format!("{var}: no free loopback port; set {var}"))?;
+        vars.insert(var.into(), listener.local_addr()?.to_string());
+        reserved.push(listener);
+    }
+    Ok(reserved)
 }
 
 /// Every e-mail the sink receives, with its links: how a developer follows a verification or
@@ -150,6 +174,7 @@ async fn stack(
     vars: &HashMap<String, String>,
     private_db: bool,
     sink_page: Option<std::net::SocketAddr>,
+    reserved: Vec<TcpListener>,
 ) -> anyhow::Result<()> {
     let admin = OpsConfig::from_vars(vars.clone())
         .admin_database_url()
@@ -187,6 +212,7 @@ async fn stack(
     let web_config = ghostworks_config::WebConfig::from_vars(vars)
         .map_err(|e| anyhow::anyhow!("invalid web configuration:\n{e}"))?;
     print_urls(&config, worker_config.as_ref(), &web_config, sink_page);
+    drop(reserved);
     let web = async {
         ghostworks_web::run(web_config, crate::roles::shutdown_signal())
             .await

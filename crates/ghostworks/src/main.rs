@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API (configuration from the environment; see .env.example).
+    /// Serve the HTTP API (configuration from the environment; see .env.example). Like
+    /// `worker` and `web`, refuses to start without GHOSTWORKS_ENV.
     Serve,
     /// Serve the web application: server-rendered pages over the API at API_URL, on WEB_BIND
     /// (default 0.0.0.0:3000; see docs/web.md).
@@ -61,8 +62,9 @@ enum Command {
     },
     /// Run everything locally: private PostgreSQL and Redis (when DATABASE_URL / REDIS_URL
     /// are unset), an SMTP sink (when SMTP_URL is unset), migrations, demo data, the API, a
-    /// worker and the web app (WEB_BIND, default 127.0.0.1:3000). Ctrl-C stops it all; data
-    /// persists.
+    /// worker and the web app, with GHOSTWORKS_ENV=development. Each role listens where
+    /// GHOSTWORKS_BIND / WORKER_BIND / WEB_BIND say, else on 127.0.0.1:8000 / 8001 / 3000 when
+    /// free, else on a free port; it prints them. Ctrl-C stops it all; data persists.
     Dev {
         /// Where the private servers keep their data.
         #[arg(long, default_value = ".data")]

@@ -1,6 +1,7 @@
 //! Drives the real `ghostworks` binary: configuration checks, migrations, demo seeding, the
 //! served API, and graceful shutdown on SIGTERM.
 
+use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,7 @@ fn config_check_names_every_problem_and_redacts_secrets() {
     let worker = ghostworks(
         &["config", "check", "--worker"],
         &[
+            ("GHOSTWORKS_ENV", "development"),
             ("DATABASE_URL", "postgres://worker:hunter2@db/gw"),
             ("SMTP_URL", "smtps://mailer:s3cret@smtp.example.com"),
         ],
@@ -66,6 +68,7 @@ fn config_check_names_every_problem_and_redacts_secrets() {
     let good = ghostworks(
         &["config", "check"],
         &[
+            ("GHOSTWORKS_ENV", "development"),
             ("DATABASE_URL", "postgres://api:hunter2@db/gw"),
             ("REDIS_URL", "redis://r:6379/0"),
             ("JWT_SECRET_KEY", "a-long-random-value-of-32-bytes-or-more"),
@@ -81,6 +84,80 @@ fn config_check_names_every_problem_and_redacts_secrets() {
         !out.contains("hunter2") && !out.contains("a-long-random-value"),
         "{out}"
     );
+}
+
+/// Each role with a configuration complete but for GHOSTWORKS_ENV: `config check` and the role
+/// itself refuse it, naming the variable and the fix; the same settings with it set pass.
+#[test]
+fn roles_refuse_to_start_without_an_explicit_environment() {
+    let free = |_| {
+        format!(
+            "127.0.0.1:{}",
+            ghostworks_devstack::free_port().expect("a free port")
+        )
+    };
+    let [api_bind, worker_bind, web_bind]: [String; 3] = [0, 1, 2].map(free);
+    let roles = [
+        (
+            "serve",
+            "",
+            vec![
+                ("DATABASE_URL", "postgres://api:pw@127.0.0.1:1/gw"),
+                ("REDIS_URL", "redis://127.0.0.1:1/0"),
+                ("JWT_SECRET_KEY", "a-long-random-value-of-32-bytes-or-more"),
+                ("GHOSTWORKS_BIND", api_bind.as_str()),
+            ],
+        ),
+        (
+            "worker",
+            "--worker",
+            vec![
+                ("DATABASE_URL", "postgres://worker:pw@127.0.0.1:1/gw"),
+                ("SMTP_URL", "smtp://127.0.0.1:1"),
+                ("WORKER_BIND", worker_bind.as_str()),
+            ],
+        ),
+        ("web", "--web", vec![("WEB_BIND", web_bind.as_str())]),
+    ];
+    let refusal = "GHOSTWORKS_ENV: missing; set GHOSTWORKS_ENV=production";
+    for (role, flag, env) in roles {
+        let check_args: Vec<&str> = ["config", "check", flag]
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect();
+        let check = ghostworks(&check_args, &env);
+        assert!(!check.status.success(), "{role}: {}", text(&check));
+        assert!(text(&check).contains(refusal), "{role}: {}", text(&check));
+
+        // A role that started anyway would keep running: give it a deadline, not a hang.
+        let mut child = Command::new(BIN)
+            .arg(role)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !out.status.success(),
+            "{role} started without GHOSTWORKS_ENV"
+        );
+        assert!(text(&out).contains(refusal), "{role}: {}", text(&out));
+
+        let mut explicit = env.clone();
+        explicit.push(("GHOSTWORKS_ENV", "development"));
+        let check = ghostworks(&check_args, &explicit);
+        assert!(check.status.success(), "{role}: {}", text(&check));
+    }
 }
 
 #[test]
@@ -192,6 +269,7 @@ async fn migrate_seed_serve_and_stop_gracefully() {
         .arg("serve")
         .env_clear()
         .envs([
+            ("GHOSTWORKS_ENV", "development"),
             ("DATABASE_URL", db.app_url.as_str()),
             ("REDIS_URL", services().redis_url()),
             ("JWT_SECRET_KEY", "cli-test-secret-0123456789abcdef012345"),
@@ -280,4 +358,105 @@ async fn migrate_seed_serve_and_stop_gracefully() {
         !logs.contains("demo123") && !logs.contains(token),
         "secrets must never be logged"
     );
+}
+
+/// `ghostworks dev` stopped with SIGINT on drop (as Ctrl-C), so its private servers stop too.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// With the usual ports (8000, 8001, 3000) already taken, as by a first stack, `dev` still
+/// brings every role up, on ports it prints.
+#[tokio::test]
+async fn dev_comes_up_beside_whatever_holds_the_usual_ports() {
+    use std::io::BufRead;
+    // Taken by this test, or already by something else: either way not free.
+    let _held: Vec<_> = [8000, 8001, 3000]
+        .into_iter()
+        .filter_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+        .collect();
+    let data = tempfile::tempdir().unwrap();
+    // PostgreSQL runs as its own user when the tests run as root.
+    std::fs::set_permissions(
+        data.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["dev", "--data-dir"])
+        .arg(data.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Ok(dir) = std::env::var("PG_BIN_DIR") {
+        cmd.env("PG_BIN_DIR", dir);
+    }
+    let mut dev = Dev(cmd.spawn().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = dev.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // The banner's addresses: "  web app    http://127.0.0.1:PORT/" and so on.
+    let mut urls = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while urls.len() < 3 {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no banner from dev; seen {urls:?}"));
+        if let Some((label, rest)) = line.split_once("http://") {
+            let role = ["web app", "API", "worker"]
+                .into_iter()
+                .find(|r| label.trim() == *r);
+            if let Some(role) = role {
+                urls.insert(role, rest.split('/').next().unwrap().to_string());
+            }
+        }
+    }
+    for (role, addr) in &urls {
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(
+            ![8000, 8001, 3000].contains(&port),
+            "{role} on a taken port: {addr}"
+        );
+    }
+    let client = reqwest::Client::new();
+    for (role, path) in [
+        ("API", "/health/ready"),
+        ("worker", "/health"),
+        ("web app", "/health/ready"),
+    ] {
+        let url = format!("http://{}{path}", urls[role]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let up = client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if up {
+                break;
+            }
+            assert!(
+                dev.0.try_wait().unwrap().is_none(),
+                "dev exited before {role} answered {url}"
+            );
+            assert!(Instant::now() < deadline, "{role} never answered {url}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

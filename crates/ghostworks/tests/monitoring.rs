@@ -74,6 +74,7 @@ fn ghostworks(role: &str, env: &[(&str, &str)]) -> Running {
             .arg(role)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GHOSTWORKS_ENV", "development")
             .env("LOG_FORMAT", "json")
             .envs(env.iter().copied()),
     )

@@ -106,6 +106,7 @@ impl Proc {
             .arg(role)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap())
+            .env("GHOSTWORKS_ENV", "development")
             .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

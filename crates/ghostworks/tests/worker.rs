@@ -21,6 +21,7 @@ fn spawn_worker(db: &TestDb, sink: &Sink, bind: &str) -> Child {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .envs([
+            ("GHOSTWORKS_ENV", "development"),
             ("DATABASE_URL", db.worker_url.as_str()),
             ("SMTP_URL", sink.url().as_str()),
             ("WORKER_BIND", bind),
@@ -271,6 +272,7 @@ fn the_worker_refuses_the_apis_role() {
         .arg("worker")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
+        .env("GHOSTWORKS_ENV", "development")
         .env("DATABASE_URL", &db.app_url)
         .env("SMTP_URL", "smtp://127.0.0.1:1")
         .env("WORKER_BIND", format!("127.0.0.1:{}", free_port()))

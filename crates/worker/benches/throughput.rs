@@ -210,6 +210,7 @@ async fn run() {
     tx.commit().await.unwrap();
     let sink = Sink::start().unwrap();
     let vars: HashMap<String, String> = [
+        ("GHOSTWORKS_ENV", "development".into()),
         ("DATABASE_URL", db.worker_url.clone()),
         ("SMTP_URL", sink.url()),
         ("WORKER_CONCURRENCY", concurrency.to_string()),

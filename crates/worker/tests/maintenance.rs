@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 fn config(db: &TestDb, interval_secs: &str) -> WorkerConfig {
     let vars: HashMap<String, String> = [
+        ("GHOSTWORKS_ENV", "development"),
         ("DATABASE_URL", db.worker_url.as_str()),
         ("SMTP_URL", services().smtp().url().as_str()),
         ("WORKER_CONCURRENCY", "2"),

@@ -74,6 +74,7 @@ impl Spawn {
             std::future::pending(),
         ));
         let worker_vars: HashMap<String, String> = [
+            ("GHOSTWORKS_ENV", "development"),
             ("DATABASE_URL", db.worker_url.as_str()),
             ("SMTP_URL", svc.smtp().url().as_str()),
             ("PUBLIC_URL", PUBLIC_URL),

@@ -65,7 +65,11 @@ pub async fn stack_with(api: &[(&str, &str)], web: &[(&str, &str)]) -> Stack {
     // The database lives as long as the test process; the stack outlives this function.
     std::mem::forget(db);
 
-    let mut web_vars = vars(&[("API_URL", &api), ("LOG_FORMAT", "json")]);
+    let mut web_vars = vars(&[
+        ("GHOSTWORKS_ENV", "development"),
+        ("API_URL", &api),
+        ("LOG_FORMAT", "json"),
+    ]);
     web_vars.extend(vars(web));
     let web_config = WebConfig::from_vars(&web_vars).expect("valid web configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
