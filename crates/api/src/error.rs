@@ -3,8 +3,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ghostworks_db::Unavailable;
 use ghostworks_auth::AuthError;
+use ghostworks_db::Unavailable;
 use ghostworks_domain::{FieldError, ValidationErrors};
 use serde::Serialize;
 

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ghostworks_devstack::after_exit;
 use ghostworks_db::bootstrap;
+use ghostworks_devstack::after_exit;
 pub use ghostworks_devstack::smtp::{Message, Sink};
 pub use ghostworks_devstack::{Postgres, Redis};
 use sqlx::{Connection, Executor, PgConnection};
