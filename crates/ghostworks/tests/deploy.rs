@@ -145,6 +145,8 @@ impl Stage {
             ),
         )
         .unwrap();
+        // The web role needs only the common settings: the deploy gives it its colour's API.
+        std::fs::write(state.path().join("web.env"), common).unwrap();
         let stage = Stage {
             db,
             nginx,
@@ -178,6 +180,7 @@ impl Stage {
         let pid = self.nginx.dir.path().join("nginx.pid");
         let api = format!("api={}", s.join("api.env").display());
         let worker = format!("worker={}", s.join("worker.env").display());
+        let web = format!("web={}", s.join("web.env").display());
         let mut args = vec![
             "deploy",
             "--release",
@@ -190,6 +193,8 @@ impl Stage {
             &api,
             "--env-file",
             &worker,
+            "--env-file",
+            &web,
             "--upstream-dir",
             &upstreams,
             "--nginx-pid-file",
@@ -422,6 +427,8 @@ async fn a_release_switches_under_load_without_a_failed_request() {
                 &format!("api={}", s.state.path().join("api.env").display()),
                 "--env-file",
                 &format!("worker={}", s.state.path().join("worker.env").display()),
+                "--env-file",
+                &format!("web={}", s.state.path().join("web.env").display()),
                 "--upstream-dir",
                 s.nginx.dir.path().to_str().unwrap(),
                 "--nginx-pid-file",
