@@ -16,7 +16,8 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (PostgreSQL's tools then run as `postgres`).
+pub fn is_root() -> bool {
     extern "C" {
         fn geteuid() -> u32;
     }
