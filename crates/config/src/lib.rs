@@ -254,8 +254,10 @@ mod tests {
             for e in errors {
                 let text = e.expect("refused").to_string();
                 assert!(
-                    text.contains(&format!("{}: the schema owner's login must not be", extra.0))
-                        && text.contains(&format!("remove {}", extra.0)),
+                    text.contains(&format!(
+                        "{}: the schema owner's login must not be",
+                        extra.0
+                    )) && text.contains(&format!("remove {}", extra.0)),
                     "{text}"
                 );
             }

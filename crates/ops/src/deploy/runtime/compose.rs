@@ -195,7 +195,10 @@ impl ComposeRuntime {
             "services": services,
         });
         // Settings from the env_file are resolved into it: readable by its owner only.
-        crate::private::replace_private_file(&self.overlay(), &serde_json::to_vec_pretty(&overlay)?)?;
+        crate::private::replace_private_file(
+            &self.overlay(),
+            &serde_json::to_vec_pretty(&overlay)?,
+        )?;
         std::fs::write(self.images_file(), serde_json::to_vec_pretty(images)?)?;
         Ok(())
     }

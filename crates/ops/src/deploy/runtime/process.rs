@@ -18,11 +18,11 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::{Common, Runtime};
-use environment::Environments;
 use crate::deploy::component::{self, port, Colour, Component, Instance, COMPONENTS};
 use crate::deploy::exec::run_ok;
 use crate::deploy::{nginx, Release};
 use crate::migrate::Migration;
+use environment::Environments;
 
 /// The options of `--runtime process`.
 #[derive(Args)]

@@ -30,10 +30,12 @@ pub const INHERITED: &[&str] = &[
 
 /// Whether `name` is one of [`INHERITED`] (`LC_*`: any name with that prefix).
 fn inherited(name: &str) -> bool {
-    INHERITED.iter().any(|allowed| match allowed.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => name == *allowed,
-    })
+    INHERITED
+        .iter()
+        .any(|allowed| match allowed.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *allowed,
+        })
 }
 
 /// The environments the runtime starts processes with.
@@ -118,7 +120,10 @@ mod tests {
             names(&envs.command("ghostworks", Some("api"))),
             ["DATABASE_URL", "LC_TIME", "PATH"]
         );
-        assert_eq!(names(&envs.command("ghostworks", None)), ["LC_TIME", "PATH"]);
+        assert_eq!(
+            names(&envs.command("ghostworks", None)),
+            ["LC_TIME", "PATH"]
+        );
         let refused = Environments::new(HashMap::new(), &["db=x.env".into()])
             .err()
             .expect("refused")
