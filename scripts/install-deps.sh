@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Ghostworks needs on Debian 12, when missing:
-# PostgreSQL 15 server binaries and redis-server, chromium, Node.js and npm, plus the offline validators used by
-# crates/deploy-checks (Compose v5, hadolint, check-jsonschema, kubernetes-validate,
-# kubectl/kustomize, promtool, prometheus), the API testers of scripts/ci/security.sh
-# (schemathesis, openapi-python-client) and the S3-compatible server the backup tests upload
-# to (s3s-fs, built from crates.io). Idempotent and quiet; needs root (or sudo) only when a
-# Debian package is missing.
+# PostgreSQL 15 server binaries and redis-server, Patroni, etcd and HAProxy, chromium, Node.js
+# and npm, plus the offline validators used by crates/deploy-checks (Compose v5, hadolint,
+# check-jsonschema, kubernetes-validate, kubectl/kustomize, promtool, prometheus), the API
+# testers of scripts/ci/security.sh (schemathesis, openapi-python-client) and the
+# S3-compatible server the backup tests upload to (s3s-fs, built from crates.io). Idempotent
+# and quiet; needs root (or sudo) only when a Debian package is missing.
 #
 # The validators that are not Debian packages go into a private virtualenv,
 # GHOSTWORKS_TOOLS_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/ghostworks/tools), whose
@@ -36,6 +36,13 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The high-availability tests (crates/testkit's cluster): Patroni (with its etcd client) over
+# etcd, HAProxy routing to the primary by Patroni's REST checks.
+[ -x /usr/bin/patroni ] || missing+=(patroni)
+/usr/bin/python3 -c 'import etcd' >/dev/null 2>&1 || missing+=(python3-etcd)
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -62,7 +62,10 @@ pub enum Unavailable {
     /// No connection could be had: the pool timed out connecting or waiting, or is closed.
     Unreachable,
     /// A connection broke under a statement: the server shut down or restarted, or the
-    /// network failed (SQLSTATE class 08, 57P01-57P03, I/O and TLS errors).
+    /// network failed (SQLSTATE class 08, 57P01-57P03, I/O and TLS errors); or what answered
+    /// is not a PostgreSQL server that serves: a proxy closing a connection it has no server
+    /// for (sqlx reports that end of stream during the TLS negotiation as a protocol error),
+    /// or a primary demoted by a failover, which no longer takes writes (25006).
     ConnectionLost,
 }
 
@@ -70,12 +73,15 @@ pub enum Unavailable {
 pub fn unavailable(e: &sqlx::Error) -> Option<Unavailable> {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Some(Unavailable::Unreachable),
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
-            Some(Unavailable::ConnectionLost)
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => Some(Unavailable::ConnectionLost),
         sqlx::Error::Database(db) => db
             .code()
-            .filter(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03"))
+            .filter(|c| {
+                c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+            })
             .map(|_| Unavailable::ConnectionLost),
         _ => None,
     }

@@ -174,6 +174,12 @@ impl Worker {
             let wait = match self.round(&mut tasks).await {
                 Ok(wait) => wait,
                 Err(e) => {
+                    // After a failover the pooled connections reach a dead or demoted server.
+                    if ghostworks_db::unavailable(&e)
+                        == Some(ghostworks_db::Unavailable::ConnectionLost)
+                    {
+                        ghostworks_db::retire_connections();
+                    }
                     tracing::warn!(error = %e, "job queue unavailable; trying again");
                     inner.settings.poll_interval
                 }

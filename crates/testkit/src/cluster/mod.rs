@@ -338,6 +338,12 @@ impl Cluster {
         })
     }
 
+    /// Node `i`'s Patroni log so far (Patroni's and PostgreSQL's messages), e.g. to tell
+    /// whether a rejoin ran pg_rewind.
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].dir.join("patroni.log")).unwrap_or_default()
+    }
+
     /// The last lines of every component's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut logs = vec![tail(self.etcd.log()), tail(self.haproxy.log())];
