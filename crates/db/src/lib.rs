@@ -252,3 +252,24 @@ pub async fn ping(pool: &PgPool) -> Result<Duration, sqlx::Error> {
     }
     Ok(t.elapsed())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_connections_and_pool_timeouts_are_outages_not_failures() {
+        let lost = Some(Unavailable::ConnectionLost);
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(unavailable(&sqlx::Error::Io(eof)), lost);
+        // What sqlx reports when a proxy with no server closes the connection at once.
+        let ssl = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert_eq!(unavailable(&ssl), lost);
+        assert_eq!(
+            unavailable(&sqlx::Error::PoolTimedOut),
+            Some(Unavailable::Unreachable)
+        );
+        assert_eq!(unavailable(&sqlx::Error::RowNotFound), None);
+        assert_eq!(unavailable(&sqlx::Error::ColumnNotFound("x".into())), None);
+    }
+}
