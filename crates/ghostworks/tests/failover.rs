@@ -312,9 +312,7 @@ async fn serve(db: &TestDb) -> ([Killed; 2], Session) {
     let addr = free_addr();
     let api = format!("http://{addr}");
     let stack = start_stack(db, &addr);
-    // reqwest's rustls has no provider of its own; an Err means one is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    let client = ghostworks_telemetry::http_client::builder()
         .timeout(CLIENT_TIMEOUT)
         .build()
         .unwrap();
