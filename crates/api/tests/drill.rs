@@ -8,47 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ghostworks_testkit::load::Tally;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
-
-/// The writes the API acknowledged, and every answer that was neither a 2xx nor the JSON 503.
-#[derive(Default)]
-struct Tally {
-    acknowledged: Vec<String>,
-    unavailable: u32,
-    answered: u32,
-    wrong: Vec<String>,
-}
-
-impl Tally {
-    /// Checks one answer; returns its body when it was a 2xx.
-    async fn record(&mut self, what: &str, r: reqwest::Result<reqwest::Response>) -> Option<Value> {
-        self.answered += 1;
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => {
-                self.wrong.push(format!("{what}: no answer: {e}"));
-                return None;
-            }
-        };
-        let status = r.status();
-        let retry_after = r.headers().contains_key("retry-after");
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Some(body);
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE
-            && retry_after
-            && body["error"] == "service_unavailable"
-            && body["request_id"].is_string()
-        {
-            self.unavailable += 1;
-        } else {
-            self.wrong.push(format!("{what}: {status} {body}"));
-        }
-        None
-    }
-}
+use serde_json::json;
 
 /// A distinct client address per request (the API trusts the loopback proxy), so the rate
 /// limits count in Redis on every request without refusing any.
@@ -101,11 +63,7 @@ async fn the_api_rides_out_a_redis_and_a_postgresql_outage() {
                         .send()
                         .await;
                     t.record("GET artifacts", read).await;
-                    let mut all = tally.lock().unwrap();
-                    all.acknowledged.append(&mut t.acknowledged);
-                    all.wrong.append(&mut t.wrong);
-                    all.unavailable += t.unavailable;
-                    all.answered += t.answered;
+                    tally.lock().unwrap().add(t);
                 }
             })
         })

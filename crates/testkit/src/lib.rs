@@ -5,6 +5,7 @@
 //! A missing server binary fails the test with the package to install; nothing is skipped.
 
 pub mod cluster;
+pub mod load;
 
 use std::sync::OnceLock;
 use std::time::Duration;
