@@ -45,9 +45,12 @@ pub struct ListQueryParams {
     /// Page size, 1-100 (default 20).
     #[serde(deserialize_with = "present")]
     limit: Option<i64>,
-    /// Rows to skip, 0 or more.
+    /// Rows to skip, 0-10000; deeper pages follow `next_cursor` instead.
     #[serde(deserialize_with = "present")]
     offset: Option<i64>,
+    /// The `next_cursor` of the previous page: the page after it (keyset paging, not with
+    /// `offset`; sort and order default to the cursor's).
+    cursor: Option<String>,
 }
 
 fn parse_time(
@@ -98,6 +101,7 @@ impl ListQueryParams {
             order: self.order,
             limit: self.limit,
             offset: self.offset,
+            cursor: self.cursor,
         })
     }
 }
@@ -166,14 +170,16 @@ pub async fn create(
 
 async fn page(mut ws: Ws, p: ListQueryParams, name_first: bool) -> ApiResult<Json<ArtifactPage>> {
     let q = p.into_params()?.validate(name_first)?;
-    let (rows, total) = artifacts::list(&mut ws.tx, ws.id, &q).await?;
+    let page = artifacts::list(&mut ws.tx, ws.id, &q).await?;
     ws.commit().await?;
     Ok(Json(ArtifactPage {
-        has_more: q.offset.saturating_add(q.limit) < total,
-        items: rows.into_iter().map(ArtifactOut::from).collect(),
-        total,
+        items: page.rows.into_iter().map(ArtifactOut::from).collect(),
+        total: page.total,
+        total_exact: page.total_exact,
         limit: q.limit,
         offset: q.offset,
+        has_more: page.has_more,
+        next_cursor: page.next.map(|c| c.encode()),
     }))
 }
 
