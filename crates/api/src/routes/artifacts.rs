@@ -11,6 +11,7 @@ use ghostworks_domain::{FieldError, ValidationErrors};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::bulkhead::SearchPlace;
 use crate::dto::{ArtifactOut, ArtifactPage, ArtifactStatsOut, TagCount};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{present, ArtifactPath, Body, Query, Ws};
@@ -184,22 +185,28 @@ async fn page(mut ws: Ws, p: ListQueryParams, name_first: bool) -> ApiResult<Jso
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts", tag = "artifacts", security(("bearer" = [])),
-    params(("workspace_id" = Uuid, Path), ListQueryParams), responses((status = 200, body = ArtifactPage), (status = 404), (status = 422)))]
-pub async fn list(ws: Ws, Query(p): Query<ListQueryParams>) -> ApiResult<Json<ArtifactPage>> {
+    params(("workspace_id" = Uuid, Path), ListQueryParams), responses((status = 200, body = ArtifactPage), (status = 404), (status = 422), (status = 503)))]
+pub async fn list(
+    _place: SearchPlace,
+    ws: Ws,
+    Query(p): Query<ListQueryParams>) -> ApiResult<Json<ArtifactPage>> {
     page(ws, p, false).await
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts/search/advanced", tag = "artifacts", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ListQueryParams),
     description = "The list endpoint's filters; without an explicit sort, results with `q` come by name.",
-    responses((status = 200, body = ArtifactPage), (status = 404), (status = 422)))]
-pub async fn search(ws: Ws, Query(p): Query<ListQueryParams>) -> ApiResult<Json<ArtifactPage>> {
+    responses((status = 200, body = ArtifactPage), (status = 404), (status = 422), (status = 503)))]
+pub async fn search(
+    _place: SearchPlace,
+    ws: Ws,
+    Query(p): Query<ListQueryParams>) -> ApiResult<Json<ArtifactPage>> {
     page(ws, p, true).await
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts/stats", tag = "artifacts", security(("bearer" = [])),
-    params(("workspace_id" = Uuid, Path)), responses((status = 200, body = ArtifactStatsOut), (status = 404)))]
-pub async fn stats(mut ws: Ws) -> ApiResult<Json<ArtifactStatsOut>> {
+    params(("workspace_id" = Uuid, Path)), responses((status = 200, body = ArtifactStatsOut), (status = 404), (status = 503)))]
+pub async fn stats(_place: SearchPlace, mut ws: Ws) -> ApiResult<Json<ArtifactStatsOut>> {
     let s = artifacts::stats(&mut ws.tx, ws.id).await?;
     ws.commit().await?;
     Ok(Json(ArtifactStatsOut {
