@@ -65,6 +65,14 @@ const JOURNEY: [(Request, &str); 5] = [
     (Request::Tag, "tag_filter"),
 ];
 
+/// What the ceiling measured: requests answered per second and their latency, and how many
+/// failed (none should: a failure is a harness or schema fault, not load).
+#[derive(Debug, serde::Serialize)]
+pub struct Ceiling {
+    pub latency: Latency,
+    pub errors: u64,
+}
+
 pub struct Settings {
     pub connections: u32,
     /// The API's `SEARCH_TIMEOUT_MS`, set for listings as the API sets it.
@@ -75,7 +83,7 @@ pub struct Settings {
 
 /// Runs the journey's requests for `duration` on `connections` connections as the API's
 /// login (`app_url`); the latency of each is from its BEGIN to its COMMIT.
-pub async fn run(app_url: &str, callers: Vec<Caller>, s: &Settings) -> Result<Latency> {
+pub async fn run(app_url: &str, callers: Vec<Caller>, s: &Settings) -> Result<Ceiling> {
     let pool =
         ghostworks_db::connect(app_url, s.connections, "ghostworks-bench-ceiling").await?;
     let callers = Arc::new(callers);
@@ -106,7 +114,10 @@ pub async fn run(app_url: &str, callers: Vec<Caller>, s: &Settings) -> Result<La
         rec.merge(&t.await.context("a ceiling client")?);
     }
     pool.close().await;
-    Ok(rec.summary(started.elapsed().as_secs_f64()))
+    Ok(Ceiling {
+        latency: rec.summary(started.elapsed().as_secs_f64()),
+        errors: rec.errors,
+    })
 }
 
 /// The database calls of one request, in the API's order (`Ws`, then the handler).

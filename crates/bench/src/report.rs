@@ -164,11 +164,12 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
         seed: o.spec.seed,
     };
     let sql = ceiling::run(&app_url, callers, &settings).await?;
-    let ratio = results.read.latency.rps / sql.rps;
+    let ratio = results.read.latency.rps / sql.latency.rps;
     println!(
-        "SQL ceiling: {:.0} requests/s (p99 {:.1} ms); API read journey {:.0} req/s = {:.0}%",
-        sql.rps,
-        sql.p99_ms,
+        "SQL ceiling: {:.0} requests/s (p99 {:.1} ms, {} failed); API read journey {:.0} req/s = {:.0}%",
+        sql.latency.rps,
+        sql.latency.p99_ms,
+        sql.errors,
         results.read.latency.rps,
         ratio * 100.0
     );
@@ -229,9 +230,9 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
          | Dataset | {load_report} |\n\
          | Machine | {cpus} CPUs; load average {load_avg:.2} at start, {load_end:.2} at end |\n",
         o.pool_size,
-        sql.rps,
-        sql.p50_ms,
-        sql.p99_ms,
+        sql.latency.rps,
+        sql.latency.p50_ms,
+        sql.latency.p99_ms,
         o.load.concurrency,
         results.read.latency.rps,
         ratio * 100.0,
