@@ -52,9 +52,7 @@ impl FromRequestParts<AppState> for SearchPlace {
             .await
             .map_err(|_| ApiError::Overloaded(Overload::SearchesBusy))?
             .expect("the bulkhead's semaphore is never closed");
-        parts
-            .extensions
-            .insert(StatementTimeout(searches.timeout));
+        parts.extensions.insert(StatementTimeout(searches.timeout));
         Ok(SearchPlace { _place: place })
     }
 }

@@ -220,8 +220,7 @@ impl FromRequestParts<AppState> for Ws {
         let timeout = parts.extensions.get::<StatementTimeout>().map(|t| t.0);
         let (mut tx, caller) = match parts.extensions.get::<AuthUser>().cloned() {
             Some(caller) => {
-                let mut tx =
-                    ghostworks_db::scoped(state.db(), Some(id), Some(caller.id())).await?;
+                let mut tx = ghostworks_db::scoped(state.db(), Some(id), Some(caller.id())).await?;
                 if let Some(timeout) = timeout {
                     ghostworks_db::limit_statements(&mut tx, timeout).await?;
                 }

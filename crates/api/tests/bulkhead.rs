@@ -48,18 +48,30 @@ async fn refusal(r: reqwest::Response) -> String {
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()[RETRY_AFTER], "1");
     let body: Value = r.json().await.unwrap();
-    assert!(body["message"].as_str().is_some_and(|m| m.contains("retry")), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("retry")),
+        "{body}"
+    );
     assert!(body["request_id"].is_string(), "{body}");
     body["error"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]
 async fn a_search_past_its_timeout_answers_503_with_retry_after() {
-    let app = common::spawn().var("SEARCH_TIMEOUT_MS", "300").start().await;
+    let app = common::spawn()
+        .var("SEARCH_TIMEOUT_MS", "300")
+        .start()
+        .await;
     let (user, ws) = setup(&app).await;
     let admin = app.admin_db().await;
     let lock = lock_artifacts(&admin).await;
-    for query in ["/artifacts?tags=t", "/artifacts/search/advanced?q=report", "/artifacts/stats"] {
+    for query in [
+        "/artifacts?tags=t",
+        "/artifacts/search/advanced?q=report",
+        "/artifacts/stats",
+    ] {
         let started = Instant::now();
         let path = format!("/api/v1/workspaces/{ws}{query}");
         let r = app.call(Method::GET, &path, Some(&user.token), None).await;
@@ -70,7 +82,11 @@ async fn a_search_past_its_timeout_answers_503_with_retry_after() {
     lock.rollback().await.unwrap();
     let path = format!("/api/v1/workspaces/{ws}/artifacts?tags=t");
     let (s, page) = app.get(&path, &user.token).await;
-    assert_eq!((s, page["total"].clone()), (StatusCode::OK, json!(1)), "{page}");
+    assert_eq!(
+        (s, page["total"].clone()),
+        (StatusCode::OK, json!(1)),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -119,7 +135,10 @@ async fn searches_hold_at_most_their_share_of_the_pool_and_cheap_requests_pass_t
         codes.push(refusal(search.await.unwrap().unwrap()).await);
     }
     lock.rollback().await.unwrap();
-    assert!(codes.contains(&"statement_timeout".to_string()), "{codes:?}");
+    assert!(
+        codes.contains(&"statement_timeout".to_string()),
+        "{codes:?}"
+    );
     assert!(
         codes
             .iter()

@@ -84,8 +84,7 @@ pub struct Settings {
 /// Runs the journey's requests for `duration` on `connections` connections as the API's
 /// login (`app_url`); the latency of each is from its BEGIN to its COMMIT.
 pub async fn run(app_url: &str, callers: Vec<Caller>, s: &Settings) -> Result<Ceiling> {
-    let pool =
-        ghostworks_db::connect(app_url, s.connections, "ghostworks-bench-ceiling").await?;
+    let pool = ghostworks_db::connect(app_url, s.connections, "ghostworks-bench-ceiling").await?;
     let callers = Arc::new(callers);
     let started = Instant::now();
     let deadline = started + s.duration;
@@ -102,7 +101,11 @@ pub async fn run(app_url: &str, callers: Vec<Caller>, s: &Settings) -> Result<Ce
                     for (request, name) in JOURNEY {
                         let t = Instant::now();
                         let served = serve(&pool, caller, request, &terms, &mut rng, timeout).await;
-                        rec.record(name, t.elapsed(), Some(if served.is_ok() { 200 } else { 500 }));
+                        rec.record(
+                            name,
+                            t.elapsed(),
+                            Some(if served.is_ok() { 200 } else { 500 }),
+                        );
                     }
                 }
                 rec
@@ -158,7 +161,11 @@ async fn serve(
             SearchMode::Fulltext,
             vec![],
         )),
-        Request::Tag => Some(params(None, SearchMode::Substring, vec![terms.tag(rng).into()])),
+        Request::Tag => Some(params(
+            None,
+            SearchMode::Substring,
+            vec![terms.tag(rng).into()],
+        )),
     };
     if let Some(p) = list {
         let q = p.validate(false).map_err(|e| anyhow::anyhow!("{e:?}"))?;

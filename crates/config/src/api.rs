@@ -274,8 +274,8 @@ fn searches(r: &mut Reader<'_>, pool_size: u32) -> (u32, Duration) {
     if pool_size > 1 && concurrency >= pool_size {
         r.error(format!("SEARCH_CONCURRENCY: {concurrency} must be below DATABASE_POOL_SIZE ({pool_size}), so that searches leave connections for the other requests"));
     }
-    let within_statement_timeout = range(1, 30_000, "milliseconds")
-        .because("the connection's own statement_timeout is 30 s");
+    let within_statement_timeout =
+        range(1, 30_000, "milliseconds").because("the connection's own statement_timeout is 30 s");
     let timeout_ms = r.bounded("SEARCH_TIMEOUT_MS", 2_000u64, within_statement_timeout);
     (concurrency, Duration::from_millis(timeout_ms))
 }

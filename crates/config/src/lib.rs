@@ -170,11 +170,20 @@ mod tests {
             ("SEARCH_TIMEOUT_MS", "0"),
         ]);
         let text = Config::from_vars(&vars(&bad)).unwrap_err().to_string();
-        assert!(text.contains("SEARCH_CONCURRENCY: 4 must be below"), "{text}");
-        assert!(text.contains("SEARCH_TIMEOUT_MS: must be between"), "{text}");
+        assert!(
+            text.contains("SEARCH_CONCURRENCY: 4 must be below"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SEARCH_TIMEOUT_MS: must be between"),
+            "{text}"
+        );
         let mut one = BASE.to_vec();
         one.push(("DATABASE_POOL_SIZE", "1"));
-        assert_eq!(Config::from_vars(&vars(&one)).unwrap().search_concurrency, 1);
+        assert_eq!(
+            Config::from_vars(&vars(&one)).unwrap().search_concurrency,
+            1
+        );
     }
 
     #[test]

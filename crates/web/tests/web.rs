@@ -449,7 +449,10 @@ async fn the_list_pages_by_cursor_from_the_first_page_to_the_last() {
         match next {
             Some(next) => {
                 // Deeper pages name the cursor of the page before, never an offset.
-                assert!(next.contains("after=") && !next.contains("offset"), "{next}");
+                assert!(
+                    next.contains("after=") && !next.contains("offset"),
+                    "{next}"
+                );
                 path = next;
             }
             None => assert_eq!(page, 3),

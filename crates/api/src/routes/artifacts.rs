@@ -189,7 +189,8 @@ async fn page(mut ws: Ws, p: ListQueryParams, name_first: bool) -> ApiResult<Jso
 pub async fn list(
     _place: SearchPlace,
     ws: Ws,
-    Query(p): Query<ListQueryParams>) -> ApiResult<Json<ArtifactPage>> {
+    Query(p): Query<ListQueryParams>,
+) -> ApiResult<Json<ArtifactPage>> {
     page(ws, p, false).await
 }
 
@@ -200,7 +201,8 @@ pub async fn list(
 pub async fn search(
     _place: SearchPlace,
     ws: Ws,
-    Query(p): Query<ListQueryParams>) -> ApiResult<Json<ArtifactPage>> {
+    Query(p): Query<ListQueryParams>,
+) -> ApiResult<Json<ArtifactPage>> {
     page(ws, p, true).await
 }
 
