@@ -215,10 +215,15 @@ impl From<Artifact> for ArtifactOut {
 #[derive(Serialize, ToSchema)]
 pub struct ArtifactPage {
     pub items: Vec<ArtifactOut>,
+    /// The number of matches: exact when `total_exact`, else a lower bound (a filtered
+    /// listing counts at most 1,000 matches).
     pub total: i64,
+    pub total_exact: bool,
     pub limit: i64,
     pub offset: i64,
     pub has_more: bool,
+    /// Pass as `cursor` for the next page; null on the last page and for `sort=relevance`.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

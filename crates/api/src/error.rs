@@ -35,9 +35,43 @@ pub enum ApiError {
     /// PostgreSQL could not serve the request (down, restarting, or the pool exhausted).
     #[error("The database is unavailable; retry shortly")]
     DatabaseUnavailable(Unavailable, #[source] sqlx::Error),
+    /// The request needed more of the database than it may take: see [`Overload`].
+    #[error("{}", .0.message())]
+    Overloaded(Overload),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
+
+/// Why a request was refused to protect the others: 503 with `Retry-After`, and unlike
+/// [`ApiError::DatabaseUnavailable`] never retried by the server (the retry would cost as much).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overload {
+    /// A statement ran past its timeout (SQLSTATE 57014): `SEARCH_TIMEOUT_MS` for listings and
+    /// searches, the connection's 30 s for the rest.
+    StatementTimeout,
+    /// Every place in the search bulkhead (`SEARCH_CONCURRENCY`) stayed taken for
+    /// `SEARCH_TIMEOUT_MS`.
+    SearchesBusy,
+}
+
+impl Overload {
+    fn code(self) -> &'static str {
+        match self {
+            Overload::StatementTimeout => "statement_timeout",
+            Overload::SearchesBusy => "searches_busy",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Overload::StatementTimeout => "The query took longer than allowed and was cancelled; narrow it (a rarer word, a tag, a time range) or retry shortly",
+            Overload::SearchesBusy => "Too many searches are running; retry shortly",
+        }
+    }
+}
+
+/// Seconds a client is asked to wait after an [`Overload`]: long enough for a burst to pass.
+const OVERLOAD_RETRY_AFTER: u64 = 1;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -73,6 +107,7 @@ impl ApiError {
             }
             TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
             DatabaseUnavailable(..) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            Overloaded(why) => (StatusCode::SERVICE_UNAVAILABLE, why.code()),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error"),
         }
     }
@@ -80,6 +115,11 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some("57014") {
+                return ApiError::Overloaded(Overload::StatementTimeout);
+            }
+        }
         match ghostworks_db::unavailable(&e) {
             Some(why) => {
                 if why == Unavailable::ConnectionLost {
@@ -209,6 +249,12 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
+            ApiError::Overloaded(why) => {
+                tracing::warn!(reason = why.code(), "request refused to protect the others");
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(OVERLOAD_RETRY_AFTER));
             }
             ApiError::DatabaseUnavailable(why, _) => {
                 response

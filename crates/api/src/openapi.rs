@@ -270,7 +270,7 @@ fn limits(doc: &mut Value) {
 
     // Query parameters, wherever they appear.
     let moment = json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]});
-    let query: [(&str, Value); 7] = [
+    let query: [(&str, Value); 8] = [
         ("q", text(SEARCH_QUERY_MAX)),
         ("tags", tags(FILTER_TAGS_MAX)),
         (
@@ -279,8 +279,9 @@ fn limits(doc: &mut Value) {
         ),
         (
             "offset",
-            json!({"minimum": 0, "maximum": i64::MAX, "default": 0}),
+            json!({"minimum": 0, "maximum": PAGE_OFFSET_MAX, "default": 0}),
         ),
+        ("cursor", json!({"pattern": "^[A-Za-z0-9_-]*$"})),
         ("created_after", moment.clone()),
         ("created_before", moment),
         ("verification_token", json!({"pattern": NO_NUL})),

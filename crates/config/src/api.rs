@@ -23,6 +23,12 @@ pub struct Config {
     /// The schema owner's connection, for `migrate` and `seed`; the API never uses it.
     pub database_admin_url: Option<Secret>,
     pub database_pool_size: u32,
+    /// Listings, searches and statistics running at once (`SEARCH_CONCURRENCY`): the bulkhead
+    /// that keeps the rest of the pool free for cheap requests (gets, writes, health).
+    pub search_concurrency: u32,
+    /// How long a listing, search or statistics statement may run, and how long such a
+    /// request may wait for a place in the bulkhead (`SEARCH_TIMEOUT_MS`); beyond it, 503.
+    pub search_timeout: Duration,
     pub redis_url: Secret,
     pub redis_key_prefix: String,
     pub jwt_secret: Secret,
@@ -76,6 +82,7 @@ impl Config {
         crate::common::no_owner_login(&mut r, common.environment);
         let database_pool_size =
             r.bounded("DATABASE_POOL_SIZE", 10u32, range(1, 1000, "connections"));
+        let (search_concurrency, search_timeout) = searches(&mut r, database_pool_size);
         let redis_url = redis(&mut r);
         let redis_key_prefix = r.raw("REDIS_KEY_PREFIX").unwrap_or_else(|| "gw".into());
         let jwt_secret = jwt_secret(&mut r, environment);
@@ -105,6 +112,8 @@ impl Config {
             database_url,
             database_admin_url,
             database_pool_size,
+            search_concurrency,
+            search_timeout,
             redis_url,
             redis_key_prefix,
             jwt_secret,
@@ -143,6 +152,11 @@ impl Config {
                     .unwrap_or_default(),
             ),
             ("DATABASE_POOL_SIZE", self.database_pool_size.to_string()),
+            ("SEARCH_CONCURRENCY", self.search_concurrency.to_string()),
+            (
+                "SEARCH_TIMEOUT_MS",
+                self.search_timeout.as_millis().to_string(),
+            ),
             ("REDIS_URL", redact_url(self.redis_url.expose())),
             ("REDIS_KEY_PREFIX", self.redis_key_prefix.clone()),
             (
@@ -246,6 +260,24 @@ fn token_lifetimes(r: &mut Reader<'_>) -> (Duration, Duration) {
         Duration::from_secs(access_minutes * 60),
         Duration::from_secs(refresh_days * 86_400),
     )
+}
+
+/// SEARCH_CONCURRENCY (default: half the pool) and SEARCH_TIMEOUT_MS. The bulkhead must leave
+/// at least one of the pool's connections to the other requests, or a burst of slow searches
+/// would again hold every connection and queue the primary-key reads behind them.
+fn searches(r: &mut Reader<'_>, pool_size: u32) -> (u32, Duration) {
+    let concurrency = r.bounded(
+        "SEARCH_CONCURRENCY",
+        (pool_size / 2).max(1),
+        range(1, 1000, "requests"),
+    );
+    if pool_size > 1 && concurrency >= pool_size {
+        r.error(format!("SEARCH_CONCURRENCY: {concurrency} must be below DATABASE_POOL_SIZE ({pool_size}), so that searches leave connections for the other requests"));
+    }
+    let within_statement_timeout =
+        range(1, 30_000, "milliseconds").because("the connection's own statement_timeout is 30 s");
+    let timeout_ms = r.bounded("SEARCH_TIMEOUT_MS", 2_000u64, within_statement_timeout);
+    (concurrency, Duration::from_millis(timeout_ms))
 }
 
 /// MAX_BODY_BYTES and REQUEST_TIMEOUT_SECONDS.

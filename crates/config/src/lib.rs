@@ -159,6 +159,34 @@ mod tests {
     }
 
     #[test]
+    fn the_search_bulkhead_leaves_connections_to_other_requests() {
+        let c = Config::from_vars(&vars(BASE)).unwrap();
+        assert_eq!(c.search_concurrency, 5);
+        assert_eq!(c.search_timeout, Duration::from_secs(2));
+        let mut bad = BASE.to_vec();
+        bad.extend([
+            ("DATABASE_POOL_SIZE", "4"),
+            ("SEARCH_CONCURRENCY", "4"),
+            ("SEARCH_TIMEOUT_MS", "0"),
+        ]);
+        let text = Config::from_vars(&vars(&bad)).unwrap_err().to_string();
+        assert!(
+            text.contains("SEARCH_CONCURRENCY: 4 must be below"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SEARCH_TIMEOUT_MS: must be between"),
+            "{text}"
+        );
+        let mut one = BASE.to_vec();
+        one.push(("DATABASE_POOL_SIZE", "1"));
+        assert_eq!(
+            Config::from_vars(&vars(&one)).unwrap().search_concurrency,
+            1
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_variable() {
         let e = Config::from_vars(&vars(&[
             ("GHOSTWORKS_ENV", "production"),
