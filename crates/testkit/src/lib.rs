@@ -33,6 +33,9 @@ static SERVICES: OnceLock<Services> = OnceLock::new();
 pub fn services() -> &'static Services {
     // Started on a plain thread: callers are usually inside an async runtime already.
     SERVICES.get_or_init(|| {
+        // reqwest is built without a rustls provider (ring is the workspace's): without one
+        // installed, building any HTTP client of the test process panics.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         std::thread::spawn(start)
             .join()
             .expect("service start-up thread")
