@@ -91,7 +91,7 @@ async fn request_ids_are_echoed_or_generated() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
     let ids: Vec<Option<String>> =
         sqlx::query_scalar("SELECT request_id FROM audit_log WHERE action = 'auth.registered'")
             .fetch_all(&app.admin_db().await)

@@ -83,6 +83,8 @@ pub struct Private {
 
 /// Starts a private PostgreSQL and Redis (from a plain thread, like [`services`]).
 pub fn private() -> Result<Private> {
+    // As in [`services`]: the test's HTTP clients need a rustls provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     std::thread::spawn(|| {
         let dir = tempfile::Builder::new()
             .prefix("ghostworks-private-")
