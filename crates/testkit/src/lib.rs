@@ -33,9 +33,6 @@ static SERVICES: OnceLock<Services> = OnceLock::new();
 pub fn services() -> &'static Services {
     // Started on a plain thread: callers are usually inside an async runtime already.
     SERVICES.get_or_init(|| {
-        // reqwest is built without a rustls provider (ring is the workspace's): without one
-        // installed, building any HTTP client of the test process panics.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         std::thread::spawn(start)
             .join()
             .expect("service start-up thread")
@@ -83,8 +80,6 @@ pub struct Private {
 
 /// Starts a private PostgreSQL and Redis (from a plain thread, like [`services`]).
 pub fn private() -> Result<Private> {
-    // As in [`services`]: the test's HTTP clients need a rustls provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     std::thread::spawn(|| {
         let dir = tempfile::Builder::new()
             .prefix("ghostworks-private-")
