@@ -137,7 +137,9 @@ async fn the_api_rides_out_a_redis_and_a_postgresql_outage() {
         }
     };
     let mut refused = Tally::default();
-    refused.record("login without Redis", login(client.clone()).await).await;
+    refused
+        .record("login without Redis", login(client.clone()).await)
+        .await;
     assert_eq!(
         (refused.unavailable, &refused.wrong),
         (1, &Vec::<String>::new()),

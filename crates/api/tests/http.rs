@@ -481,7 +481,9 @@ async fn openapi_docs_and_root() {
     let op = |path: &str| &paths[path]["post"];
     let register = op("/api/v1/auth/register");
     assert!(register["responses"]["202"].is_object(), "{register}");
-    assert!(register["responses"].get("201").is_none() && register["responses"].get("409").is_none());
+    assert!(
+        register["responses"].get("201").is_none() && register["responses"].get("409").is_none()
+    );
     let add = op("/api/v1/workspaces/{workspace_id}/members");
     assert_eq!(
         add["responses"]["202"]["content"]["application/json"]["schema"]["$ref"],

@@ -339,7 +339,11 @@ async fn concurrent_wrong_logins_reach_the_hash_at_most_the_allowed_number_of_ti
     .fetch_one(&app.admin_db().await)
     .await
     .unwrap();
-    assert_eq!((failed, locked), (5, 1), "guesses that reached the hash; lockouts");
+    assert_eq!(
+        (failed, locked),
+        (5, 1),
+        "guesses that reached the hash; lockouts"
+    );
 }
 
 #[tokio::test]
