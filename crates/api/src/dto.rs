@@ -24,9 +24,10 @@ impl Message {
 }
 
 #[derive(Serialize, ToSchema)]
+/// The same for a new address and for one that already has an account.
 pub struct RegisterOut {
     pub message: String,
-    pub user_id: Uuid,
+    /// The address as stored (lower-cased).
     pub email: String,
     pub verification_required: bool,
 }
@@ -156,9 +157,10 @@ impl From<Member> for MemberOut {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MemberAdded {
+/// The same whether or not the address has an account.
+pub struct MemberInvited {
     pub message: String,
-    pub user_id: Uuid,
+    /// The address as stored (lower-cased).
     pub email: String,
     pub role: Role,
 }

@@ -38,6 +38,9 @@ pub enum ApiError {
     /// The request needed more of the database than it may take: see [`Overload`].
     #[error("{}", .0.message())]
     Overloaded(Overload),
+    /// Redis could not serve a request that must not go ahead without it (a login).
+    #[error("{0}")]
+    RedisUnavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -106,7 +109,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
-            DatabaseUnavailable(..) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            DatabaseUnavailable(..) | RedisUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+            }
             Overloaded(why) => (StatusCode::SERVICE_UNAVAILABLE, why.code()),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error"),
         }
@@ -141,9 +146,9 @@ impl From<ghostworks_db::DbError> for ApiError {
     }
 }
 
-/// Seconds a client is asked to wait after a 503 for an unavailable database: about what a
-/// PostgreSQL restart takes.
-const DATABASE_RETRY_AFTER: u64 = 2;
+/// Seconds a client is asked to wait after a 503 for an unavailable dependency: about what a
+/// PostgreSQL or Redis restart takes.
+const DEPENDENCY_RETRY_AFTER: u64 = 2;
 
 /// Set on the response of a request that failed because a dependency was unavailable, for
 /// the layer that counts such failures and retries idempotent reads
@@ -160,15 +165,15 @@ impl From<AuthError> for ApiError {
         use AuthError::*;
         match e {
             Validation(errors) => ApiError::Validation(errors),
-            EmailTaken => ApiError::Conflict(e.to_string()),
             InvalidResetToken | InvalidVerificationToken => ApiError::BadRequest(e.to_string()),
             InvalidCredentials | DemoAccount | Inactive | Token(_) | RefreshRevoked
-            | RefreshReused | UnknownUser => ApiError::Unauthorized(e.to_string()),
+            | RefreshReused | OtherSession | UnknownUser => ApiError::Unauthorized(e.to_string()),
             EmailNotVerified => ApiError::forbidden("email_not_verified", e.to_string()),
             LockedOut { retry_after } => ApiError::TooManyRequests {
                 retry_after,
                 message: e.to_string(),
             },
+            LockoutUnavailable => ApiError::RedisUnavailable(e.to_string()),
             Db(e) => e.into(),
             Internal(e) => ApiError::Internal(e),
         }
@@ -257,16 +262,24 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(OVERLOAD_RETRY_AFTER));
             }
             ApiError::DatabaseUnavailable(why, _) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(DATABASE_RETRY_AFTER));
-                response.extensions_mut().insert(DependencyFailure {
-                    dependency: "postgres",
-                    why,
-                });
+                unavailable(&mut response, "postgres", why);
+            }
+            ApiError::RedisUnavailable(_) => {
+                unavailable(&mut response, "redis", Unavailable::Unreachable);
             }
             _ => {}
         }
         response
     }
+}
+
+/// Marks a 503 for an unavailable dependency: when to retry, and what the metrics count.
+fn unavailable(response: &mut Response, dependency: &'static str, why: Unavailable) {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(DEPENDENCY_RETRY_AFTER),
+    );
+    response
+        .extensions_mut()
+        .insert(DependencyFailure { dependency, why });
 }

@@ -87,8 +87,8 @@ impl AppState {
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
             require_email_verification: config.require_email_verification,
-            login_max_failures: config.login_max_failures,
-            login_lockout: config.login_lockout,
+            login_max_failures: config.accounts.login_max_failures,
+            login_lockout: config.accounts.login_lockout,
         };
         let auth = Auth::new(
             db.clone(),

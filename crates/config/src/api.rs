@@ -15,6 +15,18 @@ pub enum SameSite {
     None,
 }
 
+/// The limits that protect accounts and addresses rather than the server's capacity.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountLimits {
+    /// Login attempts per account and window (LOGIN_MAX_FAILURES); the window is the lockout.
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    /// Members one inviter may add per hour, across workspaces (INVITATIONS_PER_INVITER_PER_HOUR).
+    pub invitations_per_inviter: u32,
+    /// Invitations one address may receive per day, from anyone (INVITATIONS_PER_ADDRESS_PER_DAY).
+    pub invitations_per_address: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: Common,
@@ -40,8 +52,7 @@ pub struct Config {
     pub metrics_enabled: bool,
     /// A per-workspace request counter in /metrics: one series per tenant, so off by default.
     pub metrics_tenant_labels: bool,
-    pub login_max_failures: u32,
-    pub login_lockout: Duration,
+    pub accounts: AccountLimits,
     pub trusted_proxies: TrustedProxies,
     pub cors_origins: Vec<String>,
     pub cookie_secure: bool,
@@ -94,12 +105,7 @@ impl Config {
         if common.production() && !rate_limit_enabled {
             r.error("RATE_LIMIT_ENABLED: cannot be false in production; login rate limits protect accounts");
         }
-        let login_max_failures = r.parse(
-            "LOGIN_MAX_FAILURES",
-            5u32,
-            "a number of failed logins (1-100)",
-        );
-        let login_lockout_secs = r.parse("LOGIN_LOCKOUT_SECONDS", 900u64, "seconds");
+        let accounts = account_limits(&mut r);
         let trusted_proxies = r.trusted_proxies();
         let cors_origins = cors_origins(&mut r);
         let (cookie_secure, cookie_samesite) = cookies(&mut r, common.production());
@@ -123,8 +129,7 @@ impl Config {
             rate_limit_enabled,
             metrics_enabled,
             metrics_tenant_labels,
-            login_max_failures,
-            login_lockout: Duration::from_secs(login_lockout_secs),
+            accounts,
             trusted_proxies,
             cors_origins,
             cookie_secure,
@@ -181,8 +186,19 @@ impl Config {
                 "METRICS_TENANT_LABELS",
                 self.metrics_tenant_labels.to_string(),
             ),
-            ("LOGIN_MAX_FAILURES", self.login_max_failures.to_string()),
-            ("LOGIN_LOCKOUT_SECONDS", secs(self.login_lockout)),
+            (
+                "LOGIN_MAX_FAILURES",
+                self.accounts.login_max_failures.to_string(),
+            ),
+            ("LOGIN_LOCKOUT_SECONDS", secs(self.accounts.login_lockout)),
+            (
+                "INVITATIONS_PER_INVITER_PER_HOUR",
+                self.accounts.invitations_per_inviter.to_string(),
+            ),
+            (
+                "INVITATIONS_PER_ADDRESS_PER_DAY",
+                self.accounts.invitations_per_address.to_string(),
+            ),
             ("TRUSTED_PROXIES", self.trusted_proxies.to_string()),
             ("CORS_ORIGINS", self.cors_origins.join(",")),
             ("COOKIE_SECURE", self.cookie_secure.to_string()),
@@ -278,6 +294,31 @@ fn searches(r: &mut Reader<'_>, pool_size: u32) -> (u32, Duration) {
         range(1, 30_000, "milliseconds").because("the connection's own statement_timeout is 30 s");
     let timeout_ms = r.bounded("SEARCH_TIMEOUT_MS", 2_000u64, within_statement_timeout);
     (concurrency, Duration::from_millis(timeout_ms))
+}
+
+/// LOGIN_MAX_FAILURES, LOGIN_LOCKOUT_SECONDS and the invitation limits.
+fn account_limits(r: &mut Reader<'_>) -> AccountLimits {
+    let guesses = range(1, 100, "failed logins")
+        .because("each one is a password guess; 0 would lock every account out");
+    let login_max_failures = r.bounded("LOGIN_MAX_FAILURES", 5u32, guesses);
+    let lockout = range(60, 86_400, "seconds").because("from a minute to a day");
+    let login_lockout_secs = r.bounded("LOGIN_LOCKOUT_SECONDS", 900u64, lockout);
+    let invitations_per_inviter = r.bounded(
+        "INVITATIONS_PER_INVITER_PER_HOUR",
+        20u32,
+        range(1, 1000, "invitations"),
+    );
+    let invitations_per_address = r.bounded(
+        "INVITATIONS_PER_ADDRESS_PER_DAY",
+        5u32,
+        range(1, 100, "invitations"),
+    );
+    AccountLimits {
+        login_max_failures,
+        login_lockout: Duration::from_secs(login_lockout_secs),
+        invitations_per_inviter,
+        invitations_per_address,
+    }
 }
 
 /// MAX_BODY_BYTES and REQUEST_TIMEOUT_SECONDS.

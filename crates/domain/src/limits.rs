@@ -38,3 +38,8 @@ pub const PASSWORD_RESET_TTL_MINUTES: i64 = 30;
 /// At most one password reset e-mail per account per window of this many minutes (aligned to
 /// the clock), however many addresses ask: requests cannot flood a mailbox.
 pub const PASSWORD_RESET_EMAIL_WINDOW_MINUTES: i64 = 10;
+/// At most one invitation e-mail per workspace and address per window of this many minutes
+/// (aligned to the clock): adding, removing and adding someone again cannot flood a mailbox.
+pub const INVITATION_EMAIL_WINDOW_MINUTES: i64 = 24 * 60;
+/// At most one "someone tried to register with your address" e-mail per account per window.
+pub const ACCOUNT_EXISTS_EMAIL_WINDOW_MINUTES: i64 = 60;

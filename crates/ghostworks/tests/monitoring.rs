@@ -162,7 +162,7 @@ impl Stack {
         let email = format!("{}@example.com", unique("obs"));
         let body = json!({"email": email, "password": PASSWORD, "first_name": "O"});
         let (s, reg) = self.post("/api/v1/auth/register", None, body).await;
-        assert_eq!(s, 201, "{reg}");
+        assert_eq!(s, 202, "{reg}");
         let (s, login) = self
             .post(
                 "/api/v1/auth/login",

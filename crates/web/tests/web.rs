@@ -266,18 +266,32 @@ async fn owners_manage_members_and_refusals_come_back_on_the_page() {
     let email = who["email"].as_str().unwrap();
     let user_id = who["id"].as_str().unwrap();
 
+    // A refused address comes back next to the field, as typed.
+    let r = owner
+        .post(
+            &format!("/w/{ws}/members"),
+            &[("email", "nobody@example.invalid"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("value=\"nobody@example.invalid\""));
+    // An address without an account is answered like one with: nobody is added.
     let r = owner
         .post(
             &format!("/w/{ws}/members"),
             &[("email", "nobody@example.com"), ("role", "member")],
         )
         .await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("value=\"nobody@example.com\""));
+    assert_eq!(
+        r.headers()[LOCATION],
+        format!("/w/{ws}/members?notice=invited")
+    );
+    let (_, html) = owner.get(&format!("/w/{ws}/members")).await;
+    assert!(!html.contains("nobody@example.com") && html.contains("1 member(s)"));
 
     let r = owner
         .post(
