@@ -73,6 +73,7 @@ impl Config {
             "an address such as 0.0.0.0:8000",
         );
         let (database_url, database_admin_url) = database(&mut r, environment);
+        crate::common::no_owner_login(&mut r, common.environment);
         let database_pool_size =
             r.bounded("DATABASE_POOL_SIZE", 10u32, range(1, 1000, "connections"));
         let redis_url = redis(&mut r);

@@ -126,6 +126,26 @@ fn environment(r: &mut Reader<'_>) -> Environment {
     }
 }
 
+/// The schema owner's login (DATABASE_ADMIN_URL or its _FILE form) in the environment of the
+/// api, the worker or the web app. It bypasses row-level security, and no role uses it: only
+/// `migrate` and the operator's commands do, from their own environment. Refused in
+/// production, so a role's environment that carries it fails `config check` and never starts.
+pub(crate) fn no_owner_login(r: &mut Reader<'_>, environment: Environment) {
+    if environment != Environment::Production {
+        return;
+    }
+    for var in ["DATABASE_ADMIN_URL", "DATABASE_ADMIN_URL_FILE"] {
+        if r.raw(var).is_some() {
+            r.error(format!(
+                "{var}: the schema owner's login must not be in a role's environment in \
+                 production (it bypasses row-level security); remove {var} from the role's \
+                 environment or env file: only `ghostworks migrate` and the operator's commands \
+                 use it, from their own environment"
+            ));
+        }
+    }
+}
+
 fn logging(r: &mut Reader<'_>, environment: Environment) -> (String, LogFormat) {
     let log_level = r
         .raw("LOG_LEVEL")

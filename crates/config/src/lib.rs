@@ -230,6 +230,46 @@ mod tests {
         assert!(text.contains("postgres://api:***@db/gw"));
     }
 
+    #[test]
+    fn production_roles_refuse_the_schema_owners_login() {
+        let owner = ("DATABASE_ADMIN_URL", "postgres://owner:pw@db/gw");
+        let owner_file = ("DATABASE_ADMIN_URL_FILE", "/run/secrets/database_admin_url");
+        let role = |env: &str, extra: (&str, &str)| {
+            let mut v = vars(BASE);
+            v.extend(vars(&[
+                ("GHOSTWORKS_ENV", env),
+                ("SMTP_URL", "smtps://relay.example.com:465"),
+                ("PUBLIC_URL", "https://app.example.com"),
+                ("MAIL_FROM", "Ghostworks <no-reply@example.com>"),
+                ("API_URL", "http://api:8000"),
+                extra,
+            ]));
+            v
+        };
+        for extra in [owner, owner_file] {
+            let v = role("production", extra);
+            let errors = [
+                Config::from_vars(&v).err(),
+                WorkerConfig::from_vars(&v).err(),
+                WebConfig::from_vars(&v).err(),
+            ];
+            for e in errors {
+                let text = e.expect("refused").to_string();
+                assert!(
+                    text.contains(&format!(
+                        "{}: the schema owner's login must not be",
+                        extra.0
+                    )) && text.contains(&format!("remove {}", extra.0)),
+                    "{text}"
+                );
+            }
+        }
+        // Development keeps it (`ghostworks dev` migrates in the same process).
+        let dev = role("development", owner);
+        assert!(Config::from_vars(&dev).is_ok());
+        assert!(WorkerConfig::from_vars(&dev).is_ok());
+    }
+
     const WORKER: &[(&str, &str)] = &[
         ("GHOSTWORKS_ENV", "development"),
         ("DATABASE_URL", "postgres://worker:pw@db/gw"),

@@ -53,6 +53,7 @@ impl WebConfig {
         let mut r = Reader::new(vars);
         let common = Common::read(&mut r);
         let (development, production) = (common.development(), common.production());
+        crate::common::no_owner_login(&mut r, common.environment);
         let default_bind = if development {
             SocketAddr::from(([127, 0, 0, 1], 3000))
         } else {

@@ -55,6 +55,7 @@ impl WorkerConfig {
             "the worker's own login, e.g. postgres://ghostworks_worker_login:PASSWORD@localhost:5432/ghostworks",
         );
         r.postgres_url("DATABASE_URL", &database_url);
+        crate::common::no_owner_login(&mut r, common.environment);
         let concurrency = r.bounded("WORKER_CONCURRENCY", 8usize, range(1, 256, "jobs"));
         let lease = r.bounded("JOB_LEASE_SECONDS", 60, range(2, 3600, "seconds"));
         let poll = r.bounded("JOB_POLL_SECONDS", 5, range(1, 300, "seconds"));

@@ -35,6 +35,7 @@ fn config_check_names_every_problem_and_redacts_secrets() {
             ("GHOSTWORKS_ENV", "production"),
             ("JWT_SECRET_KEY", "change-me"),
             ("COOKIE_SECURE", "false"),
+            ("DATABASE_ADMIN_URL", "postgres://owner:pw@db/gw"),
         ],
     );
     assert!(!bad.status.success());
@@ -44,6 +45,7 @@ fn config_check_names_every_problem_and_redacts_secrets() {
         "REDIS_URL:",
         "JWT_SECRET_KEY:",
         "COOKIE_SECURE:",
+        "DATABASE_ADMIN_URL: the schema owner's login must not be in a role's environment",
     ] {
         assert!(out.contains(var), "{var} missing in:\n{out}");
     }

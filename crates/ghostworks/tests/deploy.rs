@@ -4,6 +4,7 @@
 //! answers 5% errors during the bake are both rolled back automatically, and the history says
 //! why.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -110,6 +111,14 @@ impl Drop for Nginx {
     }
 }
 
+/// The operator's environment besides PATH and DATABASE_ADMIN_URL.
+const OPERATOR_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "AKIADEPLOYTEST"),
+    ("AWS_SECRET_ACCESS_KEY", "deploy-test-aws-secret"),
+    ("LANG", "C.UTF-8"),
+    ("TZ", "UTC"),
+];
+
 /// Everything a deploy of one test needs.
 struct Stage {
     db: TestDb,
@@ -158,6 +167,8 @@ impl Stage {
         stage
     }
 
+    /// `ghostworks` in an operator's environment: the schema owner's URL and cloud keys, which
+    /// no deployed role may inherit, beside a locale and time zone, which every role does.
     fn ghostworks(&self, args: &[&str], extra: &[&str]) -> Output {
         let s = self.state.path();
         Command::new(BIN)
@@ -165,6 +176,7 @@ impl Stage {
             .args(extra)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap())
+            .envs(OPERATOR_ENV.iter().copied())
             .env("DATABASE_ADMIN_URL", &self.db.admin_url)
             .env("GHOSTWORKS_DEPLOY_STATE", s.join("deploy"))
             .env("BACKUP_DIR", s.join("backups"))
@@ -668,6 +680,74 @@ async fn a_crashed_api_is_restarted_and_a_stop_leaves_nothing_behind() {
     assert!(left.is_empty(), "left behind by the stop: {left:?}");
 }
 
+/// The environment of process `pid`, from /proc.
+fn environ(pid: u32) -> HashMap<String, String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let (k, v) = std::str::from_utf8(entry).ok()?.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Each deployed role (its supervisor and the role itself) holds exactly its env file, the
+/// allow-listed variables of the operator's environment and what the deploy sets: none of the
+/// operator's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployed_roles_hold_their_env_file_and_the_allow_list_only() {
+    let stage = Arc::new(Stage::new().await);
+    let v1 = PathBuf::from(BIN);
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let live = processes();
+    let path = std::env::var("PATH").unwrap();
+    let api_url = format!("http://127.0.0.1:{}", stage.base);
+    for (role, bind, offset) in [
+        ("api", "GHOSTWORKS_BIND", 0),
+        ("worker", "WORKER_BIND", 10),
+        ("web", "WEB_BIND", 20),
+    ] {
+        let file = std::fs::read_to_string(stage.state.path().join(format!("{role}.env")));
+        let mut expected: HashMap<String, String> =
+            ghostworks_config::parse_env_file(&file.unwrap());
+        expected.extend(
+            [
+                ("PATH", path.as_str()),
+                ("LANG", "C.UTF-8"),
+                ("TZ", "UTC"),
+                (bind, &format!("127.0.0.1:{}", stage.base + offset)),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        if role == "web" {
+            expected.insert("API_URL".into(), api_url.clone());
+        }
+        let sup = supervisor(&stage, "blue", role);
+        let (pid, _, _) = *live
+            .iter()
+            .find(|p| p.1 == sup)
+            .unwrap_or_else(|| panic!("no {role} under its supervisor {sup}"));
+        for pid in [sup, pid] {
+            let env = environ(pid);
+            for leaked in [
+                "DATABASE_ADMIN_URL",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_ACCESS_KEY_ID",
+            ] {
+                assert!(
+                    !env.contains_key(leaked),
+                    "{role} (pid {pid}) holds {leaked}"
+                );
+            }
+            assert_eq!(env, expected, "{role} (pid {pid})");
+        }
+    }
+}
+
 #[test]
 fn supervise_gives_up_on_a_command_that_keeps_failing() {
     let dir = tempfile::tempdir().unwrap();
@@ -700,6 +780,56 @@ fn supervise_gives_up_on_a_command_that_keeps_failing() {
     );
 }
 
+/// The `sha256:HEX` digest the history records for the binary at `path`.
+fn digest(path: &Path) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+    )
+}
+
+/// A state directory whose history holds two succeeded releases, 1.0 on blue then `live` (1.1)
+/// on green, which is active.
+fn two_releases(dir: &Path, target: Value, live: Value) {
+    let entry = |release: &Value, schema: i64, colour: &str| {
+        json!({
+            "time": "2026-11-01T00:00:00Z", "release": release, "colour": colour,
+            "schema_version": schema, "result": "succeeded", "failed_step": null,
+            "reason": null, "by": "ops", "duration_ms": 1, "switch_ms": 1, "rollback_ms": null
+        })
+    };
+    std::fs::write(
+        dir.join("history.jsonl"),
+        format!(
+            "{}\n{}\n",
+            entry(&target, 9, "blue"),
+            entry(&live, 10, "green")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("active.json"),
+        json!({"colour": "green", "release": live}).to_string(),
+    )
+    .unwrap();
+}
+
+fn release(version: &str, artifact: &Path, digest: &str) -> Value {
+    json!({"artifact": artifact, "version": version, "git_sha": "abc", "digest": digest})
+}
+
+/// `ghostworks rollback` on the state directory `state`.
+fn rollback(db: &TestDb, state: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("rollback")
+        .args(extra)
+        .env("DATABASE_ADMIN_URL", &db.admin_url)
+        .env("GHOSTWORKS_DEPLOY_STATE", state)
+        .output()
+        .unwrap()
+}
+
 /// A rollback is checked against the migrations applied to the database, as the live release
 /// reports them: one newer than the target's schema that the live release cannot vouch for
 /// (here unknown to it, as a contract step of a newer, failed release would be) refuses it
@@ -708,29 +838,13 @@ fn supervise_gives_up_on_a_command_that_keeps_failing() {
 async fn rollbacks_past_newer_migrations_are_refused_unless_forced() {
     let db = services().database().await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    let entry = |version: &str, schema: i64| {
-        json!({
-            "time": "2026-11-01T00:00:00Z",
-            "release": {"artifact": format!("/nonexistent/{version}/ghostworks"),
-                        "version": version, "git_sha": "abc", "digest": "sha256:0"},
-            "colour": if version == "1.0" { "blue" } else { "green" },
-            "schema_version": schema, "result": "succeeded", "failed_step": null,
-            "reason": null, "by": "ops", "duration_ms": 1, "switch_ms": 1, "rollback_ms": null
-        })
-    };
     // The live release's binary reports the migration status the rollback is judged on.
-    let mut live = entry("1.1", 10);
-    live["release"]["artifact"] = json!(BIN);
-    std::fs::write(
-        state.path().join("history.jsonl"),
-        format!("{}\n{live}\n", entry("1.0", 9)),
-    )
-    .unwrap();
-    std::fs::write(
-        state.path().join("active.json"),
-        json!({"colour": "green", "release": live["release"]}).to_string(),
-    )
-    .unwrap();
+    let gone = Path::new("/nonexistent/1.0/ghostworks");
+    two_releases(
+        state.path(),
+        release("1.0", gone, "sha256:0"),
+        release("1.1", Path::new(BIN), &digest(Path::new(BIN))),
+    );
     let pool = ghostworks_db::connect(&db.admin_url, 1, "test")
         .await
         .unwrap();
@@ -742,16 +856,7 @@ async fn rollbacks_past_newer_migrations_are_refused_unless_forced() {
     .await
     .unwrap();
 
-    let rollback = |extra: &[&str]| {
-        Command::new(BIN)
-            .arg("rollback")
-            .args(extra)
-            .env("DATABASE_ADMIN_URL", &db.admin_url)
-            .env("GHOSTWORKS_DEPLOY_STATE", state.path())
-            .output()
-            .unwrap()
-    };
-    let out = rollback(&[]);
+    let out = rollback(&db, state.path(), &[]);
     assert!(!out.status.success());
     let t = text(&out);
     assert!(
@@ -765,11 +870,82 @@ async fn rollbacks_past_newer_migrations_are_refused_unless_forced() {
     let history = std::fs::read_to_string(state.path().join("history.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 2);
 
-    // Forced, the rollback goes ahead: here to the deploy's first gate, which finds no binary.
-    let out = rollback(&["--force-past-contract", "--skip-backup"]);
+    // Forced, the rollback goes ahead: here to the check of the target's digest, which finds
+    // no binary.
+    let out = rollback(
+        &db,
+        state.path(),
+        &["--force-past-contract", "--skip-backup"],
+    );
     let t = text(&out);
     assert!(
-        !out.status.success() && t.contains("failed at step `check`") && !t.contains("refusing"),
+        !out.status.success()
+            && t.contains("/nonexistent/1.0/ghostworks is not a file")
+            && !t.contains("refusing to roll back"),
         "{t}"
     );
+}
+
+/// A rollback runs the release the history recorded, not whatever sits at its path now: a
+/// replaced binary (the target's, or the live one the guard runs) is refused before it runs,
+/// naming the path and both digests, and nothing is started, switched or recorded.
+#[tokio::test]
+async fn rollbacks_to_a_replaced_binary_are_refused_before_it_runs() {
+    let db = services().database().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path();
+    let target = dir.join("1.0-ghostworks");
+    std::fs::copy(BIN, &target).unwrap();
+    let recorded = digest(&target);
+    // Whatever replaces it leaves a mark when it runs.
+    let ran = dir.join("replacement-ran");
+    let replace = |path: &Path| {
+        std::fs::write(
+            path,
+            format!(
+                "#!/bin/sh\ntouch '{}'\nexec '{BIN}' \"$@\"\n",
+                ran.display()
+            ),
+        )
+        .unwrap();
+        Command::new("chmod").arg("+x").arg(path).status().unwrap();
+    };
+    replace(&target);
+    let live = dir.join("1.1-ghostworks");
+    std::fs::copy(BIN, &live).unwrap();
+    two_releases(
+        dir,
+        release("1.0", &target, &recorded),
+        release("1.1", &live, &digest(&live)),
+    );
+    let before = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let expect_refusal = |out: Output, path: &Path, version: &str, expected: &str| {
+        let t = text(&out);
+        let found = digest(path);
+        assert!(!out.status.success(), "{t}");
+        assert!(
+            t.contains(&format!("refusing to run {version} again"))
+                && t.contains(&path.display().to_string())
+                && t.contains(&format!("expected {expected}, found {found}"))
+                && t.contains("ghostworks deploy --release"),
+            "{t}"
+        );
+        assert!(!ran.exists(), "the replaced binary ran");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("history.jsonl")).unwrap(),
+            before
+        );
+        for colour in ["blue", "green"] {
+            assert!(!dir.join(format!("{colour}.pids.json")).exists(), "{t}");
+        }
+    };
+    let out = rollback(&db, dir, &["--skip-backup"]);
+    expect_refusal(out, &target, "1.0", &recorded);
+
+    // The live release's binary, which the guard runs for the migration status, is checked
+    // the same way before it runs.
+    let live_digest = digest(&live);
+    replace(&live);
+    let out = rollback(&db, dir, &["--skip-backup"]);
+    expect_refusal(out, &live, "1.1", &live_digest);
 }

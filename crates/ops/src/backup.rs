@@ -260,7 +260,7 @@ pub async fn create(url: &str, dest: &Destination) -> Result<(String, Manifest)>
     // the umask's mode.
     dump.args(["--format=custom", "--compress=6", "--no-password"])
         .arg(format!("--snapshot={snapshot}"))
-        .stdout(storage::create_private_file(&partial)?);
+        .stdout(crate::private::create_private_file(&partial)?);
     let dumping = tokio::task::spawn_blocking({
         let partial = partial.clone();
         move || run_with_progress(dump, "pg_dump", Some(&partial))
@@ -293,7 +293,7 @@ pub async fn create(url: &str, dest: &Destination) -> Result<(String, Manifest)>
     };
     let manifest_name = format!("{stem}{MANIFEST_SUFFIX}");
     let tmp = staging.dir().join(format!("{manifest_name}.partial"));
-    storage::create_private_file(&tmp)?.write_all(&serde_json::to_vec_pretty(&manifest)?)?;
+    crate::private::create_private_file(&tmp)?.write_all(&serde_json::to_vec_pretty(&manifest)?)?;
     dest.put(&tmp, &manifest_name).await?;
     Ok((dest.location(&manifest_name), manifest))
 }

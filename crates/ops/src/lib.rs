@@ -10,6 +10,7 @@ pub mod lint;
 pub mod migrate;
 pub mod pg;
 pub mod pitr;
+pub mod private;
 pub mod progress;
 pub mod storage;
 pub mod tenant;

@@ -2,12 +2,11 @@
 //! code deals in file names and this type; only here do the two kinds of storage differ.
 //!
 //! Backups and tenant archives hold every password hash and all tenant data: the files this
-//! crate writes are created 0600 and its directories 0700, whatever the umask.
+//! crate writes are created 0600 and its directories 0700, whatever the umask ([`crate::private`]).
 
 use std::fmt;
-use std::fs::{DirBuilder, File, OpenOptions};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,27 +42,6 @@ impl fmt::Display for Destination {
             Self::S3 { url, .. } => f.write_str(url),
         }
     }
-}
-
-/// Creates `path` (which must not exist) readable by its owner only. The mode is set by the
-/// creating call itself: a chmod afterwards would leave a moment in which others can open it.
-pub fn create_private_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))
-}
-
-/// Creates `dir` and its missing parents, each accessible to its owner only (an existing
-/// directory keeps its mode; `backup verify` warns about a wider one).
-pub fn create_private_dir(dir: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create the directory {}", dir.display()))
 }
 
 /// Refuses a file name that is not a plain name directly in the destination. Names reach this
@@ -139,6 +117,9 @@ impl Destination {
             "export that access key's secret",
         )?;
         let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
+        // reqwest is built with a provider-less rustls; an Err only means a provider is
+        // already installed for this process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(region)
@@ -221,7 +202,7 @@ impl Destination {
     pub fn staging(&self) -> Result<Staging> {
         match self {
             Self::Local(dir) => {
-                create_private_dir(dir)?;
+                crate::private::create_private_dir(dir)?;
                 Ok(Staging {
                     dir: dir.clone(),
                     _temporary: None,

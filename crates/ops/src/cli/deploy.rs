@@ -171,12 +171,14 @@ pub async fn deploy(settings: &OpsConfig, s3: &S3Settings, args: DeployArgs) -> 
     }
 }
 
-/// `rollback`: the guard, then a deploy of the release it returns to.
+/// `rollback`: the guard and the check that the target is still the recorded release, then a
+/// deploy of it.
 pub async fn rollback(admin: Option<&str>, s3: &S3Settings, args: RollbackArgs) -> Result<()> {
     let state = State::open(&args.options.state_dir)?;
     let target = policy::rollback_target(&state, args.to.as_deref())?;
     let mut runtime = args.options.runtime(admin, Some(&target.release))?;
     policy::rollback_guard(&state, runtime.as_mut(), &target, args.force_past_contract).await?;
+    policy::verify_recorded(runtime.as_mut(), &target.release).await?;
     release_with(
         runtime.as_mut(),
         admin,

@@ -55,7 +55,9 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Redeploy an earlier succeeded release through the same gated path as `deploy`. Refused
     /// when a contract migration newer than the schema version the release last ran on has
-    /// been applied (it may have removed a column or table the release uses).
+    /// been applied (it may have removed a column or table the release uses), and when the
+    /// release's binary (or image) is no longer the one the history recorded (its sha256 or
+    /// image id differs).
     Rollback(RollbackArgs),
     /// Run a command (after `--`) and start it again whenever it fails: exits non-zero or is
     /// killed by a signal. Waits 0.5 s before a restart, doubling with each rapid failure up

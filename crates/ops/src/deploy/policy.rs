@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::{Active, HistoryEntry, Runtime, State};
+use super::{Active, HistoryEntry, Release, Runtime, State};
 use crate::migrate::Migration;
 
 /// Whether contract steps may run now. Expand/contract ships a contract step in the release
@@ -99,8 +99,33 @@ pub fn rollback_allowed(target: &HistoryEntry, migrations: &[Migration]) -> Resu
     )
 }
 
+/// Refuses to run a recorded `release` again unless its artifact is still what the history
+/// recorded: a path or a tag names whatever is there now, which may have been replaced since
+/// (a binary overwritten, a tag moved).
+pub async fn verify_recorded(runtime: &mut dyn Runtime, release: &Release) -> Result<()> {
+    let artifact = &release.artifact;
+    let found = runtime.digest(artifact).await.with_context(|| {
+        format!(
+            "cannot check {artifact} against the digest the history recorded for {}",
+            release.version
+        )
+    })?;
+    if found != release.digest {
+        bail!(
+            "refusing to run {version} again: {artifact} is not what the history recorded \
+             (expected {expected}, found {found}); it was replaced since. Put the recorded \
+             release back at {artifact}, or deploy what is there now as a new release with \
+             `ghostworks deploy --release {artifact}`",
+            version = release.version,
+            expected = release.digest,
+        );
+    }
+    Ok(())
+}
+
 /// The rollback guard: [`rollback_allowed`] for `target` (see [`rollback_target`]) against the
-/// migrations the live release reports, unless `force_past_contract`.
+/// migrations the live release reports, unless `force_past_contract`. The live release's
+/// artifact runs only once [`verify_recorded`] passes.
 pub async fn rollback_guard(
     state: &State,
     runtime: &mut dyn Runtime,
@@ -113,6 +138,7 @@ pub async fn rollback_guard(
         let live = state
             .active()?
             .context("nothing is deployed, so there is nothing to roll back")?;
+        verify_recorded(runtime, &live.release).await?;
         let status = runtime.migration_status(&live.release).await?;
         rollback_allowed(target, &status)?;
     }

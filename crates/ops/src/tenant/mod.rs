@@ -32,7 +32,6 @@ pub use archive::ArchiveKey;
 
 use crate::pg::{self, quote_ident, TableSum};
 use crate::progress;
-use crate::storage;
 use archive::{read_archive, Archive, ArchiveWriter, Line, Row};
 use trust::existing_accounts;
 
@@ -193,13 +192,7 @@ async fn tenant_of(conn: &mut PgConnection, slug: &str) -> Result<Uuid> {
 /// The export's file until it is complete, created 0600.
 fn create_partial(tmp: &Path) -> Result<File> {
     // A partial file left by an interrupted export is this command's own.
-    match std::fs::remove_file(tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("--output: cannot replace {}", tmp.display()))
-        }
-        _ => {}
-    }
-    storage::create_private_file(tmp).context("--output")
+    crate::private::recreate_private_file(tmp).context("--output")
 }
 
 /// Writes the tenant's rows of `table`, checking they are the ones its sum counted.

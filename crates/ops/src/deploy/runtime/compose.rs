@@ -74,6 +74,11 @@ pub struct ComposeRuntime {
     model: OnceLock<Value>,
 }
 
+/// The image's id (`sha256:...`), from `docker image inspect`: the release's digest.
+fn image_id(image: &Value) -> String {
+    image["Id"].as_str().unwrap_or("unknown").to_string()
+}
+
 fn service(component: &str, colour: Colour) -> String {
     format!("{component}-{}", colour.as_str())
 }
@@ -190,10 +195,10 @@ impl ComposeRuntime {
             "services": services,
         });
         // Settings from the env_file are resolved into it: readable by its owner only.
-        let tmp = self.state_dir.join(".compose.colours.yml.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&overlay)?)?;
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        std::fs::rename(&tmp, self.overlay())?;
+        crate::private::replace_private_file(
+            &self.overlay(),
+            &serde_json::to_vec_pretty(&overlay)?,
+        )?;
         std::fs::write(self.images_file(), serde_json::to_vec_pretty(images)?)?;
         Ok(())
     }
@@ -260,6 +265,18 @@ impl ComposeRuntime {
         deps
     }
 
+    /// `docker image inspect` of the release's image.
+    async fn inspect(&self, artifact: &str) -> Result<Value> {
+        let mut c = self.docker();
+        c.args(["image", "inspect", "-f", "{{json .}}", artifact]);
+        let found = run_ok(c, "--release: docker image inspect")
+            .await
+            .with_context(|| {
+                format!("--release: no image {artifact} on this host; build or pull it first")
+            })?;
+        Ok(serde_json::from_str(&found)?)
+    }
+
     /// A one-off container of the base `service` from the release's image.
     async fn run(
         &self,
@@ -278,16 +295,12 @@ impl ComposeRuntime {
 
 #[async_trait]
 impl Runtime for ComposeRuntime {
+    async fn digest(&mut self, artifact: &str) -> Result<String> {
+        Ok(image_id(&self.inspect(artifact).await?))
+    }
+
     async fn check(&mut self, artifact: &str) -> Result<Release> {
-        let mut c = self.docker();
-        c.args(["image", "inspect", "-f", "{{json .}}", artifact]);
-        let image: Value = serde_json::from_str(
-            &run_ok(c, "--release: docker image inspect")
-                .await
-                .with_context(|| {
-                    format!("--release: no image {artifact} on this host; build or pull it first")
-                })?,
-        )?;
+        let image = self.inspect(artifact).await?;
         let label = |k: &str| image["Config"]["Labels"][k].as_str().map(String::from);
         let release = Release {
             artifact: artifact.to_string(),
@@ -298,7 +311,7 @@ impl Runtime for ComposeRuntime {
                 .or_else(|| artifact.rsplit_once(':').map(|(_, t)| t.to_string()))
                 .unwrap_or_else(|| "unknown".into()),
             git_sha: label("org.opencontainers.image.revision").unwrap_or_else(|| "unknown".into()),
-            digest: image["Id"].as_str().unwrap_or("unknown").to_string(),
+            digest: image_id(&image),
         };
         let model = self.model().await?;
         for c in COMPONENTS {

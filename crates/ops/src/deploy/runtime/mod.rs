@@ -19,6 +19,9 @@ use process::{ProcessArgs, ProcessRuntime};
 /// How releases are run: supervised processes on this host, or Docker Compose.
 #[async_trait]
 pub trait Runtime: Send {
+    /// What identifies the release's content: a binary's sha256, an image's id. The history
+    /// records it, and a rollback compares it before running the release again.
+    async fn digest(&mut self, artifact: &str) -> Result<String>;
     /// Checks the release artifact and its configuration; returns the release's description.
     async fn check(&mut self, artifact: &str) -> Result<Release>;
     /// What `ghostworks migrate --status` of the release reports.

@@ -4,10 +4,9 @@
 //! nginx on the same host is switched by rewriting its upstream file and sending its master
 //! SIGHUP.
 
+pub mod environment;
 pub mod supervise;
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +22,7 @@ use crate::deploy::component::{self, port, Colour, Component, Instance, COMPONEN
 use crate::deploy::exec::run_ok;
 use crate::deploy::{nginx, Release};
 use crate::migrate::Migration;
+use environment::Environments;
 
 /// The options of `--runtime process`.
 #[derive(Args)]
@@ -33,7 +33,9 @@ pub struct ProcessArgs {
     #[arg(long, default_value_t = 8100)]
     pub base_port: u16,
     /// Environment of a role as ROLE=FILE (KEY=VALUE lines), e.g. api=/etc/ghostworks/api.env
-    /// and worker=/etc/ghostworks/worker.env; over the inherited environment. Repeatable.
+    /// and worker=/etc/ghostworks/worker.env. Repeatable. A role gets this file and, of this
+    /// command's environment, only PATH, HOME, TZ, LANG, LANGUAGE, LC_*, TMPDIR, SSL_CERT_FILE
+    /// and SSL_CERT_DIR: never DATABASE_ADMIN_URL or AWS_* keys.
     #[arg(long = "env-file", value_name = "ROLE=FILE")]
     pub env_files: Vec<String>,
     /// nginx's pid file; the master is sent SIGHUP to reload.
@@ -52,8 +54,8 @@ pub struct ProcessArgs {
 pub struct ProcessRuntime {
     admin_url: String,
     base_port: u16,
-    /// Environment per component name, over the inherited environment.
-    env: HashMap<String, HashMap<String, String>>,
+    /// What each process of the release starts with.
+    env: Environments,
     /// Where nginx.conf includes the `upstream-NAME.conf` files from.
     upstream_dir: PathBuf,
     nginx_pid_file: PathBuf,
@@ -103,7 +105,7 @@ impl ProcessRuntime {
         Ok(Self {
             admin_url: admin_url.to_string(),
             base_port: args.base_port,
-            env: env_files(&args.env_files)?,
+            env: Environments::new(ghostworks_config::process_vars(), &args.env_files)?,
             upstream_dir: common.upstream_dir,
             nginx_pid_file: args.nginx_pid_file.clone(),
             state_dir: common.state_dir,
@@ -116,15 +118,6 @@ impl ProcessRuntime {
             max_failures: args.supervise_max_failures,
             children: Vec::new(),
         })
-    }
-
-    /// `program` with the environment of `component`.
-    fn command(&self, program: impl AsRef<OsStr>, component: &str) -> Command {
-        let mut c = Command::new(program);
-        if let Some(env) = self.env.get(component) {
-            c.envs(env);
-        }
-        c
     }
 
     /// The component's links to the other components of `colour`.
@@ -162,27 +155,6 @@ fn pids_file(state_dir: &Path, colour: Colour) -> PathBuf {
 
 fn status_file(state_dir: &Path, colour: Colour, component: &str) -> PathBuf {
     state_dir.join(format!("{}-{component}.status.json", colour.as_str()))
-}
-
-/// `--env-file ROLE=FILE` options: the environment of each component.
-fn env_files(specs: &[String]) -> Result<HashMap<String, HashMap<String, String>>> {
-    let mut env = HashMap::new();
-    for spec in specs {
-        let (name, file) = spec
-            .split_once('=')
-            .with_context(|| format!("--env-file: {spec:?} is not ROLE=FILE (e.g. api=api.env)"))?;
-        if !COMPONENTS.iter().any(|c| c.name == name) {
-            bail!(
-                "--env-file: unknown role {name:?}; the roles are {}",
-                component::names()
-            );
-        }
-        env.insert(
-            name.to_string(),
-            ghostworks_config::read_env_file(Path::new(file))?,
-        );
-    }
-    Ok(env)
 }
 
 /// Whether any process of the group `pgid` is alive (zombies aside): the supervisor, the
@@ -237,18 +209,21 @@ fn signal(target: i64, sig: &str) -> Result<()> {
     Ok(())
 }
 
-fn sha256_hex(path: &Path) -> Result<String> {
-    crate::pg::sha256_file(path)
-}
-
 #[async_trait]
 impl Runtime for ProcessRuntime {
-    async fn check(&mut self, artifact: &str) -> Result<Release> {
+    async fn digest(&mut self, artifact: &str) -> Result<String> {
         let path = Path::new(artifact);
         if !path.is_file() {
             bail!("--release: {artifact} is not a file; pass the path of a ghostworks binary");
         }
-        let mut v = Command::new(path);
+        Ok(format!("sha256:{}", crate::pg::sha256_file(path)?))
+    }
+
+    async fn check(&mut self, artifact: &str) -> Result<Release> {
+        // Before it first runs: the digest is of the binary that runs.
+        let digest = self.digest(artifact).await?;
+        let path = Path::new(artifact);
+        let mut v = self.env.command(path, None);
         v.arg("--version");
         let version = run_ok(v, "--release: the binary's --version").await?;
         let version = match &self.label {
@@ -263,10 +238,10 @@ impl Runtime for ProcessRuntime {
             artifact: artifact.to_string(),
             version,
             git_sha: self.git_sha.clone(),
-            digest: format!("sha256:{}", sha256_hex(path)?),
+            digest,
         };
         for c in COMPONENTS {
-            let mut cmd = self.command(&release.artifact, c.name);
+            let mut cmd = self.env.command(&release.artifact, Some(c.name));
             cmd.args(c.check_args).envs(self.links(c, Colour::Blue));
             run_ok(cmd, &format!("configuration of the {} role", c.name)).await?;
         }
@@ -274,7 +249,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn migration_status(&mut self, release: &Release) -> Result<Vec<Migration>> {
-        let mut c = self.command(&release.artifact, "api");
+        let mut c = self.env.command(&release.artifact, Some("api"));
         c.args(["migrate", "--status"])
             .env("DATABASE_ADMIN_URL", &self.admin_url);
         let status = run_ok(c, "ghostworks migrate --status").await?;
@@ -282,7 +257,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn migrate(&mut self, release: &Release) -> Result<()> {
-        let mut c = self.command(&release.artifact, "api");
+        let mut c = self.env.command(&release.artifact, Some("api"));
         c.arg("migrate").env("DATABASE_ADMIN_URL", &self.admin_url);
         run_ok(c, "ghostworks migrate").await.map(|_| ())
     }
@@ -300,7 +275,7 @@ impl Runtime for ProcessRuntime {
                 .create(true)
                 .append(true)
                 .open(logs.join(format!("{}-{}.log", colour.as_str(), c.name)))?;
-            let mut cmd = self.command(&self.supervisor, c.name);
+            let mut cmd = self.env.command(&self.supervisor, Some(c.name));
             cmd.arg("supervise")
                 .arg("--max-failures")
                 .arg(self.max_failures.to_string())
