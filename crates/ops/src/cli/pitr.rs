@@ -134,9 +134,7 @@ pub async fn run(settings: &OpsConfig, command: PitrCommand) -> Result<ExitCode>
             let target = to.map_or(Target::Latest, |t| Target::Time(t.with_timezone(&Utc)));
             let port = match port {
                 Some(p) => p,
-                None => std::net::TcpListener::bind("127.0.0.1:0")?
-                    .local_addr()?
-                    .port(),
+                None => pitr::free_port()?,
             };
             let timeout = Duration::from_secs(timeout);
             let r =

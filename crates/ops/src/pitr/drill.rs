@@ -93,7 +93,7 @@ async fn run(
         record.problems = report.problems.iter().map(ToString::to_string).collect();
         return Ok(());
     }
-    let port = free_port()?;
+    let port = super::free_port()?;
     let restored =
         restore::restore(pgbackrest, admin_url, Target::Latest, dir, port, timeout).await?;
     let stopped = restored.scratch.stop();
@@ -106,13 +106,6 @@ async fn run(
         recovered.map(|t| (record.started_at - t).num_milliseconds().max(0) as f64 / 1e3);
     record.rows = restored.tables.iter().map(|t| t.rows).sum();
     stopped
-}
-
-/// A free loopback port for the scratch server.
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// The last drill's record, if one ran.

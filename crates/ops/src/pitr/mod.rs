@@ -61,6 +61,13 @@ pub fn last_backup_attempt(state_dir: &Path) -> Result<Option<BackupAttempt>> {
     read_record(&state_dir.join(BACKUP_RECORD))
 }
 
+/// A free loopback port for a scratch server.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// The port of DATABASE_ADMIN_URL, where pgBackRest finds the archived server's socket.
 pub fn pg_port(admin_url: &str) -> Result<u16> {
     let url = url::Url::parse(admin_url).context("DATABASE_ADMIN_URL: not a URL")?;
@@ -90,8 +97,7 @@ pub fn write_record<T: Serialize>(owner: &Owner, path: &Path, record: &T) -> Res
 pub(crate) fn write_private(owner: &Owner, path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = PathBuf::from(format!("{}.{}", path.display(), std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    crate::storage::create_private_file(&tmp)?.write_all(bytes)?;
+    crate::private::recreate_private_file(&tmp)?.write_all(bytes)?;
     owner.chown(&tmp)?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -11,8 +11,6 @@ use anyhow::{bail, Context, Result};
 use ghostworks_config::{Cipher, PitrSettings, S3Settings};
 use serde::Deserialize;
 
-use crate::storage;
-
 /// The OS user pgBackRest and the scratch servers run as: the owner of the data directory.
 #[derive(Debug, Clone)]
 pub struct Owner {
@@ -81,7 +79,7 @@ impl Owner {
 
     /// Creates `dir` 0700 and gives it to the owner.
     pub fn private_dir(&self, dir: &Path) -> Result<()> {
-        storage::create_private_dir(dir)?;
+        crate::private::create_private_dir(dir)?;
         self.chown(dir)
     }
 }
@@ -249,8 +247,10 @@ impl PgBackRest {
         let mut c = self.owner.command(&self.bin);
         c.arg(format!("--config={}", self.config.display()))
             .arg(format!("--stanza={}", self.stanza))
-            .args(args)
-            .arg(command);
+            .args(args.iter().filter(|a| a.starts_with("--")))
+            .arg(command)
+            // Positional parameters (repo-ls's path) follow the command.
+            .args(args.iter().filter(|a| !a.starts_with("--")));
         let out = tokio::task::spawn_blocking(move || c.output())
             .await?
             .context("pgbackrest: could not start")?;

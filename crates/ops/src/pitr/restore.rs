@@ -133,8 +133,9 @@ fn start(pgbackrest: &PgBackRest, admin_url: &str, dir: &Path, port: u16) -> Res
         .arg(&log)
         .args(["-w", "-t", "3600", "-o"])
         .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c archive_mode=off",
-            dir.display()
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c archive_mode=off{}",
+            dir.display(),
+            primary_limits(&owner, dir)?
         ))
         .arg("start")
         .stdout(Stdio::null());
@@ -152,6 +153,41 @@ fn start(pgbackrest: &PgBackRest, admin_url: &str, dir: &Path, port: u16) -> Res
     pg::run(ctl, "starting the restored server")
         .with_context(|| format!("its log ends:\n{}", scratch.log_tail()))?;
     Ok(scratch)
+}
+
+/// The settings recovery refuses to run below the primary's (`max_connections` and the
+/// like), as `-c` options with the primary's values from the restored control file: the
+/// restored copy may otherwise run on lower defaults than the primary's configuration, which
+/// lives outside its data directory (or on its command line).
+fn primary_limits(owner: &Owner, dir: &Path) -> Result<String> {
+    let mut c = owner.command(&pg::tool("pg_controldata")?);
+    c.arg(dir);
+    let out = c.output().context("pg_controldata: could not start")?;
+    if !out.status.success() {
+        bail!(
+            "pg_controldata {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut options = String::new();
+    for (label, setting) in [
+        ("max_connections setting:", "max_connections"),
+        ("max_worker_processes setting:", "max_worker_processes"),
+        ("max_wal_senders setting:", "max_wal_senders"),
+        ("max_prepared_xacts setting:", "max_prepared_transactions"),
+        ("max_locks_per_xact setting:", "max_locks_per_transaction"),
+    ] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(str::trim)
+            .filter(|v| v.chars().all(|c| c.is_ascii_digit()) && !v.is_empty())
+            .with_context(|| format!("pg_controldata {}: no {label}", dir.display()))?;
+        options.push_str(&format!(" -c {setting}={value}"));
+    }
+    Ok(options)
 }
 
 /// Waits for recovery to end (the server promoted, answering queries), then runs the
