@@ -1003,6 +1003,12 @@ fn k8s_rules(docs: &[Value]) -> (String, String, Vec<String>) {
         Some(dep) => worker_k8s_rules(docs, dep, &image, &mut v),
     }
 
+    // The web Deployment.
+    match find(docs, "Deployment", "ghostworks-web") {
+        None => v.push("Deployment ghostworks-web missing".into()),
+        Some(dep) => web_k8s_rules(docs, dep, &image, &mut v),
+    }
+
     // Service, Ingress (no /metrics), PodDisruptionBudget.
     if find(docs, "Service", "ghostworks-api").is_none() {
         v.push("Service ghostworks-api missing".into());
@@ -1026,7 +1032,7 @@ fn k8s_rules(docs: &[Value]) -> (String, String, Vec<String>) {
             }
         }
     }
-    for component in ["api", "worker"] {
+    for component in ["api", "worker", "web"] {
         let labels = pod_labels(docs, component);
         let covered = of_kind(docs, "PodDisruptionBudget")
             .any(|pdb| !labels.is_empty() && selects(&pdb["spec"]["selector"], &labels));
@@ -1177,6 +1183,74 @@ fn worker_k8s_rules(docs: &[Value], dep: &Value, api_image: &str, v: &mut Vec<St
                 svc["metadata"]["name"]
             ));
         }
+    }
+}
+
+/// A network peer naming this namespace's web pods.
+fn is_web_pods(peer: &Value) -> bool {
+    peer["namespaceSelector"].is_null()
+        && peer["ipBlock"].is_null()
+        && peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "web"
+        && peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "ghostworks"
+}
+
+/// The ConfigMap key a container's TRUSTED_PROXIES comes from, if it comes from one.
+fn trusted_proxies_key(container: &Value) -> Option<&str> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "TRUSTED_PROXIES")
+        .and_then(|e| e["valueFrom"]["configMapKeyRef"]["key"].as_str())
+}
+
+/// The web app: same image, `web` on port 3000, ready when the API is, no Secret at all (its
+/// sessions are the API's tokens), its own TRUSTED_PROXIES (not the api's), a routed Service.
+fn web_k8s_rules(docs: &[Value], dep: &Value, api_image: &str, v: &mut Vec<String>) {
+    let pod = &dep["spec"]["template"]["spec"];
+    pod_rules("Deployment ghostworks-web", pod, v);
+    let c = &pod["containers"][0];
+    if c["image"].as_str().unwrap_or("") != api_image {
+        v.push("web Deployment and api Deployment must use the same image".into());
+    }
+    if str_list(&c["args"]) != ["web"] && str_list(&c["command"]) != ["web"] {
+        v.push("web container must run `web`".into());
+    }
+    let ready = &c["readinessProbe"]["httpGet"];
+    if ready["path"] != "/health/ready" || !(ready["port"] == 3000 || ready["port"] == "http") {
+        v.push(format!(
+            "web readinessProbe must GET /health/ready on port 3000 (is {ready})"
+        ));
+    }
+    if !probe_port_is(&c["livenessProbe"], 3000, "http") {
+        v.push("web livenessProbe must probe port 3000".into());
+    }
+    let secret_volume = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|vol| vol["secret"].is_object());
+    let names = env_names(c);
+    let secret_var = SECRET_VARS
+        .iter()
+        .any(|var| names.contains(var) || names.contains(format!("{var}_FILE").as_str()));
+    if secret_volume || secret_var {
+        v.push("web pods must get no Secret: the app holds no key of its own".into());
+    }
+    let api_key = find(docs, "Deployment", "ghostworks-api")
+        .and_then(|api| trusted_proxies_key(&api["spec"]["template"]["spec"]["containers"][0]));
+    match (trusted_proxies_key(c), api_key) {
+        (Some(web), Some(api)) if web != api => {}
+        (web, api) => v.push(format!(
+            "TRUSTED_PROXIES must be per role, each from its own ConfigMap key (web {web:?}, api {api:?})"
+        )),
+    }
+    let routed = of_kind(docs, "Service").any(|svc| {
+        let sel = serde_json::json!({ "matchLabels": svc["spec"]["selector"] });
+        svc["spec"]["selector"].is_object() && selects(&sel, &pod_labels(docs, "web"))
+    });
+    if !routed {
+        v.push("no Service selects the web pods".into());
     }
 }
 
@@ -1369,9 +1443,10 @@ fn network_policy_rules(docs: &[Value], v: &mut Vec<String>) {
                 ));
             }
             for peer in &peers {
-                if peer["namespaceSelector"].is_null() || peer["ipBlock"].is_object() {
+                let controller = peer["namespaceSelector"].is_object() && peer["ipBlock"].is_null();
+                if !controller && !is_web_pods(peer) {
                     v.push(format!(
-                        "NetworkPolicy {}: ingress only from a namespace selector (ingress controller)",
+                        "NetworkPolicy {}: ingress only from a namespace selector (ingress controller) or the web pods",
                         p["metadata"]["name"]
                     ));
                 }
@@ -1404,6 +1479,23 @@ fn network_policy_rules(docs: &[Value], v: &mut Vec<String>) {
                     p["metadata"]["name"]
                 ));
             }
+            let to_api = rule["to"].as_array().is_some_and(|t| {
+                t.iter().all(|peer| {
+                    let only_api = |sel: &Value| {
+                        selects(sel, &pod_labels(docs, "api"))
+                            && ["web", "worker", "migrate"]
+                                .iter()
+                                .all(|other| !selects(sel, &pod_labels(docs, other)))
+                    };
+                    peer["namespaceSelector"].is_null() && only_api(&peer["podSelector"])
+                })
+            });
+            if ports.contains(&8000) && !to_api {
+                v.push(format!(
+                    "NetworkPolicy {}: egress to 8000 must name the api pods only",
+                    p["metadata"]["name"]
+                ));
+            }
             for peer in rule["to"].as_array().into_iter().flatten() {
                 if peer["ipBlock"]["cidr"] == "0.0.0.0/0" {
                     v.push(format!(
@@ -1422,7 +1514,7 @@ fn network_policy_rules(docs: &[Value], v: &mut Vec<String>) {
     }
     let unexpected: Vec<_> = egress_ports
         .iter()
-        .filter(|p| ![53, 5432, 6379, SMTP_SUBMISSION, SMTPS].contains(*p))
+        .filter(|p| ![53, 5432, 6379, SMTP_SUBMISSION, SMTPS, 8000].contains(*p))
         .collect();
     if !unexpected.is_empty() {
         v.push(format!(
@@ -1456,6 +1548,17 @@ fn network_policy_rules(docs: &[Value], v: &mut Vec<String>) {
             }
         }
     }
+    // The web app reaches the api and DNS only: no datastore, no mail relay.
+    let web: BTreeSet<i64> = egress_ports_for(docs, "web");
+    if !pod_labels(docs, "web").is_empty() && !web.contains(&8000) {
+        v.push("NetworkPolicy: no egress rule lets the web pods reach the api (8000)".into());
+    }
+    let web_extra: Vec<_> = web.iter().filter(|p| ![53, 8000].contains(*p)).collect();
+    if !web_extra.is_empty() {
+        v.push(format!(
+            "NetworkPolicy: the web pods may reach {web_extra:?}; they need the api and DNS only"
+        ));
+    }
     for component in ["api", "migrate"] {
         let ports = egress_ports_for(docs, component);
         if ports.contains(&SMTP_SUBMISSION) || ports.contains(&SMTPS) {
@@ -1464,6 +1567,41 @@ fn network_policy_rules(docs: &[Value], v: &mut Vec<String>) {
             ));
         }
     }
+}
+
+/// The Ingress lists the web app's pages one by one (a catch-all `/` would publish /metrics):
+/// every first path segment the web router serves is routed to the web Service, except the
+/// in-cluster probes and metrics, and nothing else is.
+#[test]
+fn k8s_ingress_routes_every_web_page_and_only_those() {
+    let root = repo_root();
+    let router = std::fs::read_to_string(root.join("crates/web/src/lib.rs")).unwrap();
+    let mut served: BTreeSet<String> = router
+        .split('"')
+        .filter(|s| s.starts_with('/') && !s.starts_with("//"))
+        .map(|s| match s[1..].split('/').next() {
+            Some("") | None => "/".to_string(),
+            Some(first) => format!("/{first}"),
+        })
+        .collect();
+    assert!(
+        served.len() > 5,
+        "no routes found in the web router: {served:?}"
+    );
+    served.retain(|p| p != "/health" && p != "/metrics");
+    let ingress = std::fs::read_to_string(root.join("deploy/k8s/base/ingress.yaml")).unwrap();
+    let docs = yaml_docs(&ingress).unwrap();
+    let routed: BTreeSet<String> = docs[0]["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["backend"]["service"]["name"] == "ghostworks-web")
+        .filter_map(|p| p["path"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        routed, served,
+        "deploy/k8s/base/ingress.yaml (web Service paths) vs crates/web/src/lib.rs routes"
+    );
 }
 
 #[test]
@@ -2047,4 +2185,50 @@ fn k8s_rules_reject_insecure_worker_changes() {
     let (_, _, v) = k8s_rules(&docs);
     assert_flags(&v, "no egress rule lets the worker reach the SMTP relay");
     assert_flags(&v, "no egress rule lets the worker reach PostgreSQL");
+}
+
+#[test]
+fn k8s_rules_reject_insecure_web_changes() {
+    let mut docs = yaml_docs(&render_overlay("prod")).unwrap();
+    docs.retain(|d| {
+        !(d["kind"] == "PodDisruptionBudget" && d["metadata"]["name"] == "ghostworks-web")
+    });
+    for d in docs.iter_mut() {
+        if d["kind"] == "Deployment" && d["metadata"]["name"] == "ghostworks-web" {
+            let pod = &mut d["spec"]["template"]["spec"];
+            pod["volumes"].as_array_mut().unwrap().push(
+                serde_json::json!({"name": "secrets", "secret": {"secretName": "ghostworks-app"}}),
+            );
+            let c = &mut pod["containers"][0];
+            c["args"] = serde_json::json!(["serve"]);
+            c["readinessProbe"] =
+                serde_json::json!({"httpGet": {"path": "/health/live", "port": "http"}});
+            for e in c["env"].as_array_mut().unwrap() {
+                if e["name"] == "TRUSTED_PROXIES" {
+                    e["valueFrom"]["configMapKeyRef"]["key"] = "API_TRUSTED_PROXIES".into();
+                }
+            }
+        }
+        if d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == "ghostworks-egress-redis" {
+            d["spec"]["podSelector"] = serde_json::json!({"matchExpressions": [
+                {"key": "app.kubernetes.io/component", "operator": "In", "values": ["api", "web"]}
+            ]});
+        }
+        if d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == "ghostworks-web-egress-api" {
+            // Any pod of the namespace, not the api's.
+            d["spec"]["egress"][0]["to"][0]["podSelector"] = serde_json::json!({});
+        }
+    }
+    let (_, _, v) = k8s_rules(&docs);
+    for needle in [
+        "web container must run `web`",
+        "web readinessProbe must GET /health/ready on port 3000",
+        "web pods must get no Secret",
+        "TRUSTED_PROXIES must be per role",
+        "PodDisruptionBudget missing for the web pods",
+        "the web pods may reach [6379]",
+        "egress to 8000 must name the api pods only",
+    ] {
+        assert_flags(&v, needle);
+    }
 }

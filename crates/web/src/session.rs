@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -31,10 +32,6 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 const SESSION_MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
 /// Form bodies are small; a larger one is refused before the CSRF check reads it.
 const MAX_FORM_BYTES: usize = 256 * 1024;
-/// How long a refresh result is reused for requests that raced on the same refresh token: the
-/// API treats a replayed refresh token as theft and revokes the session.
-const REFRESH_REUSE: Duration = Duration::from_secs(60);
-
 #[derive(Default)]
 enum Change {
     #[default]
@@ -55,9 +52,16 @@ struct Cell {
     change: Mutex<Change>,
 }
 
-/// Refresh results by the SHA-256 of the refresh token they spent.
+/// A refresh on its way to the API, shared by every request that presents the same token
+/// while it is.
+type InFlight = Shared<BoxFuture<'static, Result<Tokens, ApiFailure>>>;
+
+/// Refreshes in flight by the SHA-256 of the refresh token they spend. Requests of one browser
+/// that race on a refresh share its result; the entry goes as the API answers, so a later
+/// presentation of the spent token reaches the API, which treats it as theft and revokes the
+/// session. One session's refresh never waits for another's.
 #[derive(Default)]
-pub struct Refresher(tokio::sync::Mutex<HashMap<[u8; 32], (Instant, Tokens)>>);
+pub struct Refresher(Arc<Mutex<HashMap<[u8; 32], InFlight>>>);
 
 impl Refresher {
     async fn refresh(
@@ -67,16 +71,42 @@ impl Refresher {
         client_ip: Option<String>,
     ) -> Result<Tokens, ApiFailure> {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
-        let mut done = self.0.lock().await;
-        done.retain(|_, (at, _)| at.elapsed() < REFRESH_REUSE);
-        if let Some((_, t)) = done.get(&key) {
-            return Ok(t.clone());
+        let in_flight = {
+            let mut map = self.0.lock().expect("refresh map");
+            match map.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = self.start(web, key, refresh_token.to_string(), client_ip);
+                    map.insert(key, f.clone());
+                    f
+                }
+            }
+        };
+        in_flight.await
+    }
+
+    /// The API call, spawned so that it completes (and leaves the map) even when every request
+    /// waiting on it is cancelled.
+    fn start(
+        &self,
+        web: &Web,
+        key: [u8; 32],
+        refresh_token: String,
+        client_ip: Option<String>,
+    ) -> InFlight {
+        let (api, map) = (web.api.clone(), self.0.clone());
+        let f = async move {
+            let mut call =
+                Call::new(Method::POST, "/api/v1/auth/refresh").token(Some(&refresh_token));
+            call.client_ip = client_ip;
+            let result = api.send(call).await;
+            map.lock().expect("refresh map").remove(&key);
+            result
         }
-        let mut call = Call::new(Method::POST, "/api/v1/auth/refresh").token(Some(refresh_token));
-        call.client_ip = client_ip;
-        let t: Tokens = web.api.send(call).await?;
-        done.insert(key, (Instant::now(), t.clone()));
-        Ok(t)
+        .boxed()
+        .shared();
+        tokio::spawn(f.clone());
+        f
     }
 }
 

@@ -17,6 +17,8 @@ pub const PASSWORD: &str = "Str0ng!Passw0rd";
 pub struct Stack {
     pub web: String,
     pub api: String,
+    /// The test database as its owner, for checks behind the API's back.
+    pub db_admin_url: String,
     pub http: reqwest::Client,
 }
 
@@ -62,6 +64,7 @@ pub async fn stack_with(api: &[(&str, &str)], web: &[(&str, &str)]) -> Stack {
         listener,
         std::future::pending(),
     ));
+    let db_admin_url = db.admin_url.clone();
     // The database lives as long as the test process; the stack outlives this function.
     std::mem::forget(db);
 
@@ -83,7 +86,12 @@ pub async fn stack_with(api: &[(&str, &str)], web: &[(&str, &str)]) -> Stack {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    Stack { web, api, http }
+    Stack {
+        web,
+        api,
+        db_admin_url,
+        http,
+    }
 }
 
 /// One browser: its cookies, kept from `Set-Cookie` (a zero `Max-Age` deletes).
