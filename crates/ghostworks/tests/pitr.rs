@@ -253,13 +253,24 @@ async fn archive_backup_restore_to_a_moment_drill_and_metrics() {
     restored.close().await.unwrap();
     stop_server(&target);
 
-    // A drill restores everything archived; its record feeds the metrics.
+    let rto = drill(&s);
+    failing_backups(&s).await;
+    metrics(&s, rto).await;
+    missing_segment(&s);
+    let took = started.elapsed();
+    eprintln!("the whole test took {took:?}");
+    assert!(took < Duration::from_secs(180), "took {took:?}");
+}
+
+/// A drill restores everything archived and records its result, which feeds the metrics;
+/// returns its RTO.
+fn drill(s: &Setup) -> f64 {
     let out = s.ok(&["pitr", "drill", "--timeout", "120"]);
     assert!(out.contains("drill passed"), "{out}");
     let rto = seconds_after(&out, "RTO");
     let rpo = seconds_after(&out, "RPO");
     assert!(rto > 0.0 && rto < 120.0, "RTO {rto}: {out}");
-    assert!(rpo >= 0.0 && rpo < 120.0, "RPO {rpo}: {out}");
+    assert!((0.0..120.0).contains(&rpo), "RPO {rpo}: {out}");
     let record = s.server.root.join("state/drill.json");
     let mode = std::fs::metadata(&record).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "drill.json");
@@ -267,12 +278,39 @@ async fn archive_backup_restore_to_a_moment_drill_and_metrics() {
         serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
     assert_eq!(drill["outcome"], "passed", "{drill}");
     eprintln!("measured: drill RTO {rto} s, RPO {rpo} s; {out}");
+    rto
+}
 
-    failing_backups(&s).await;
-    metrics(&s, rto).await;
-    let took = started.elapsed();
-    eprintln!("the whole test took {took:?}");
-    assert!(took < Duration::from_secs(180), "took {took:?}");
+/// A WAL segment deleted from the middle of the archive: `verify` and the drill fail naming
+/// it, and the drill's record says so.
+fn missing_segment(s: &Setup) {
+    let archive = s.server.root.join("repo/archive/ghostworks");
+    let mut segments: Vec<PathBuf> = ghostworks_deploy_checks::files_under(&archive, &|n| {
+        n.len() > 25 && n[..24].bytes().all(|b| b.is_ascii_hexdigit()) && n.as_bytes()[24] == b'-'
+    });
+    segments.sort_by_key(|p| p.file_name().unwrap().to_owned());
+    assert!(
+        segments.len() >= 3,
+        "too few archived segments: {segments:?}"
+    );
+    let victim = &segments[1];
+    let name = victim.file_name().unwrap().to_str().unwrap()[..24].to_string();
+    std::fs::remove_file(victim).unwrap();
+    for args in [
+        ["pitr", "verify"].as_slice(),
+        &["pitr", "drill", "--timeout", "120"],
+    ] {
+        let o = s.run(args, &[]);
+        assert!(!o.status.success(), "{args:?} passed without {name}");
+        let out = text(&o);
+        assert!(
+            out.contains(&format!("WAL segment {name} is missing")),
+            "{args:?}: {out}"
+        );
+    }
+    let record = std::fs::read_to_string(s.server.root.join("state/drill.json")).unwrap();
+    let drill: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(drill["outcome"], "failed", "{drill}");
 }
 
 /// A backup that cannot run exits non-zero, and the attempt is recorded.
