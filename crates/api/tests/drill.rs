@@ -68,7 +68,7 @@ async fn the_api_rides_out_a_redis_and_a_postgresql_outage() {
     let user = app.user().await;
     let ws = app.workspace(&user).await;
     let path = format!("{}/api/v1/workspaces/{ws}/artifacts", app.url);
-    let client = reqwest::Client::builder()
+    let client = ghostworks_telemetry::http_client::builder()
         .timeout(Duration::from_secs(15))
         .build()
         .unwrap();

@@ -90,7 +90,7 @@ pub struct Results {
 }
 
 pub fn client() -> Result<Client> {
-    Ok(Client::builder()
+    Ok(ghostworks_telemetry::http_client::builder()
         .pool_max_idle_per_host(4096)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(10))

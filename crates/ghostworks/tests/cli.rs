@@ -291,7 +291,7 @@ async fn migrate_seed_serve_and_stop_gracefully() {
         assert!(Instant::now() < deadline, "server did not become healthy");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let client = reqwest::Client::new();
+    let client = ghostworks_telemetry::http_client::client();
     let login: serde_json::Value = client
         .post(format!("http://{bind}/api/v1/auth/login"))
         .json(&serde_json::json!({"email": "owner@acme.com", "password": "demo123"}))
@@ -436,7 +436,7 @@ async fn dev_comes_up_beside_whatever_holds_the_usual_ports() {
             "{role} on a taken port: {addr}"
         );
     }
-    let client = reqwest::Client::new();
+    let client = ghostworks_telemetry::http_client::client();
     for (role, path) in [
         ("API", "/health/ready"),
         ("worker", "/health"),

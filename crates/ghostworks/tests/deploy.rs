@@ -284,7 +284,7 @@ impl Load {
         // a request racing that close fails on any HTTP/1.1 client that does not retry
         // (browsers retry, RFC 9112 9.3.1). Not reusing them makes every failure counted here
         // one of the deploy's.
-        let http = reqwest::Client::builder()
+        let http = ghostworks_telemetry::http_client::builder()
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
@@ -577,7 +577,7 @@ async fn failing_releases_are_rolled_back_automatically() {
         "{history}"
     );
     // v1 still serves.
-    let http = reqwest::Client::new();
+    let http = ghostworks_telemetry::http_client::client();
     let r = http
         .get(format!(
             "http://127.0.0.1:{}/health/ready",
@@ -634,7 +634,7 @@ async fn a_crashed_api_is_restarted_and_a_stop_leaves_nothing_behind() {
         .status()
         .unwrap();
     let ready = format!("http://127.0.0.1:{}/health/ready", stage.nginx.port);
-    let http = reqwest::Client::new();
+    let http = ghostworks_telemetry::http_client::client();
     loop {
         let restarted = api(sup).is_some_and(|p| p != crashed);
         let status = http.get(&ready).send().await.map(|r| r.status().as_u16());

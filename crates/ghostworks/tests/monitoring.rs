@@ -120,7 +120,7 @@ impl Stack {
         let stack = Stack {
             api: format!("http://{api}"),
             worker: format!("http://{worker}"),
-            client: reqwest::Client::new(),
+            client: ghostworks_telemetry::http_client::client(),
             processes: [serve, work],
             db,
         };
@@ -356,7 +356,7 @@ impl Prometheus {
         );
         let prom = Prometheus {
             url: format!("http://{listen}"),
-            client: reqwest::Client::new(),
+            client: ghostworks_telemetry::http_client::client(),
             process,
             _dir: dir,
         };

@@ -228,7 +228,7 @@ async fn traces_follow_a_request_into_sql_and_into_its_job_and_logs_keep_no_secr
         ],
         &worker_log,
     );
-    let client = reqwest::Client::new();
+    let client = ghostworks_telemetry::http_client::client();
     let base = format!("http://{api_bind}");
     wait_ready(&client, &format!("{base}/health/ready")).await;
     wait_ready(&client, &format!("http://{worker_bind}/health")).await;
@@ -489,7 +489,7 @@ async fn without_a_collector_requests_still_succeed() {
     let mut env = api_env(&db, &bind, &prefix);
     env.push(("OPENTELEMETRY_ENDPOINT", &dead));
     let mut api = Proc::spawn("serve", &env, &dir.path().join("api.log"));
-    let client = reqwest::Client::new();
+    let client = ghostworks_telemetry::http_client::client();
     wait_ready(&client, &format!("http://{bind}/health/ready")).await;
     for _ in 0..50 {
         let r = client
@@ -515,7 +515,7 @@ async fn metrics_can_be_switched_off() {
     let mut env = api_env(&db, &bind, &prefix);
     env.push(("METRICS_ENABLED", "false"));
     let mut api = Proc::spawn("serve", &env, &dir.path().join("api.log"));
-    let client = reqwest::Client::new();
+    let client = ghostworks_telemetry::http_client::client();
     wait_ready(&client, &format!("http://{bind}/health/ready")).await;
     let r = client
         .get(format!("http://{bind}/metrics"))

@@ -132,7 +132,7 @@ async fn a_worker_killed_mid_delivery_loses_no_job_and_sends_no_email_twice() {
     assert_eq!(count(&admin, "attempts NOT IN (1, 2)").await, 0);
 
     // The restarted worker's own endpoints.
-    let client = reqwest::Client::new();
+    let client = ghostworks_telemetry::http_client::client();
     let health = client
         .get(format!("http://{bind}/health"))
         .send()

@@ -117,9 +117,8 @@ impl Destination {
             "export that access key's secret",
         )?;
         let region = s3.region.as_deref().unwrap_or(DEFAULT_REGION);
-        // reqwest is built with a provider-less rustls; an Err only means a provider is
-        // already installed for this process.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // object_store's reqwest client needs rustls' provider installed first.
+        ghostworks_telemetry::http_client::install_tls_provider();
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(region)

@@ -10,6 +10,7 @@
 mod filter;
 mod http_metrics;
 mod propagation;
+pub mod http_client;
 pub mod signals;
 mod timings;
 
@@ -115,7 +116,9 @@ fn tracer_provider(
     ratio: f64,
 ) -> Result<SdkTracerProvider, String> {
     let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-    // The blocking HTTP client refuses to be built on an async runtime's thread.
+    // The exporter's reqwest client needs rustls' provider; and the blocking client refuses to
+    // be built on an async runtime's thread.
+    http_client::install_tls_provider();
     let exporter = std::thread::spawn(move || {
         opentelemetry_otlp::SpanExporter::builder()
             .with_http()

@@ -245,7 +245,7 @@ impl<'a> Call<'a> {
 
 impl Client {
     pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder()
+        let http = ghostworks_telemetry::http_client::builder()
             .timeout(Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(3))
             .pool_max_idle_per_host(64)

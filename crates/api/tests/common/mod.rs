@@ -91,7 +91,7 @@ impl Spawn {
             .await
             .expect("the worker starts");
         tokio::spawn(async move { worker.run(std::future::pending()).await });
-        let client = reqwest::Client::builder()
+        let client = ghostworks_telemetry::http_client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();

@@ -231,7 +231,7 @@ async fn undo(
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    ghostworks_telemetry::http_client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .expect("HTTP client")

@@ -82,7 +82,7 @@ pub async fn stack_with(api: &[(&str, &str)], web: &[(&str, &str)]) -> Stack {
         listener,
         std::future::pending(),
     ));
-    let http = reqwest::Client::builder()
+    let http = ghostworks_telemetry::http_client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
