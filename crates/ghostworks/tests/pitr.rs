@@ -165,17 +165,23 @@ async fn archive_now(conn: &mut PgConnection) {
     }
 }
 
-/// Stops a restored copy left running.
+/// Stops a restored copy left running: as `postgres` when the test runs as root (the
+/// server's owner then), else as the test's own user.
 fn stop_server(pgdata: &Path) {
     let pg_ctl = ghostworks_devstack::pg_bin("pg_ctl").unwrap();
-    let o = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(pg_ctl)
-        .arg("-D")
-        .arg(pgdata)
-        .args(["-m", "fast", "-w", "stop"])
-        .output()
-        .unwrap();
+    let stop = |mut c: Command| {
+        c.arg("-D")
+            .arg(pgdata)
+            .args(["-m", "fast", "-w", "stop"])
+            .output()
+            .unwrap()
+    };
+    let mut as_postgres = Command::new("runuser");
+    as_postgres.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+    let mut o = stop(as_postgres);
+    if !o.status.success() {
+        o = stop(Command::new(&pg_ctl));
+    }
     assert!(o.status.success(), "pg_ctl stop: {}", text(&o));
 }
 
