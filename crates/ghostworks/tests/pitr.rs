@@ -259,6 +259,9 @@ async fn archive_backup_restore_to_a_moment_drill_and_metrics() {
     restored.close().await.unwrap();
     stop_server(&target);
 
+    // A differential backup on top; the drill restores from it.
+    let out = s.ok(&["pitr", "backup", "--type", "diff"]);
+    assert!(out.contains("(diff) taken in"), "{out}");
     let rto = drill(&s);
     failing_backups(&s).await;
     metrics(&s, rto).await;
@@ -397,6 +400,11 @@ async fn metrics(s: &Setup, rto: f64) {
     assert_eq!(value("ghostworks_pitr_repository_ok"), 1.0, "{body}");
     let age = value(r#"ghostworks_pitr_backup_age_seconds{type="full"}"#);
     assert!((0.0..180.0).contains(&age), "full backup age {age}");
+    let diff_age = value(r#"ghostworks_pitr_backup_age_seconds{type="diff"}"#);
+    assert!(
+        diff_age < age,
+        "the diff backup ({diff_age} s) is newer than the full ({age} s)"
+    );
     assert_eq!(
         value(r#"ghostworks_pitr_backup_last_attempt_failed{type="full"}"#),
         1.0

@@ -12,7 +12,6 @@ use chrono::Utc;
 use sqlx::Connection;
 
 use super::pgbackrest::{BackupType, PgBackRest, StanzaInfo};
-use super::verify::Segment;
 use super::{drill, last_backup_attempt};
 use crate::pg;
 
@@ -133,33 +132,24 @@ fn backups(out: &mut String, info: &StanzaInfo) {
     );
 }
 
-/// WAL archiving as the archived server reports it.
+/// WAL archiving as the archived server reports it. The segments waiting are counted in
+/// pg_wal/archive_status (`.ready` files): pg_stat_archiver's last archived name may be a
+/// backup label or timeline history file, which tells no segment position.
 async fn archiver(out: &mut String, admin_url: &str) -> Result<()> {
     let mut conn = pg::owner_connection(admin_url, "ghostworks-pitr-exporter").await?;
-    let (last_wal, last_at, failed_at, failed, current, now): (
-        Option<String>,
-        Option<f64>,
-        Option<f64>,
-        i64,
-        String,
-        f64,
-    ) = sqlx::query_as(
-        "SELECT last_archived_wal, extract(epoch FROM last_archived_time)::float8,
-                extract(epoch FROM last_failed_time)::float8, failed_count,
-                pg_walfile_name(pg_current_wal_lsn()), extract(epoch FROM now())::float8
-         FROM pg_stat_archiver",
-    )
-    .fetch_one(&mut conn)
-    .await?;
+    let (last_at, failed_at, failed, pending, now): (Option<f64>, Option<f64>, i64, i64, f64) =
+        sqlx::query_as(
+            "SELECT extract(epoch FROM last_archived_time)::float8,
+                    extract(epoch FROM last_failed_time)::float8, failed_count,
+                    (SELECT count(*) FROM pg_ls_archive_statusdir()
+                     WHERE name ~ '^[0-9A-F]{24}\\.ready$'),
+                    extract(epoch FROM now())::float8
+             FROM pg_stat_archiver",
+        )
+        .fetch_one(&mut conn)
+        .await?;
     conn.close().await?;
-    let number = |name: &str| Segment::from_name(name).map(|s| s.number);
-    let current = number(&current).unwrap_or(0);
-    // The segment being written is not complete; every one before it should be archived.
-    let archived = last_wal.as_deref().and_then(number);
-    let pending = match archived {
-        Some(n) => current.saturating_sub(n + 1),
-        None => current.saturating_sub(1),
-    } as f64;
+    let pending = pending as f64;
     let lag = match (pending > 0.0, last_at) {
         (false, _) => 0.0,
         (true, Some(at)) => now - at,
