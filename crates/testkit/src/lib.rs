@@ -4,6 +4,8 @@
 //!
 //! A missing server binary fails the test with the package to install; nothing is skipped.
 
+pub mod archiving;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
