@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Ghostworks needs on Debian 12, when missing:
-# PostgreSQL 15 server binaries and redis-server, Patroni, etcd and HAProxy, chromium, Node.js
-# and npm, plus the offline validators used by crates/deploy-checks (Compose v5, hadolint,
-# check-jsonschema, kubernetes-validate, kubectl/kustomize, promtool, prometheus), the API
-# testers of scripts/ci/security.sh (schemathesis, openapi-python-client) and the
-# S3-compatible server the backup tests upload to (s3s-fs, built from crates.io). Idempotent
-# and quiet; needs root (or sudo) only when a Debian package is missing.
+# PostgreSQL 15 server binaries, pgBackRest and redis-server, Patroni, etcd and HAProxy,
+# chromium, Node.js and npm, plus the offline validators used by crates/deploy-checks (Compose
+# v5, hadolint, check-jsonschema, kubernetes-validate, kubectl/kustomize, promtool,
+# prometheus), the API testers of scripts/ci/security.sh (schemathesis, openapi-python-client)
+# and the S3-compatible server the backup tests upload to (s3s-fs, built from crates.io).
+# Idempotent and quiet; needs root (or sudo) only when a Debian package is missing.
 #
 # The validators that are not Debian packages go into a private virtualenv,
 # GHOSTWORKS_TOOLS_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/ghostworks/tools), whose
@@ -26,6 +26,9 @@ apt_update() {
 missing=()
 [ -x "${PG_BIN_DIR:-/usr/lib/postgresql/15/bin}/postgres" ] || missing+=(postgresql-15)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# `ghostworks pitr` (WAL archiving, physical backups, point-in-time recovery) drives
+# Debian's pgBackRest; crates/ghostworks/tests/pitr.rs runs it.
+command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
 # The deploy tests put Debian's nginx in front of the process runtime.
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }

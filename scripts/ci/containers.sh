@@ -639,7 +639,7 @@ check "GET /login is the web app's HTML login form" is_html_page 'action="/login
 r="$(rand)"; email="ci-${r:0:12}@example.com"
 password='Ci-Passw0rd!2026'
 req POST /api/v1/auth/register "{\"email\":\"$email\",\"password\":\"$password\",\"first_name\":\"Ci\",\"last_name\":\"Stage\"}"
-expect "register" 201
+expect "register" 202
 check "production register response holds no verification token" \
     test "$(jq -r '.verification_token // "none"' <<<"$BODY")" = none
 req POST /api/v1/auth/login "{\"email\":\"$email\",\"password\":\"$password\"}"

@@ -30,7 +30,7 @@ from ghostworks_client.models import (
     ArtifactPatchInput,
     ErrorBody,
     LoginInput,
-    MemberAdded,
+    MemberInvited,
     RegisterInput,
     Role,
     TokenOut,
@@ -72,7 +72,7 @@ def main(base, mail_url):
     anonymous = Client(base_url=base)
 
     for address in (alice, bob):
-        expect(auth_register.sync_detailed(client=anonymous, body=RegisterInput(email=address, password=PASSWORD)), 201)
+        expect(auth_register.sync_detailed(client=anonymous, body=RegisterInput(email=address, password=PASSWORD)), 202)
     token = verification_token(mail_url, alice)
     expect(auth_verify_email.sync_detailed(client=anonymous, verification_token=token), 200)
     tokens = expect(auth_login.sync_detailed(client=anonymous, body=LoginInput(email=alice, password=PASSWORD)), 200, TokenOut)
@@ -85,8 +85,8 @@ def main(base, mail_url):
     )
     added = expect(
         workspaces_add_member.sync_detailed(ws.id, client=client, body=AddMemberInput(email=bob, role=Role.MEMBER)),
-        201,
-        MemberAdded,
+        202,
+        MemberInvited,
     )
     assert added.email == bob, added
 

@@ -24,9 +24,10 @@ impl Message {
 }
 
 #[derive(Serialize, ToSchema)]
+/// The same for a new address and for one that already has an account.
 pub struct RegisterOut {
     pub message: String,
-    pub user_id: Uuid,
+    /// The address as stored (lower-cased).
     pub email: String,
     pub verification_required: bool,
 }
@@ -156,9 +157,10 @@ impl From<Member> for MemberOut {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MemberAdded {
+/// The same whether or not the address has an account.
+pub struct MemberInvited {
     pub message: String,
-    pub user_id: Uuid,
+    /// The address as stored (lower-cased).
     pub email: String,
     pub role: Role,
 }
@@ -215,10 +217,15 @@ impl From<Artifact> for ArtifactOut {
 #[derive(Serialize, ToSchema)]
 pub struct ArtifactPage {
     pub items: Vec<ArtifactOut>,
+    /// The number of matches: exact when `total_exact`, else a lower bound (a filtered
+    /// listing counts at most 1,000 matches).
     pub total: i64,
+    pub total_exact: bool,
     pub limit: i64,
     pub offset: i64,
     pub has_more: bool,
+    /// Pass as `cursor` for the next page; null on the last page and for `sort=relevance`.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

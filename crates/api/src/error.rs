@@ -35,9 +35,46 @@ pub enum ApiError {
     /// PostgreSQL could not serve the request (down, restarting, or the pool exhausted).
     #[error("The database is unavailable; retry shortly")]
     DatabaseUnavailable(Unavailable, #[source] sqlx::Error),
+    /// The request needed more of the database than it may take: see [`Overload`].
+    #[error("{}", .0.message())]
+    Overloaded(Overload),
+    /// Redis could not serve a request that must not go ahead without it (a login).
+    #[error("{0}")]
+    RedisUnavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
+
+/// Why a request was refused to protect the others: 503 with `Retry-After`, and unlike
+/// [`ApiError::DatabaseUnavailable`] never retried by the server (the retry would cost as much).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overload {
+    /// A statement ran past its timeout (SQLSTATE 57014): `SEARCH_TIMEOUT_MS` for listings and
+    /// searches, the connection's 30 s for the rest.
+    StatementTimeout,
+    /// Every place in the search bulkhead (`SEARCH_CONCURRENCY`) stayed taken for
+    /// `SEARCH_TIMEOUT_MS`.
+    SearchesBusy,
+}
+
+impl Overload {
+    fn code(self) -> &'static str {
+        match self {
+            Overload::StatementTimeout => "statement_timeout",
+            Overload::SearchesBusy => "searches_busy",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Overload::StatementTimeout => "The query took longer than allowed and was cancelled; narrow it (a rarer word, a tag, a time range) or retry shortly",
+            Overload::SearchesBusy => "Too many searches are running; retry shortly",
+        }
+    }
+}
+
+/// Seconds a client is asked to wait after an [`Overload`]: long enough for a burst to pass.
+const OVERLOAD_RETRY_AFTER: u64 = 1;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -72,7 +109,10 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
-            DatabaseUnavailable(..) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            DatabaseUnavailable(..) | RedisUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+            }
+            Overloaded(why) => (StatusCode::SERVICE_UNAVAILABLE, why.code()),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error"),
         }
     }
@@ -80,6 +120,11 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some("57014") {
+                return ApiError::Overloaded(Overload::StatementTimeout);
+            }
+        }
         match ghostworks_db::unavailable(&e) {
             Some(why) => {
                 if why == Unavailable::ConnectionLost {
@@ -101,9 +146,9 @@ impl From<ghostworks_db::DbError> for ApiError {
     }
 }
 
-/// Seconds a client is asked to wait after a 503 for an unavailable database: about what a
-/// PostgreSQL restart takes.
-const DATABASE_RETRY_AFTER: u64 = 2;
+/// Seconds a client is asked to wait after a 503 for an unavailable dependency: about what a
+/// PostgreSQL or Redis restart takes.
+const DEPENDENCY_RETRY_AFTER: u64 = 2;
 
 /// Set on the response of a request that failed because a dependency was unavailable, for
 /// the layer that counts such failures and retries idempotent reads
@@ -120,15 +165,15 @@ impl From<AuthError> for ApiError {
         use AuthError::*;
         match e {
             Validation(errors) => ApiError::Validation(errors),
-            EmailTaken => ApiError::Conflict(e.to_string()),
             InvalidResetToken | InvalidVerificationToken => ApiError::BadRequest(e.to_string()),
             InvalidCredentials | DemoAccount | Inactive | Token(_) | RefreshRevoked
-            | RefreshReused | UnknownUser => ApiError::Unauthorized(e.to_string()),
+            | RefreshReused | OtherSession | UnknownUser => ApiError::Unauthorized(e.to_string()),
             EmailNotVerified => ApiError::forbidden("email_not_verified", e.to_string()),
             LockedOut { retry_after } => ApiError::TooManyRequests {
                 retry_after,
                 message: e.to_string(),
             },
+            LockoutUnavailable => ApiError::RedisUnavailable(e.to_string()),
             Db(e) => e.into(),
             Internal(e) => ApiError::Internal(e),
         }
@@ -210,17 +255,31 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             }
-            ApiError::DatabaseUnavailable(why, _) => {
+            ApiError::Overloaded(why) => {
+                tracing::warn!(reason = why.code(), "request refused to protect the others");
                 response
                     .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(DATABASE_RETRY_AFTER));
-                response.extensions_mut().insert(DependencyFailure {
-                    dependency: "postgres",
-                    why,
-                });
+                    .insert(header::RETRY_AFTER, HeaderValue::from(OVERLOAD_RETRY_AFTER));
+            }
+            ApiError::DatabaseUnavailable(why, _) => {
+                unavailable(&mut response, "postgres", why);
+            }
+            ApiError::RedisUnavailable(_) => {
+                unavailable(&mut response, "redis", Unavailable::Unreachable);
             }
             _ => {}
         }
         response
     }
+}
+
+/// Marks a 503 for an unavailable dependency: when to retry, and what the metrics count.
+fn unavailable(response: &mut Response, dependency: &'static str, why: Unavailable) {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(DEPENDENCY_RETRY_AFTER),
+    );
+    response
+        .extensions_mut()
+        .insert(DependencyFailure { dependency, why });
 }

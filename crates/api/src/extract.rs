@@ -19,6 +19,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::bulkhead::StatementTimeout;
 use crate::error::ApiError;
 use crate::middleware::{current_request_id, ClientIp};
 use crate::AppState;
@@ -215,11 +216,16 @@ impl FromRequestParts<AppState> for Ws {
         };
         // The caller is looked up in the statement that scopes the transaction: one round
         // trip and one pooled connection per request instead of two of each.
+        // A search's place in the bulkhead comes with a shorter statement timeout.
+        let timeout = parts.extensions.get::<StatementTimeout>().map(|t| t.0);
         let (mut tx, caller) = match parts.extensions.get::<AuthUser>().cloned() {
-            Some(caller) => (
-                ghostworks_db::scoped(state.db(), Some(id), Some(caller.id())).await?,
-                caller,
-            ),
+            Some(caller) => {
+                let mut tx = ghostworks_db::scoped(state.db(), Some(id), Some(caller.id())).await?;
+                if let Some(timeout) = timeout {
+                    ghostworks_db::limit_statements(&mut tx, timeout).await?;
+                }
+                (tx, caller)
+            }
             None => {
                 let claims = AuthUser::claims(parts, state)?;
                 let (tx, user) = ghostworks_db::users::scoped_with_live_session(
@@ -227,6 +233,7 @@ impl FromRequestParts<AppState> for Ws {
                     id,
                     claims.sub,
                     claims.sid,
+                    timeout,
                 )
                 .await?;
                 (tx, AuthUser::accept(user, claims, parts)?)

@@ -2,6 +2,7 @@
 //! security) and Redis (rate limits). Handlers are thin: extract, call the domain or
 //! repository, map the result; every error becomes the one JSON shape in [`error`].
 
+pub mod bulkhead;
 pub mod cookies;
 pub mod dto;
 pub mod error;
@@ -28,6 +29,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::bulkhead::Searches;
 use crate::extract::BodyLimit;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
@@ -43,6 +45,7 @@ struct Inner {
     limiter: Limiter,
     metrics: Metrics,
     stats: routes::system::StatsCache,
+    searches: Searches,
 }
 
 impl AppState {
@@ -84,8 +87,8 @@ impl AppState {
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
             require_email_verification: config.require_email_verification,
-            login_max_failures: config.login_max_failures,
-            login_lockout: config.login_lockout,
+            login_max_failures: config.accounts.login_max_failures,
+            login_lockout: config.accounts.login_lockout,
         };
         let auth = Auth::new(
             db.clone(),
@@ -97,6 +100,7 @@ impl AppState {
         .await?;
         Ok(AppState(Arc::new(Inner {
             stats: Default::default(),
+            searches: Searches::new(config.search_concurrency, config.search_timeout),
             auth,
             limiter,
             metrics,
@@ -122,6 +126,9 @@ impl AppState {
     }
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+    pub fn searches(&self) -> &Searches {
+        &self.0.searches
     }
     pub(crate) fn stats_cache(&self) -> &routes::system::StatsCache {
         &self.0.stats

@@ -76,13 +76,14 @@ pub fn spec() -> &'static Value {
 }
 
 /// The request bodies.
-const INPUTS: [&str; 10] = [
+const INPUTS: [&str; 11] = [
     "RegisterInput",
     "LoginInput",
     "EmailInput",
     "PasswordResetInput",
     "AddMemberInput",
     "RoleInput",
+    "SwitchInput",
     "WorkspaceInput",
     "WorkspaceUpdateInput",
     "ArtifactInput",
@@ -228,6 +229,12 @@ fn limits(doc: &mut Value) {
         json!({"pattern": password_pattern()}),
     );
     constrain(doc, "AddMemberInput", "email", email());
+    constrain(
+        doc,
+        "SwitchInput",
+        "refresh_token",
+        json!({"pattern": NO_NUL}),
+    );
 
     let slug = json!({"minLength": 1, "maxLength": WORKSPACE_SLUG_MAX, "pattern": "^[a-z0-9-]*$"});
     for schema in ["WorkspaceInput", "WorkspaceUpdateInput"] {
@@ -270,7 +277,7 @@ fn limits(doc: &mut Value) {
 
     // Query parameters, wherever they appear.
     let moment = json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]});
-    let query: [(&str, Value); 7] = [
+    let query: [(&str, Value); 8] = [
         ("q", text(SEARCH_QUERY_MAX)),
         ("tags", tags(FILTER_TAGS_MAX)),
         (
@@ -279,8 +286,9 @@ fn limits(doc: &mut Value) {
         ),
         (
             "offset",
-            json!({"minimum": 0, "maximum": i64::MAX, "default": 0}),
+            json!({"minimum": 0, "maximum": PAGE_OFFSET_MAX, "default": 0}),
         ),
+        ("cursor", json!({"pattern": "^[A-Za-z0-9_-]*$"})),
         ("created_after", moment.clone()),
         ("created_before", moment),
         ("verification_token", json!({"pattern": NO_NUL})),
@@ -345,7 +353,7 @@ fn reason(status: StatusCode) -> &'static str {
         415 => "The body is not `application/json`",
         422 => "Invalid input: `detail` lists each rejected field",
         429 => "Rate limited: retry after `Retry-After` seconds",
-        503 => "A dependency (the database) is unavailable",
+        503 => "A dependency (the database; Redis for a login) is unavailable",
         _ => "Error",
     }
 }
@@ -468,14 +476,6 @@ fn links(doc: &mut Value) {
             "artifacts_stats",
         ],
         &workspace,
-    );
-    add(
-        doc,
-        &format!("{ws}/members"),
-        "post",
-        "201",
-        &["workspaces_change_role", "workspaces_remove_member"],
-        &json!({"workspace_id": same_ws, "user_id": from_body("user_id")}),
     );
     add(
         doc,

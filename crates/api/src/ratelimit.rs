@@ -1,6 +1,7 @@
 //! Fixed-window rate limits and login lockout, counted in Redis so every API instance shares
-//! them. When Redis is unreachable the limiter fails open (and logs): an outage of the cache
-//! must not lock every user out.
+//! them. When Redis is unreachable the rate limits fail open (and log): an outage of the cache
+//! must not refuse every request. The login lockout fails closed instead (the login answers
+//! 503): a login that cannot be counted would be a free guess at a password.
 
 use std::time::Duration;
 
@@ -8,9 +9,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use ghostworks_auth::Lockout;
+use ghostworks_auth::{Attempt, Lockout, LockoutUnavailable};
 use redis::aio::ConnectionManager;
 use redis::Script;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::middleware::ClientIp;
@@ -53,49 +55,37 @@ impl Limiter {
     }
 
     #[tracing::instrument(name = "redis.window_hit", target = "ghostworks::redis", skip_all, fields(db.system = "redis", otel.kind = "client"))]
-    async fn hit(&self, key: &str, window: Duration) -> Option<(u64, u64)> {
+    async fn hit(&self, key: &str, window: Duration) -> redis::RedisResult<(u64, u64)> {
         let mut conn = self.redis.clone();
-        match self
+        let (n, ttl) = self
             .window_script
             .key(key)
             .arg(window.as_secs())
             .invoke_async::<(u64, i64)>(&mut conn)
-            .await
-        {
-            Ok((n, ttl)) => Some((n, ttl.max(1) as u64)),
+            .await?;
+        Ok((n, ttl.max(1) as u64))
+    }
+
+    /// Counts one hit on `key` against `max` per `window`; Err carries the seconds to wait.
+    async fn within(&self, key: &[&str], max: u32, window: Duration) -> Result<(), u64> {
+        if !self.enabled {
+            return Ok(());
+        }
+        match self.hit(&self.key(key), window).await {
+            Ok((n, ttl)) if n > u64::from(max) => Err(ttl),
+            Ok(_) => Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
-                None
+                Ok(())
             }
         }
     }
 
     /// Counts one request of `client` against `limit`; Err carries the seconds to wait.
     pub async fn check(&self, limit: Limit, client: &str) -> Result<(), u64> {
-        if !self.enabled {
-            return Ok(());
-        }
-        match self
-            .hit(
-                &self.key(&["rl", limit.bucket, client]),
-                Duration::from_secs(60),
-            )
+        let window = Duration::from_secs(60);
+        self.within(&["rl", limit.bucket, client], limit.per_minute, window)
             .await
-        {
-            Some((n, ttl)) if n > u64::from(limit.per_minute) => Err(ttl),
-            _ => Ok(()),
-        }
-    }
-
-    #[tracing::instrument(name = "redis.failures", target = "ghostworks::redis", skip_all, fields(db.system = "redis", otel.kind = "client"))]
-    async fn failures(&self, key: &str) -> Option<(Option<u64>, i64)> {
-        let mut conn = self.redis.clone();
-        redis::pipe()
-            .get(key)
-            .ttl(key)
-            .query_async(&mut conn)
-            .await
-            .ok()
     }
 
     #[tracing::instrument(name = "redis.delete", target = "ghostworks::redis", skip_all, fields(db.system = "redis", otel.kind = "client"))]
@@ -119,29 +109,28 @@ impl Limiter {
     }
 }
 
-/// Failed logins count in the same Redis, under `login-failures:<account>`.
+/// Login attempts count in the same Redis, under `login-failures:<account>`, whether or not
+/// the rate limits are on: a lockout protects an account, not the server's capacity.
 impl Lockout for Limiter {
-    async fn remaining(&self, account: &str, max_failures: u32) -> Option<u64> {
-        if !self.enabled {
-            return None;
+    async fn reserve(
+        &self,
+        account: &str,
+        max_failures: u32,
+        window: Duration,
+    ) -> Result<Attempt, LockoutUnavailable> {
+        let key = self.key(&["login-failures", account]);
+        match self.hit(&key, window).await {
+            Ok((n, _)) if n <= u64::from(max_failures) => Ok(Attempt::Reserved { n }),
+            Ok((_, ttl)) => Ok(Attempt::Locked { retry_after: ttl }),
+            Err(e) => {
+                tracing::warn!(error = %e, "login lockout unavailable; refusing the login");
+                Err(LockoutUnavailable)
+            }
         }
-        let (count, ttl) = self
-            .failures(&self.key(&["login-failures", account]))
-            .await?;
-        (count.unwrap_or(0) >= u64::from(max_failures)).then(|| ttl.max(1) as u64)
-    }
-
-    async fn record_failure(&self, account: &str, max_failures: u32, lockout: Duration) -> bool {
-        if !self.enabled {
-            return false;
-        }
-        matches!(self.hit(&self.key(&["login-failures", account]), lockout).await, Some((n, _)) if n == u64::from(max_failures))
     }
 
     async fn clear(&self, account: &str) {
-        if self.enabled {
-            self.delete(&self.key(&["login-failures", account])).await;
-        }
+        self.delete(&self.key(&["login-failures", account])).await;
     }
 }
 
@@ -167,6 +156,37 @@ pub fn limit_for(method: &Method, route: &str) -> Option<Limit> {
         _ => None,
     }
 }
+
+/// Counts a member invitation against the inviter's hourly and the address's daily limit
+/// (whether or not the address has an account, so a refusal tells nothing about that).
+pub async fn invitation(state: &AppState, inviter: Uuid, address: &str) -> Result<(), ApiError> {
+    let limits = state.config().accounts;
+    let (limiter, inviter) = (state.limiter(), inviter.to_string());
+    let refused = |bucket: &str, retry_after: u64, message: String| {
+        state
+            .metrics()
+            .rate_limited
+            .with_label_values(&[bucket])
+            .inc();
+        ApiError::TooManyRequests {
+            retry_after,
+            message,
+        }
+    };
+    let per_inviter = limits.invitations_per_inviter;
+    limiter
+        .within(&["invite-by", &inviter], per_inviter, HOUR)
+        .await
+        .map_err(|s| refused("invitation_inviter", s, format!("Too many invitations: at most {per_inviter} an hour per inviter. Retry in {s} s.")))?;
+    let per_address = limits.invitations_per_address;
+    limiter
+        .within(&["invite-to", address], per_address, DAY)
+        .await
+        .map_err(|s| refused("invitation_address", s, format!("Too many invitations to this address: at most {per_address} a day. Retry in {s} s.")))
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// Route layer: refuses the request with 429 and `Retry-After` once the client's window for
 /// the route's limit is full.

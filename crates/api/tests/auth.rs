@@ -38,7 +38,7 @@ async fn verify(app: &TestApp, token: &str) -> (StatusCode, Value) {
 /// Registers and verifies (through the e-mailed link) an account without logging in.
 async fn verified(app: &TestApp, email: &str, extra: Value) {
     let (s, body) = register(app, email, extra).await;
-    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
     let token = app.mailed_token(email, 1, "verification_token").await;
     let (s, body) = verify(app, &token).await;
     assert_eq!(s, StatusCode::OK, "{body}");
@@ -128,32 +128,74 @@ fn cookie<'a>(
 }
 
 #[tokio::test]
-async fn register_returns_the_documented_shape_and_rejects_duplicates() {
+async fn register_answers_a_taken_address_like_a_new_one_and_tells_its_owner() {
     let app = common::app().await;
     let addr = email();
-    let (s, body) = register(
+    let (s, first) = register(
         &app,
         &addr.to_uppercase(),
         json!({"first_name": "Ada", "last_name": "Lovelace"}),
     )
     .await;
-    assert_eq!(s, StatusCode::CREATED, "{body}");
-    assert_eq!(body["message"], "User registered successfully");
-    assert_eq!(body["email"], addr, "stored lower-cased");
-    assert_eq!(body["verification_required"], true);
-    assert!(uuid::Uuid::parse_str(body["user_id"].as_str().unwrap()).is_ok());
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["email"], addr, "stored lower-cased");
+    assert_eq!(first["verification_required"], true);
     assert!(
-        body.get("verification_token").is_none(),
-        "the token travels only by e-mail: {body}"
+        first.get("verification_token").is_none() && first.get("user_id").is_none(),
+        "nothing that exists only for a new account: {first}"
     );
-    assert!(body.get("password").is_none() && !body.to_string().contains(PASSWORD));
+    assert!(first.get("password").is_none() && !first.to_string().contains(PASSWORD));
+    let other = email();
+    let (s, new) = register(&app, &other, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(new["message"], first["message"]);
 
+    let db = app.admin_db().await;
+    let stored = || async {
+        sqlx::query_scalar::<_, String>("SELECT hashed_password FROM users WHERE email = $1")
+            .bind(&addr)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let hash = stored().await;
     for dup in [addr.clone(), addr.to_uppercase(), format!("  {addr} ")] {
-        let (s, body) = register(&app, &dup, json!({})).await;
-        assert_eq!(s, StatusCode::CONFLICT, "{dup}: {body}");
-        assert_error(&body, "conflict");
-        assert_eq!(body["message"], "User with this email already exists");
+        let (s, body) = register(&app, &dup, json!({"password": "0ther!Passw0rd"})).await;
+        assert_eq!(
+            (s, &body),
+            (StatusCode::ACCEPTED, &first),
+            "{dup}: the same answer as for a new address"
+        );
     }
+    assert_eq!(stored().await, hash, "the account is untouched");
+
+    // The owner hears of it once (the verification e-mail came first), however many tries.
+    let notice = app.mail(&addr, 2).await;
+    let subject = notice.header("Subject").unwrap();
+    assert_eq!(subject, "Someone tried to register your address");
+    assert!(
+        notice
+            .links()
+            .iter()
+            .any(|l| l.ends_with("/forgot-password")),
+        "{:?}",
+        notice.links()
+    );
+    let notices: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'email.account_exists'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(notices, 1);
+    let (accounts, attempts): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM users WHERE email = $1), \
+         (SELECT count(*) FROM audit_log WHERE action = 'auth.register_existing')",
+    )
+    .bind(&addr)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((accounts, attempts), (1, 3));
 }
 
 #[tokio::test]
@@ -201,9 +243,9 @@ async fn every_password_rule_is_a_422_on_the_password_field_without_echoing_it()
         json!({"password": format!("Ab1!{}", "x".repeat(124))}),
     )
     .await;
-    assert_eq!(s, StatusCode::CREATED, "128 characters is allowed: {body}");
+    assert_eq!(s, StatusCode::ACCEPTED, "128 characters is allowed: {body}");
     let (s, body) = register(&app, &email(), json!({"password": "Abcdef1!"})).await;
-    assert_eq!(s, StatusCode::CREATED, "8 characters is allowed: {body}");
+    assert_eq!(s, StatusCode::ACCEPTED, "8 characters is allowed: {body}");
 }
 
 #[tokio::test]
@@ -392,7 +434,7 @@ async fn me_reports_the_profile_and_the_current_workspace_with_the_live_role() {
         .post(
             &format!("/api/v1/workspaces/{ws}/switch"),
             Some(&grace.token),
-            json!({}),
+            json!({"refresh_token": grace.refresh}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{switched}");
@@ -503,7 +545,7 @@ async fn refresh_keeps_the_workspace_context_of_a_switched_session() {
         .post(
             &format!("/api/v1/workspaces/{ws}/switch"),
             Some(&user.token),
-            json!({}),
+            json!({"refresh_token": user.refresh}),
         )
         .await;
     let (s, next) = refresh(&app, switched["refresh_token"].as_str().unwrap()).await;
@@ -512,6 +554,69 @@ async fn refresh_keeps_the_workspace_context_of_a_switched_session() {
     assert_eq!(
         (c["tenant_id"].clone(), c["role"].clone()),
         (json!(ws), json!("owner"))
+    );
+}
+
+#[tokio::test]
+async fn switch_spends_the_sessions_refresh_token_and_an_access_token_alone_mints_none() {
+    let app = common::app().await;
+    let user = app.user().await;
+    let ws = app.workspace(&user).await;
+    let path = format!("/api/v1/workspaces/{ws}/switch");
+
+    // A stolen access token alone: no refresh token, whatever the body says.
+    for body in [json!({}), json!({"refresh_token": "forged"})] {
+        let (s, out) = app.post(&path, Some(&user.token), body.clone()).await;
+        assert!(
+            [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::UNAUTHORIZED].contains(&s),
+            "{body}: {s} {out}"
+        );
+        assert!(out.get("refresh_token").is_none(), "{out}");
+    }
+    let r = app.call(Method::POST, &path, Some(&user.token), None).await;
+    assert!(r.status().is_client_error(), "no body: {}", r.status());
+    // Another session's refresh token (the same account) is refused and stays unspent.
+    let other = app.login(&user.email).await;
+    let (s, out) = app
+        .post(
+            &path,
+            Some(&user.token),
+            json!({"refresh_token": other.refresh}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{out}");
+    assert_eq!(
+        out["message"],
+        "The refresh token belongs to another session"
+    );
+    assert_eq!(refresh(&app, &other.refresh).await.0, StatusCode::OK);
+
+    // The session's own refresh token is spent: the next pair continues the session.
+    let (s, switched) = app
+        .post(
+            &path,
+            Some(&user.token),
+            json!({"refresh_token": user.refresh}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{switched}");
+    let next = switched["refresh_token"].as_str().unwrap();
+    assert_eq!(claims(next)["sid"], claims(&user.token)["sid"]);
+    let (s, _) = refresh(&app, next).await;
+    assert_eq!(s, StatusCode::OK, "the new refresh token works");
+    // Presenting the spent one again is a replay: the session is revoked.
+    let (s, out) = app
+        .post(
+            &path,
+            Some(&user.token),
+            json!({"refresh_token": user.refresh}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{out}");
+    assert!(out["message"].as_str().unwrap().contains("reuse"), "{out}");
+    assert_eq!(
+        app.get("/api/v1/auth/me", &user.token).await.0,
+        StatusCode::UNAUTHORIZED
     );
 }
 
@@ -824,7 +929,7 @@ async fn registration_emails_a_link_that_verifies_and_login_then_works() {
     let app = common::app().await;
     let addr = email();
     let (s, body) = register(&app, &addr, json!({"first_name": "Ada"})).await;
-    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
     let r = login_raw(&app, &addr, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "not verified yet");
 
@@ -872,16 +977,16 @@ async fn registration_emails_a_link_that_verifies_and_login_then_works() {
 }
 
 #[tokio::test]
-async fn a_failed_registration_queues_no_email() {
+async fn registering_a_taken_address_queues_no_second_verification() {
     let app = common::app().await;
     let addr = email();
     register(&app, &addr, json!({})).await;
     let (s, _) = register(&app, &addr, json!({})).await;
-    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(
         jobs_for(&app, "email.verification", &addr).await,
         1,
-        "the rolled-back registration queued nothing"
+        "the rolled-back insert queued nothing"
     );
     app.mail(&addr, 1).await;
 }

@@ -82,9 +82,32 @@ async fn the_api_rides_out_a_redis_and_a_postgresql_outage() {
         StatusCode::SERVICE_UNAVAILABLE,
         "not ready without Redis"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A login cannot be counted against its account's lockout: refused, even the right password.
+    let login = |client: reqwest::Client| {
+        let (url, email) = (format!("{}/api/v1/auth/login", app.url), user.email.clone());
+        async move {
+            client
+                .post(url)
+                .header("x-forwarded-for", "192.0.2.2")
+                .json(&json!({"email": email, "password": common::PASSWORD}))
+                .send()
+                .await
+        }
+    };
+    let mut refused = Tally::default();
+    refused
+        .record("login without Redis", login(client.clone()).await)
+        .await;
+    assert_eq!(
+        (refused.unavailable, &refused.wrong),
+        (1, &Vec::<String>::new()),
+        "a login without Redis answers the JSON 503"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
     private.redis.start_again().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = login(client.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "logins again with Redis back");
 
     let postgres = Arc::new(private.postgres);
     let pg = postgres.clone();
@@ -175,5 +198,11 @@ async fn the_api_rides_out_a_redis_and_a_postgresql_outage() {
             .lines()
             .any(|l| l.starts_with("ghostworks_dependency_errors_total{dependency=\"postgres\"} ")),
         "the 503s are counted as dependency errors"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ghostworks_dependency_errors_total{dependency=\"redis\"} ")),
+        "the refused login is counted as a Redis error"
     );
 }

@@ -91,7 +91,7 @@ async fn request_ids_are_echoed_or_generated() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
     let ids: Vec<Option<String>> =
         sqlx::query_scalar("SELECT request_id FROM audit_log WHERE action = 'auth.registered'")
             .fetch_all(&app.admin_db().await)
@@ -476,6 +476,31 @@ async fn openapi_docs_and_root() {
         }
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    // Register and add-member answer alike for known and unknown addresses; switch spends a
+    // refresh token.
+    let op = |path: &str| &paths[path]["post"];
+    let register = op("/api/v1/auth/register");
+    assert!(register["responses"]["202"].is_object(), "{register}");
+    assert!(
+        register["responses"].get("201").is_none() && register["responses"].get("409").is_none()
+    );
+    let add = op("/api/v1/workspaces/{workspace_id}/members");
+    assert_eq!(
+        add["responses"]["202"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/MemberInvited"
+    );
+    assert!(add["responses"]["429"].is_object() && add["responses"].get("201").is_none());
+    let invited = &spec["components"]["schemas"]["MemberInvited"]["properties"];
+    assert!(invited.get("user_id").is_none(), "{invited}");
+    let switch = op("/api/v1/workspaces/{workspace_id}/switch");
+    assert_eq!(
+        switch["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/SwitchInput"
+    );
+    assert_eq!(
+        spec["components"]["schemas"]["SwitchInput"]["required"],
+        json!(["refresh_token"])
+    );
 
     let r = get(&app, "/docs").await;
     assert_eq!(r.status(), StatusCode::OK);

@@ -69,7 +69,7 @@ async fn verified_account(app: &TestApp) -> String {
             json!({"email": addr, "password": PASSWORD}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{reg}");
+    assert_eq!(s, StatusCode::ACCEPTED, "{reg}");
     let token = app.mailed_token(&addr, 1, "verification_token").await;
     let (s, body) = app
         .json(
@@ -89,7 +89,7 @@ async fn the_sixth_registration_in_a_minute_is_refused() {
     for i in 0..5 {
         assert_eq!(
             register_from(&app, None).await.status(),
-            StatusCode::CREATED,
+            StatusCode::ACCEPTED,
             "registration {}",
             i + 1
         );
@@ -241,7 +241,7 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     for ip in spoofed {
         assert_eq!(
             register_from(&app, Some(ip)).await.status(),
-            StatusCode::CREATED,
+            StatusCode::ACCEPTED,
             "{ip}"
         );
     }
@@ -268,7 +268,7 @@ async fn forwarded_for_from_a_trusted_proxy_separates_clients() {
     for _ in 0..5 {
         assert_eq!(
             register_from(&app, Some("203.0.113.1")).await.status(),
-            StatusCode::CREATED
+            StatusCode::ACCEPTED
         );
     }
     assert_limited(register_from(&app, Some("203.0.113.1")).await).await;
@@ -277,11 +277,11 @@ async fn forwarded_for_from_a_trusted_proxy_separates_clients() {
     assert_limited(register_from(&app, Some("10.9.9.9, 203.0.113.1")).await).await;
     assert_eq!(
         register_from(&app, Some("203.0.113.2")).await.status(),
-        StatusCode::CREATED
+        StatusCode::ACCEPTED
     );
     assert_eq!(
         register_from(&app, None).await.status(),
-        StatusCode::CREATED,
+        StatusCode::ACCEPTED,
         "the proxy itself is a client too"
     );
 
@@ -296,4 +296,103 @@ async fn forwarded_for_from_a_trusted_proxy_separates_clients() {
         .map(|s| Some(s.to_string()))
         .collect();
     assert_eq!(ips, expected);
+}
+
+#[tokio::test]
+async fn concurrent_wrong_logins_reach_the_hash_at_most_the_allowed_number_of_times() {
+    // Rate limits off (the default here): the lockout stays on. Twenty clients at once, each
+    // from its own address behind a trusted proxy.
+    let app = common::spawn()
+        .var("TRUSTED_PROXIES", "127.0.0.1")
+        .var("LOGIN_MAX_FAILURES", "5")
+        .start()
+        .await;
+    let victim = verified_account(&app).await;
+    let attempts = (0..20).map(|i| {
+        app.client
+            .post(format!("{}/api/v1/auth/login", app.url))
+            .header("X-Forwarded-For", format!("203.0.113.{}", i + 1))
+            .json(&json!({"email": victim, "password": "Wr0ng!Password"}))
+            .send()
+    });
+    let mut statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    statuses.sort();
+    let refused = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(refused, 5, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    let (wait, _) = assert_limited(login(&app, &victim, PASSWORD).await).await;
+    assert!(
+        wait > 60,
+        "the right password waits out the lockout: {wait}"
+    );
+    let (failed, locked): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM audit_log WHERE action = 'auth.login_failed'), \
+         (SELECT count(*) FROM audit_log WHERE action = 'auth.account_locked')",
+    )
+    .fetch_one(&app.admin_db().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        (failed, locked),
+        (5, 1),
+        "guesses that reached the hash; lockouts"
+    );
+}
+
+#[tokio::test]
+async fn invitations_are_limited_per_inviter_and_per_address() {
+    let app = common::spawn()
+        .var("RATE_LIMIT_ENABLED", "true")
+        .var("INVITATIONS_PER_INVITER_PER_HOUR", "3")
+        .var("INVITATIONS_PER_ADDRESS_PER_DAY", "2")
+        .start()
+        .await;
+    let a = app.user().await;
+    let b = app.user().await;
+    let (wa, wb) = (app.workspace(&a).await, app.workspace(&b).await);
+    let invite = |ws: &str, who: &common::User, to: &str| {
+        let path = format!("/api/v1/workspaces/{ws}/members");
+        let token = who.token.clone();
+        let body = json!({"email": to, "role": "member"});
+        let client = app.client.clone();
+        let url = app.url.clone();
+        async move {
+            client
+                .post(format!("{url}{path}"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let x = email();
+    for _ in 0..2 {
+        assert_eq!(invite(&wa, &a, &x).await.status(), StatusCode::ACCEPTED);
+    }
+    let (_, body) = assert_limited(invite(&wb, &b, &x).await).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("to this address"),
+        "{body}"
+    );
+    assert_eq!(
+        invite(&wa, &a, &email()).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let (wait, body) = assert_limited(invite(&wa, &a, &email()).await).await;
+    assert!(wait > 60 && wait <= 3600, "{wait}");
+    assert!(
+        body["message"].as_str().unwrap().contains("per inviter"),
+        "{body}"
+    );
 }

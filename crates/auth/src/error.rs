@@ -8,8 +8,6 @@ use crate::tokens::TokenError;
 pub enum AuthError {
     #[error("validation failed")]
     Validation(ValidationErrors),
-    #[error("User with this email already exists")]
-    EmailTaken,
     #[error("Invalid or expired password reset token")]
     InvalidResetToken,
     #[error("Invalid or expired verification token")]
@@ -20,6 +18,9 @@ pub enum AuthError {
     DemoAccount,
     #[error("Too many failed logins for this account. Retry in {retry_after} s.")]
     LockedOut { retry_after: u64 },
+    /// The failed-login counter cannot be reached: a login now could not be counted.
+    #[error("Login is unavailable for a moment; retry shortly")]
+    LockoutUnavailable,
     #[error("User account is inactive")]
     Inactive,
     #[error("Verify your e-mail address before logging in")]
@@ -30,6 +31,8 @@ pub enum AuthError {
     RefreshRevoked,
     #[error("Refresh token reuse detected; the session has been revoked")]
     RefreshReused,
+    #[error("The refresh token belongs to another session")]
+    OtherSession,
     #[error("User not found or inactive")]
     UnknownUser,
     #[error(transparent)]

@@ -57,21 +57,33 @@ pub struct Settings {
     pub login_lockout: Duration,
 }
 
+/// A login attempt's place in its account's window, decided before the password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Counted as a failure in advance (the window's `n`-th attempt): check the password, and
+    /// clear the count if it was right.
+    Reserved { n: u64 },
+    /// The window already holds `max_failures` attempts: refused for this many more seconds.
+    Locked { retry_after: u64 },
+}
+
+/// The lockout counter could not be reached: logins are refused rather than let through
+/// uncounted.
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutUnavailable;
+
 /// Failed logins per account, shared by every instance (the API keeps them in Redis).
 pub trait Lockout: Send + Sync {
-    /// Seconds left on the account's lockout, if it is locked.
-    fn remaining(
+    /// Counts an attempt on `account` before its password is checked (the first of a window
+    /// starts it, `window` long), so however many arrive at once, at most `max_failures` per
+    /// window reach the hash.
+    fn reserve(
         &self,
         account: &str,
         max_failures: u32,
-    ) -> impl Future<Output = Option<u64>> + Send;
-    /// Records a failed login; true when this failure locked the account.
-    fn record_failure(
-        &self,
-        account: &str,
-        max_failures: u32,
-        lockout: Duration,
-    ) -> impl Future<Output = bool> + Send;
+        window: Duration,
+    ) -> impl Future<Output = Result<Attempt, LockoutUnavailable>> + Send;
+    /// Forgets the account's attempts: the password was right, or has been reset.
     fn clear(&self, account: &str) -> impl Future<Output = ()> + Send;
 }
 
@@ -152,8 +164,14 @@ impl<L: Lockout> Auth<L> {
     }
 
     /// Creates the account and queues its verification e-mail in the same transaction: both
-    /// happen or neither does.
-    pub async fn register(&self, input: Registration, origin: &audit::Context) -> AuthResult<User> {
+    /// happen or neither does. An address that already has an account gets the same answer
+    /// (its normalised form) and its owner a notice e-mail instead: the answer must not tell
+    /// who has an account.
+    pub async fn register(
+        &self,
+        input: Registration,
+        origin: &audit::Context,
+    ) -> AuthResult<String> {
         let mut errors = ValidationErrors::default();
         let email = errors.collect(email_field(&input.email));
         errors.collect(
@@ -166,28 +184,44 @@ impl<L: Lockout> Auth<L> {
             return Err(errors.into());
         }
         let (email, first, last) = (email.unwrap(), first.unwrap(), last.unwrap());
+        // Hashed either way, so the time taken does not tell a taken address from a new one.
         let hashed = password::hash(input.password).await?;
         let mut tx = self.db.begin().await?;
-        let user = users::insert(
-            &mut *tx,
-            &NewUser {
-                email: email.as_str(),
-                hashed_password: &hashed,
-                first_name: first.as_deref(),
-                last_name: last.as_deref(),
-                is_verified: false,
-            },
-        )
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict(_) => AuthError::EmailTaken,
-            other => other.into(),
-        })?;
-        account_event(&mut tx, origin, Some(user.id), "auth.registered", json!({})).await?;
-        self.commit_with_job(tx, Some(kinds::verification_email(user.id)))
-            .await?;
-        self.counters.registrations.inc();
-        Ok(user)
+        let new = NewUser {
+            email: email.as_str(),
+            hashed_password: &hashed,
+            first_name: first.as_deref(),
+            last_name: last.as_deref(),
+            is_verified: false,
+        };
+        let (user, created, job) = match users::insert(&mut *tx, &new).await {
+            Ok(user) => (user.id, true, kinds::verification_email(user.id)),
+            Err(DbError::Conflict(_)) => {
+                // The failed insert aborted the transaction: the notice gets a fresh one.
+                tx.rollback().await?;
+                tx = self.db.begin().await?;
+                let user = users::by_email(&mut *tx, email.as_str())
+                    .await?
+                    .ok_or(AuthError::UnknownUser)?;
+                (
+                    user.id,
+                    false,
+                    kinds::account_exists_email(user.id, Utc::now()),
+                )
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let action = if created {
+            "auth.registered"
+        } else {
+            "auth.register_existing"
+        };
+        account_event(&mut tx, origin, Some(user), action, json!({})).await?;
+        self.commit_with_job(tx, Some(job)).await?;
+        if created {
+            self.counters.registrations.inc();
+        }
+        Ok(email.as_str().to_string())
     }
 
     /// Queues `job` (if any) in `tx` and commits; the job is counted only once the commit made
@@ -349,17 +383,7 @@ impl<L: Lockout> Auth<L> {
         if s.refuse_demo_accounts && DEMO_EMAILS.contains(&email.as_str()) {
             return Err(AuthError::DemoAccount);
         }
-        if let Some(retry_after) = self
-            .lockout
-            .remaining(email.as_str(), s.login_max_failures)
-            .await
-        {
-            self.counters
-                .rate_limited
-                .with_label_values(&["login_lockout"])
-                .inc();
-            return Err(AuthError::LockedOut { retry_after });
-        }
+        let attempt = self.reserve_attempt(&email).await?;
         let user = users::by_email(&self.db, email.as_str()).await?;
         // Unknown accounts still pay for one hash, so timing does not reveal which e-mails exist.
         let stored = user
@@ -370,16 +394,17 @@ impl<L: Lockout> Auth<L> {
         let attempts = &self.counters.attempts;
         let Some(user) = user.filter(|_| ok) else {
             attempts.with_label_values(&["false", "password"]).inc();
-            self.login_failed(&email, origin).await?;
+            let locked = attempt == u64::from(s.login_max_failures);
+            self.login_failed(&email, locked, origin).await?;
             return Err(AuthError::InvalidCredentials);
         };
+        self.lockout.clear(email.as_str()).await;
         if !user.is_active {
             return Err(AuthError::Inactive);
         }
         if s.require_email_verification && !user.is_verified {
             return Err(AuthError::EmailNotVerified);
         }
-        self.lockout.clear(email.as_str()).await;
         let mut tx = self.db.begin().await?;
         let session = store::create_session(&mut *tx, user.id, self.refresh_expiry()).await?;
         let issued = self.issue(&mut tx, &user, session, None).await?;
@@ -396,14 +421,34 @@ impl<L: Lockout> Auth<L> {
         Ok(issued)
     }
 
-    /// Counts a failed login towards the account's lockout and audits it (and the lockout,
-    /// when this failure caused it).
-    async fn login_failed(&self, email: &Email, origin: &audit::Context) -> AuthResult<()> {
+    /// Counts the attempt against the account's window before any hash is checked; the number
+    /// of the attempt in its window, or the refusal.
+    async fn reserve_attempt(&self, email: &Email) -> AuthResult<u64> {
         let s = &self.settings;
-        let locked = self
+        let reserved = self
             .lockout
-            .record_failure(email.as_str(), s.login_max_failures, s.login_lockout)
+            .reserve(email.as_str(), s.login_max_failures, s.login_lockout)
             .await;
+        match reserved.map_err(|LockoutUnavailable| AuthError::LockoutUnavailable)? {
+            Attempt::Reserved { n } => Ok(n),
+            Attempt::Locked { retry_after } => {
+                self.counters
+                    .rate_limited
+                    .with_label_values(&["login_lockout"])
+                    .inc();
+                Err(AuthError::LockedOut { retry_after })
+            }
+        }
+    }
+
+    /// Audits a failed login (already counted by its reservation), and the lockout when this
+    /// failure filled the window.
+    async fn login_failed(
+        &self,
+        email: &Email,
+        locked: bool,
+        origin: &audit::Context,
+    ) -> AuthResult<()> {
         let details = json!({ "email_hash": email_hash(email) });
         let mut tx = self.db.begin().await?;
         account_event(&mut tx, origin, None, "auth.login_failed", details.clone()).await?;
@@ -419,6 +464,33 @@ impl<L: Lockout> Auth<L> {
     /// context when the caller is still a member.
     pub async fn refresh(&self, token: &str, origin: &audit::Context) -> AuthResult<Issued> {
         let claims = self.keys.verify(token, TokenType::Refresh)?;
+        let (mut tx, spent) = self.spend_refresh(&claims, origin).await?;
+        let workspace = match spent.tenant {
+            Some(t) => {
+                ghostworks_db::set_scope(&mut tx, Some(t), Some(spent.user.id)).await?;
+                let role = workspaces::role_of(&mut tx, t, spent.user.id)
+                    .await?
+                    .map(|(r, _)| (t, r));
+                ghostworks_db::set_scope(&mut tx, None, None).await?;
+                role
+            }
+            None => None,
+        };
+        let issued = self
+            .issue(&mut tx, &spent.user, spent.session, workspace)
+            .await?;
+        self.counters.token_refreshes.inc();
+        tx.commit().await?;
+        Ok(issued)
+    }
+
+    /// Spends a refresh token in a transaction the caller goes on with (to issue the next
+    /// pair). A replayed token revokes its session, committed here whatever happens next.
+    async fn spend_refresh(
+        &self,
+        claims: &tokens::Claims,
+        origin: &audit::Context,
+    ) -> AuthResult<(Tx, Spent)> {
         let mut tx = self.db.begin().await?;
         match store::use_refresh_token(&mut tx, &hash_id(claims.jti.as_bytes())).await? {
             RefreshUse::Invalid => Err(AuthError::RefreshRevoked),
@@ -445,21 +517,14 @@ impl<L: Lockout> Auth<L> {
                     .await?
                     .filter(|u| u.is_active)
                     .ok_or(AuthError::UnknownUser)?;
-                let workspace = match tenant {
-                    Some(t) => {
-                        ghostworks_db::set_scope(&mut tx, Some(t), Some(user.id)).await?;
-                        let role = workspaces::role_of(&mut tx, t, user.id)
-                            .await?
-                            .map(|(r, _)| (t, r));
-                        ghostworks_db::set_scope(&mut tx, None, None).await?;
-                        role
-                    }
-                    None => None,
-                };
-                let issued = self.issue(&mut tx, &user, session, workspace).await?;
-                self.counters.token_refreshes.inc();
-                tx.commit().await?;
-                Ok(issued)
+                Ok((
+                    tx,
+                    Spent {
+                        session,
+                        user,
+                        tenant,
+                    },
+                ))
             }
         }
     }
@@ -484,18 +549,34 @@ impl<L: Lockout> Auth<L> {
         Ok(())
     }
 
-    /// Tokens scoped to a workspace the caller belongs to (the caller checked membership in
-    /// `tx`, which is scoped to that workspace).
+    /// The next pair of the caller's session, scoped to a workspace the caller belongs to
+    /// (checked by the caller). It spends `refresh`, which must be of the same session (the
+    /// one the access token names): an access token alone never yields a refresh token.
     pub async fn switch(
         &self,
-        tx: &mut Tx,
-        user: &User,
         session: Uuid,
-        workspace: Uuid,
-        role: Role,
+        refresh: &str,
+        workspace: (Uuid, Role),
+        origin: &audit::Context,
     ) -> AuthResult<Issued> {
-        self.issue(tx, user, session, Some((workspace, role))).await
+        let claims = self.keys.verify(refresh, TokenType::Refresh)?;
+        if claims.sid != session {
+            return Err(AuthError::OtherSession);
+        }
+        let (mut tx, spent) = self.spend_refresh(&claims, origin).await?;
+        let issued = self
+            .issue(&mut tx, &spent.user, spent.session, Some(workspace))
+            .await?;
+        tx.commit().await?;
+        Ok(issued)
     }
+}
+
+/// A refresh token just spent: its session, its (active) user and workspace context.
+struct Spent {
+    session: Uuid,
+    user: User,
+    tenant: Option<Uuid>,
 }
 
 /// An audit row of an account (no workspace).

@@ -1,6 +1,6 @@
 //! `report`: the whole benchmark from nothing — private PostgreSQL and Redis, migrations, the
-//! dataset, the release server as a child process, every scenario, the pgbench ceiling and the
-//! RLS overhead — written to one directory as JSON, markdown and SVG.
+//! dataset, the release server as a child process, every scenario, the SQL ceiling beside the
+//! API's read journey, and the RLS overhead — written to one directory as JSON, markdown and SVG.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,14 +16,19 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
+use crate::ceiling;
 use crate::dataset::{self, Spec};
 use crate::load::{self, Options};
 use crate::output;
 use crate::stats;
 
 const DATABASE: &str = "ghostworks_bench";
+/// The server's `SEARCH_TIMEOUT_MS`, which the ceiling sets as the API does.
+const SEARCH_TIMEOUT: Duration = Duration::from_secs(2);
 const APP_LOGIN: &str = "gw_bench_api";
-/// The pgbench scripts: one per request of the read journey, each the SQL that request runs.
+/// The pgbench scripts of the isolation-cost table: one per request of the read journey, each
+/// statement run with and without row-level security (a relative figure; the ceiling is
+/// [`ceiling`]'s, which runs the API's own calls).
 const SCRIPTS: [(&str, &str); 5] = [
     ("list", include_str!("../pgbench/list.sql")),
     (
@@ -147,6 +152,28 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
     let results = load::run_all(&lo).await?;
     let mut md = output::write(&results, &o.dir, Path::new("target/ci/load.json"))?;
 
+    // The ceiling right after the API's read journey, on the same warm data: the same
+    // requests' database calls on as many connections as the API's pool.
+    let admin_pool = sqlx::PgPool::connect(&admin).await?;
+    let callers = ceiling::callers(&admin_pool).await?;
+    admin_pool.close().await;
+    let settings = ceiling::Settings {
+        connections: o.pool_size,
+        search_timeout: SEARCH_TIMEOUT,
+        duration: o.load.duration,
+        seed: o.spec.seed,
+    };
+    let sql = ceiling::run(&app_url, callers, &settings).await?;
+    let ratio = results.read.latency.rps / sql.latency.rps;
+    println!(
+        "SQL ceiling: {:.0} requests/s (p99 {:.1} ms, {} failed); API read journey {:.0} req/s = {:.0}%",
+        sql.latency.rps,
+        sql.latency.p99_ms,
+        sql.errors,
+        results.read.latency.rps,
+        ratio * 100.0
+    );
+
     let pg_port = stack.pg.port;
     let pairs = pgbench_pairs(&admin, &o.spec).await?;
     let app = ("gw_bench_api", APP_LOGIN, None);
@@ -163,14 +190,8 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
             text.replace("FROM tenant_artifacts", "FROM artifacts"),
         )?;
     }
-    let all: Vec<PathBuf> = SCRIPTS
-        .iter()
-        .map(|(n, _)| scripts_dir.join(format!("{n}.sql")))
-        .collect();
     // At the server's pool size: the concurrency the database sees from the API.
     let clients = o.pool_size as usize;
-    let ceiling = pgbench(pg_port, app, &all, pairs, clients, secs)?;
-    let ratio = results.read.latency.rps / ceiling.tps;
     let mut rls = Vec::new();
     for (name, _) in SCRIPTS {
         let short = secs.div_ceil(2).max(2);
@@ -201,16 +222,18 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
     let (load_end, _) = stats::machine_load();
     md.push_str(&format!(
         "\n| Ceiling and footprint | Value |\n|---|---|\n\
-         | pgbench ceiling, read journey SQL as the API role ({} clients) | {:.0} transactions/s ({:.2} ms avg) |\n\
-         | API read journey | {:.0} req/s = **{:.0}%** of the ceiling |\n\
+         | SQL ceiling: the read journey's database calls, as the API makes them, on {} connections | {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms) |\n\
+         | API read journey ({} clients over HTTP) | {:.0} req/s = **{:.0}%** of the ceiling |\n\
          | RLS overhead, read journey (time-weighted over the five requests) | {journey_overhead:.1}% |\n\
          | Cold start to ready (spawn → /health/ready 200) | {:.0} ms |\n\
          | Server RSS idle (1 s after ready) | {idle_rss:.1} MiB |\n\
          | Dataset | {load_report} |\n\
          | Machine | {cpus} CPUs; load average {load_avg:.2} at start, {load_end:.2} at end |\n",
-        clients,
-        ceiling.tps,
-        ceiling.latency_ms,
+        o.pool_size,
+        sql.latency.rps,
+        sql.latency.p50_ms,
+        sql.latency.p99_ms,
+        o.load.concurrency,
         results.read.latency.rps,
         ratio * 100.0,
         cold_start.as_secs_f64() * 1000.0,
@@ -249,7 +272,7 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
             "idle_rss_mib": idle_rss,
             "pool_size": o.pool_size,
             "results": results,
-            "pgbench_ceiling": ceiling,
+            "sql_ceiling": sql,
             "ceiling_ratio": ratio,
             "rls": rls,
             "rls_overhead_read_journey_pct": journey_overhead,
@@ -453,6 +476,7 @@ impl Server<'_> {
             .env("REDIS_URL", &self.redis_url)
             .env("JWT_SECRET_KEY", ghostworks_auth::random_token())
             .env("RATE_LIMIT_ENABLED", "false")
+            .env("SEARCH_TIMEOUT_MS", SEARCH_TIMEOUT.as_millis().to_string())
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "info")
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))

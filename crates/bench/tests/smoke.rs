@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ghostworks_bench::ceiling;
 use ghostworks_bench::dataset::{self, Spec};
 use ghostworks_bench::load::{self, Options};
 use ghostworks_bench::output;
@@ -77,6 +78,19 @@ async fn every_scenario_runs_against_a_tiny_dataset() {
     assert!(read.latency.rps > 0.0);
     assert_eq!((read.errors, read.server_errors), (0, 0), "{read:?}");
     assert_eq!(read.ops.len(), 5, "every request of the journey ran");
+
+    // The SQL ceiling replays the logged-in sessions through the API's own database calls.
+    let admin = sqlx::PgPool::connect(&db.admin_url).await.unwrap();
+    let callers = ceiling::callers(&admin).await.unwrap();
+    let settings = ceiling::Settings {
+        connections: 3,
+        search_timeout: Duration::from_secs(2),
+        duration: Duration::from_secs(1),
+        seed: 1,
+    };
+    let sql = ceiling::run(&db.app_url, callers, &settings).await.unwrap();
+    assert!(sql.latency.requests > 0);
+    assert_eq!(sql.errors, 0, "{sql:?}");
 
     let write = load::write_mix(&o, &client, &sessions).await.unwrap();
     assert!(write.extra["writes"].as_u64().unwrap() > 0);

@@ -15,6 +15,18 @@ pub enum SameSite {
     None,
 }
 
+/// The limits that protect accounts and addresses rather than the server's capacity.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountLimits {
+    /// Login attempts per account and window (LOGIN_MAX_FAILURES); the window is the lockout.
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    /// Members one inviter may add per hour, across workspaces (INVITATIONS_PER_INVITER_PER_HOUR).
+    pub invitations_per_inviter: u32,
+    /// Invitations one address may receive per day, from anyone (INVITATIONS_PER_ADDRESS_PER_DAY).
+    pub invitations_per_address: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: Common,
@@ -23,6 +35,12 @@ pub struct Config {
     /// The schema owner's connection, for `migrate` and `seed`; the API never uses it.
     pub database_admin_url: Option<Secret>,
     pub database_pool_size: u32,
+    /// Listings, searches and statistics running at once (`SEARCH_CONCURRENCY`): the bulkhead
+    /// that keeps the rest of the pool free for cheap requests (gets, writes, health).
+    pub search_concurrency: u32,
+    /// How long a listing, search or statistics statement may run, and how long such a
+    /// request may wait for a place in the bulkhead (`SEARCH_TIMEOUT_MS`); beyond it, 503.
+    pub search_timeout: Duration,
     pub redis_url: Secret,
     pub redis_key_prefix: String,
     pub jwt_secret: Secret,
@@ -34,8 +52,7 @@ pub struct Config {
     pub metrics_enabled: bool,
     /// A per-workspace request counter in /metrics: one series per tenant, so off by default.
     pub metrics_tenant_labels: bool,
-    pub login_max_failures: u32,
-    pub login_lockout: Duration,
+    pub accounts: AccountLimits,
     pub trusted_proxies: TrustedProxies,
     pub cors_origins: Vec<String>,
     pub cookie_secure: bool,
@@ -76,6 +93,7 @@ impl Config {
         crate::common::no_owner_login(&mut r, common.environment);
         let database_pool_size =
             r.bounded("DATABASE_POOL_SIZE", 10u32, range(1, 1000, "connections"));
+        let (search_concurrency, search_timeout) = searches(&mut r, database_pool_size);
         let redis_url = redis(&mut r);
         let redis_key_prefix = r.raw("REDIS_KEY_PREFIX").unwrap_or_else(|| "gw".into());
         let jwt_secret = jwt_secret(&mut r, environment);
@@ -87,12 +105,7 @@ impl Config {
         if common.production() && !rate_limit_enabled {
             r.error("RATE_LIMIT_ENABLED: cannot be false in production; login rate limits protect accounts");
         }
-        let login_max_failures = r.parse(
-            "LOGIN_MAX_FAILURES",
-            5u32,
-            "a number of failed logins (1-100)",
-        );
-        let login_lockout_secs = r.parse("LOGIN_LOCKOUT_SECONDS", 900u64, "seconds");
+        let accounts = account_limits(&mut r);
         let trusted_proxies = r.trusted_proxies();
         let cors_origins = cors_origins(&mut r);
         let (cookie_secure, cookie_samesite) = cookies(&mut r, common.production());
@@ -105,6 +118,8 @@ impl Config {
             database_url,
             database_admin_url,
             database_pool_size,
+            search_concurrency,
+            search_timeout,
             redis_url,
             redis_key_prefix,
             jwt_secret,
@@ -114,8 +129,7 @@ impl Config {
             rate_limit_enabled,
             metrics_enabled,
             metrics_tenant_labels,
-            login_max_failures,
-            login_lockout: Duration::from_secs(login_lockout_secs),
+            accounts,
             trusted_proxies,
             cors_origins,
             cookie_secure,
@@ -143,6 +157,11 @@ impl Config {
                     .unwrap_or_default(),
             ),
             ("DATABASE_POOL_SIZE", self.database_pool_size.to_string()),
+            ("SEARCH_CONCURRENCY", self.search_concurrency.to_string()),
+            (
+                "SEARCH_TIMEOUT_MS",
+                self.search_timeout.as_millis().to_string(),
+            ),
             ("REDIS_URL", redact_url(self.redis_url.expose())),
             ("REDIS_KEY_PREFIX", self.redis_key_prefix.clone()),
             (
@@ -167,8 +186,19 @@ impl Config {
                 "METRICS_TENANT_LABELS",
                 self.metrics_tenant_labels.to_string(),
             ),
-            ("LOGIN_MAX_FAILURES", self.login_max_failures.to_string()),
-            ("LOGIN_LOCKOUT_SECONDS", secs(self.login_lockout)),
+            (
+                "LOGIN_MAX_FAILURES",
+                self.accounts.login_max_failures.to_string(),
+            ),
+            ("LOGIN_LOCKOUT_SECONDS", secs(self.accounts.login_lockout)),
+            (
+                "INVITATIONS_PER_INVITER_PER_HOUR",
+                self.accounts.invitations_per_inviter.to_string(),
+            ),
+            (
+                "INVITATIONS_PER_ADDRESS_PER_DAY",
+                self.accounts.invitations_per_address.to_string(),
+            ),
             ("TRUSTED_PROXIES", self.trusted_proxies.to_string()),
             ("CORS_ORIGINS", self.cors_origins.join(",")),
             ("COOKIE_SECURE", self.cookie_secure.to_string()),
@@ -246,6 +276,49 @@ fn token_lifetimes(r: &mut Reader<'_>) -> (Duration, Duration) {
         Duration::from_secs(access_minutes * 60),
         Duration::from_secs(refresh_days * 86_400),
     )
+}
+
+/// SEARCH_CONCURRENCY (default: half the pool) and SEARCH_TIMEOUT_MS. The bulkhead must leave
+/// at least one of the pool's connections to the other requests, or a burst of slow searches
+/// would again hold every connection and queue the primary-key reads behind them.
+fn searches(r: &mut Reader<'_>, pool_size: u32) -> (u32, Duration) {
+    let concurrency = r.bounded(
+        "SEARCH_CONCURRENCY",
+        (pool_size / 2).max(1),
+        range(1, 1000, "requests"),
+    );
+    if pool_size > 1 && concurrency >= pool_size {
+        r.error(format!("SEARCH_CONCURRENCY: {concurrency} must be below DATABASE_POOL_SIZE ({pool_size}), so that searches leave connections for the other requests"));
+    }
+    let within_statement_timeout =
+        range(1, 30_000, "milliseconds").because("the connection's own statement_timeout is 30 s");
+    let timeout_ms = r.bounded("SEARCH_TIMEOUT_MS", 2_000u64, within_statement_timeout);
+    (concurrency, Duration::from_millis(timeout_ms))
+}
+
+/// LOGIN_MAX_FAILURES, LOGIN_LOCKOUT_SECONDS and the invitation limits.
+fn account_limits(r: &mut Reader<'_>) -> AccountLimits {
+    let guesses = range(1, 100, "failed logins")
+        .because("each one is a password guess; 0 would lock every account out");
+    let login_max_failures = r.bounded("LOGIN_MAX_FAILURES", 5u32, guesses);
+    let lockout = range(60, 86_400, "seconds").because("from a minute to a day");
+    let login_lockout_secs = r.bounded("LOGIN_LOCKOUT_SECONDS", 900u64, lockout);
+    let invitations_per_inviter = r.bounded(
+        "INVITATIONS_PER_INVITER_PER_HOUR",
+        20u32,
+        range(1, 1000, "invitations"),
+    );
+    let invitations_per_address = r.bounded(
+        "INVITATIONS_PER_ADDRESS_PER_DAY",
+        5u32,
+        range(1, 100, "invitations"),
+    );
+    AccountLimits {
+        login_max_failures,
+        login_lockout: Duration::from_secs(login_lockout_secs),
+        invitations_per_inviter,
+        invitations_per_address,
+    }
 }
 
 /// MAX_BODY_BYTES and REQUEST_TIMEOUT_SECONDS.

@@ -9,10 +9,11 @@
 
 use std::fmt;
 
-pub use api::{Config, SameSite};
+pub use api::{AccountLimits, Config, SameSite};
 pub use common::{Common, Environment, LogFormat};
 pub use env_file::{parse_env_file, read_env_file};
 pub use ops::{OpsConfig, S3Settings};
+pub use pitr::{Cipher, PitrSettings};
 pub use process::{invoking_user, process_vars, search_path};
 pub use proxies::TrustedProxies;
 pub use web::WebConfig;
@@ -22,6 +23,7 @@ mod api;
 mod common;
 mod env_file;
 mod ops;
+mod pitr;
 mod process;
 mod proxies;
 mod reader;
@@ -155,6 +157,68 @@ mod tests {
         assert!(
             worker.to_string().contains("TRACE_SAMPLE_RATIO:"),
             "{worker}"
+        );
+    }
+
+    #[test]
+    fn the_search_bulkhead_leaves_connections_to_other_requests() {
+        let c = Config::from_vars(&vars(BASE)).unwrap();
+        assert_eq!(c.search_concurrency, 5);
+        assert_eq!(c.search_timeout, Duration::from_secs(2));
+        let mut bad = BASE.to_vec();
+        bad.extend([
+            ("DATABASE_POOL_SIZE", "4"),
+            ("SEARCH_CONCURRENCY", "4"),
+            ("SEARCH_TIMEOUT_MS", "0"),
+        ]);
+        let text = Config::from_vars(&vars(&bad)).unwrap_err().to_string();
+        assert!(
+            text.contains("SEARCH_CONCURRENCY: 4 must be below"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SEARCH_TIMEOUT_MS: must be between"),
+            "{text}"
+        );
+        let mut one = BASE.to_vec();
+        one.push(("DATABASE_POOL_SIZE", "1"));
+        assert_eq!(
+            Config::from_vars(&vars(&one)).unwrap().search_concurrency,
+            1
+        );
+    }
+
+    #[test]
+    fn account_limits_are_range_checked() {
+        let c = Config::from_vars(&vars(BASE)).unwrap();
+        assert_eq!(c.accounts.login_max_failures, 5);
+        assert_eq!(c.accounts.login_lockout, Duration::from_secs(900));
+        assert_eq!(
+            (
+                c.accounts.invitations_per_inviter,
+                c.accounts.invitations_per_address
+            ),
+            (20, 5)
+        );
+        for (var, bad) in [
+            ("LOGIN_MAX_FAILURES", "0"),
+            ("LOGIN_MAX_FAILURES", "101"),
+            ("LOGIN_MAX_FAILURES", "-1"),
+            ("LOGIN_LOCKOUT_SECONDS", "5"),
+            ("INVITATIONS_PER_INVITER_PER_HOUR", "0"),
+            ("INVITATIONS_PER_ADDRESS_PER_DAY", "1000"),
+        ] {
+            let mut v = BASE.to_vec();
+            v.push((var, bad));
+            let text = Config::from_vars(&vars(&v)).unwrap_err().to_string();
+            assert!(text.contains(&format!("{var}: ")), "{var}={bad}: {text}");
+        }
+        let mut v = BASE.to_vec();
+        v.push(("LOGIN_MAX_FAILURES", "0"));
+        let text = Config::from_vars(&vars(&v)).unwrap_err().to_string();
+        assert!(
+            text.contains("LOGIN_MAX_FAILURES: must be between 1 and 100 failed logins; each one is a password guess"),
+            "{text}"
         );
     }
 

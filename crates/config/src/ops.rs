@@ -77,6 +77,11 @@ impl OpsConfig {
         S3Settings::from_vars(&self.vars)
     }
 
+    /// The settings of `ghostworks pitr` (continuous archiving with pgBackRest).
+    pub fn pitr(&self) -> Result<crate::PitrSettings, ConfigErrors> {
+        crate::PitrSettings::from_vars(&self.vars)
+    }
+
     /// `/health` on the port of GHOSTWORKS_BIND (8000 when unset), on loopback.
     pub fn api_health_url(&self) -> String {
         let port = Reader::new(&self.vars)

@@ -9,6 +9,8 @@ use ghostworks_domain::artifact::{
     substring_pattern, ArtifactChanges, ArtifactFields, ListQuery, SearchMode, SortField,
     SortOrder, TagMode,
 };
+use ghostworks_domain::cursor::{Cursor, CursorKey};
+use ghostworks_domain::limits::FILTERED_TOTAL_EXACT_MAX;
 use serde_json::Value;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -140,40 +142,26 @@ async fn written(
     })
 }
 
-/// One page and the total number of matches, in a single round trip when the page is
-/// non-empty. The total is an uncorrelated subquery, run once (an index-only count where the
-/// filters allow), so the page can stop after its rows; a `count(*) OVER ()` window read and
-/// buffered every matching row first (100,000 of them in a large workspace).
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page {
+    pub rows: Vec<Artifact>,
+    /// The number of matches: exact when `total_exact`, else a lower bound.
+    pub total: i64,
+    pub total_exact: bool,
+    pub has_more: bool,
+    /// Where the next page starts, for the orders that page by key.
+    pub next: Option<Cursor>,
+}
+
+/// One page and the number of matches, in a single round trip when the page is non-empty.
+/// Neither reads the whole workspace: the page is an ordered walk that stops one row past the
+/// limit (that row only says whether there are more); an unfiltered total is the maintained
+/// count (migration 0010), a filtered one counts at most [`FILTERED_TOTAL_EXACT_MAX`] + 1
+/// matches and is a lower bound beyond that.
 #[tracing::instrument(name = "artifacts.list", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
-pub async fn list(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<(Vec<Artifact>, i64)> {
-    let mut b = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {COLUMNS}, (SELECT count(*) FROM tenant_artifacts"
-    ));
-    push_filters(&mut b, tenant, q);
-    b.push(") AS total FROM tenant_artifacts");
-    push_filters(&mut b, tenant, q);
-    b.push(" ORDER BY ");
-    let dir = match q.order {
-        SortOrder::Asc => " ASC",
-        SortOrder::Desc => " DESC",
-    };
-    match q.sort {
-        SortField::CreatedAt => b.push("created_at").push(dir),
-        SortField::UpdatedAt => b.push("updated_at").push(dir),
-        SortField::Name => b.push("name").push(dir),
-        SortField::Relevance => b
-            .push("ts_rank_cd(search_document, websearch_to_tsquery('english', ")
-            .push_bind(q.q.clone().unwrap_or_default())
-            .push("))")
-            .push(dir),
-    };
-    // A stable tie-breaker keeps pages disjoint when sort keys repeat.
-    b.push(", id").push(dir);
-    b.push(" LIMIT ")
-        .push_bind(q.limit)
-        .push(" OFFSET ")
-        .push_bind(q.offset);
-    let rows: Vec<(Artifact, i64)> = b
+pub async fn list(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<Page> {
+    let rows: Vec<(Artifact, i64)> = page_query(tenant, q)
         .build()
         .try_map(|row: sqlx::postgres::PgRow| {
             use sqlx::{FromRow, Row};
@@ -181,18 +169,116 @@ pub async fn list(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<(Vec
         })
         .fetch_all(&mut **tx)
         .await?;
-    let total = match rows.first() {
+    let counted = match rows.first() {
         Some((_, total)) => *total,
-        None if q.offset > 0 => count(tx, tenant, q).await?,
+        None if q.offset > 0 || q.after.is_some() => {
+            let mut b = QueryBuilder::<Postgres>::new("SELECT ");
+            push_total(&mut b, tenant, q);
+            b.build_query_scalar().fetch_one(&mut **tx).await?
+        }
         None => 0,
     };
-    Ok((rows.into_iter().map(|(a, _)| a).collect(), total))
+    let mut rows: Vec<Artifact> = rows.into_iter().map(|(a, _)| a).collect();
+    let has_more = rows.len() as i64 > q.limit;
+    rows.truncate(q.limit as usize);
+    let total_exact = !q.is_filtered() || counted <= FILTERED_TOTAL_EXACT_MAX;
+    // Beyond the bound the count says "more than that"; what this page proves may say more.
+    let seen = q.offset + rows.len() as i64 + i64::from(has_more);
+    let total = if total_exact {
+        counted
+    } else {
+        counted.max(seen)
+    };
+    let next = rows
+        .last()
+        .filter(|_| has_more)
+        .and_then(|a| Cursor::after(q.sort, q.order, sort_key(q.sort, a), a.id));
+    Ok(Page {
+        rows,
+        total,
+        total_exact,
+        has_more,
+        next,
+    })
 }
 
-async fn count(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<i64> {
-    let mut b = QueryBuilder::<Postgres>::new("SELECT count(*) FROM tenant_artifacts");
-    push_filters(&mut b, tenant, q);
+/// The plan of a listing's statement as PostgreSQL ran it (`EXPLAIN (ANALYZE, BUFFERS, FORMAT
+/// JSON)`), for the tests that hold the plans to reading a bounded number of rows.
+pub async fn explain_list(tx: &mut Tx, tenant: Uuid, q: &ListQuery) -> sqlx::Result<Value> {
+    let mut b = QueryBuilder::<Postgres>::new("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ");
+    push_page(&mut b, tenant, q);
     b.build_query_scalar().fetch_one(&mut **tx).await
+}
+
+fn page_query(tenant: Uuid, q: &ListQuery) -> QueryBuilder<'static, Postgres> {
+    let mut b = QueryBuilder::<Postgres>::new("");
+    push_page(&mut b, tenant, q);
+    b
+}
+
+fn push_page(b: &mut QueryBuilder<'_, Postgres>, tenant: Uuid, q: &ListQuery) {
+    b.push(format!("SELECT {COLUMNS}, "));
+    push_total(b, tenant, q);
+    b.push(" AS total FROM tenant_artifacts");
+    push_filters(b, tenant, q);
+    let (column, dir, before) = match q.order {
+        SortOrder::Asc => (sort_column(q.sort), " ASC", " > "),
+        SortOrder::Desc => (sort_column(q.sort), " DESC", " < "),
+    };
+    if let Some(c) = &q.after {
+        b.push(format!(" AND ({column}, id){before}("));
+        match &c.key {
+            CursorKey::Time(t) => b.push_bind(*t),
+            CursorKey::Name(n) => b.push_bind(n.clone()),
+        };
+        b.push(", ").push_bind(c.id).push(")");
+    }
+    b.push(" ORDER BY ");
+    match q.sort {
+        SortField::Relevance => b
+            .push("ts_rank_cd(search_document, websearch_to_tsquery('english', ")
+            .push_bind(q.q.clone().unwrap_or_default())
+            .push("))"),
+        _ => b.push(column),
+    };
+    // A stable tie-breaker keeps pages disjoint when sort keys repeat.
+    b.push(dir).push(", id").push(dir);
+    b.push(" LIMIT ")
+        .push_bind(q.limit + 1)
+        .push(" OFFSET ")
+        .push_bind(q.offset);
+}
+
+fn sort_column(s: SortField) -> &'static str {
+    match s {
+        SortField::CreatedAt | SortField::Relevance => "created_at",
+        SortField::UpdatedAt => "updated_at",
+        SortField::Name => "name",
+    }
+}
+
+fn sort_key(s: SortField, a: &Artifact) -> CursorKey {
+    match s {
+        SortField::UpdatedAt => CursorKey::Time(a.updated_at),
+        SortField::Name => CursorKey::Name(a.name.clone()),
+        SortField::CreatedAt | SortField::Relevance => CursorKey::Time(a.created_at),
+    }
+}
+
+/// The number of matches as a scalar subquery: the maintained count of live artifacts when
+/// nothing filters, else the matches counted up to one past the bound.
+fn push_total(b: &mut QueryBuilder<'_, Postgres>, tenant: Uuid, q: &ListQuery) {
+    if !q.is_filtered() {
+        b.push("(SELECT coalesce(sum(live), 0)::bigint FROM artifact_counts WHERE tenant_id = ")
+            .push_bind(tenant)
+            .push(")");
+        return;
+    }
+    b.push("(SELECT count(*) FROM (SELECT 1 FROM tenant_artifacts");
+    push_filters(b, tenant, q);
+    b.push(" LIMIT ")
+        .push_bind(FILTERED_TOTAL_EXACT_MAX + 1)
+        .push(") AS bounded)");
 }
 
 fn push_filters(b: &mut QueryBuilder<'_, Postgres>, tenant: Uuid, q: &ListQuery) {

@@ -239,6 +239,22 @@ pub async fn set_scope(
     Ok(())
 }
 
+/// Bounds the run time of the transaction's later statements (transaction-local, like the
+/// scope). A statement past it fails with SQLSTATE 57014.
+#[tracing::instrument(name = "limit_statements", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
+pub async fn limit_statements(tx: &mut Tx, timeout: Duration) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(milliseconds(timeout))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A duration as a PostgreSQL time setting, in milliseconds (at least 1: 0 would mean none).
+pub(crate) fn milliseconds(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
 /// `SELECT 1` with its latency, for readiness checks. A lost connection retires the pool's
 /// others (see [`retire_connections`]), so the next ping tells whether the server answers.
 #[tracing::instrument(name = "ping", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]

@@ -1,5 +1,7 @@
 //! Users are global (not tenant-scoped): a person logs in before choosing a workspace.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
@@ -82,17 +84,20 @@ pub async fn by_id_with_live_session(
 /// and finds its caller in the same round trip. `users` and `sessions` carry no row-level
 /// security, so the lookup does not depend on the settings the statement makes; they are made
 /// only when the user and live session are found (otherwise the caller is refused and the
-/// transaction dropped).
+/// transaction dropped). A `statement_timeout` applies to the transaction's later statements
+/// (the connection's own otherwise).
 #[tracing::instrument(name = "users.scoped_with_live_session", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
 pub async fn scoped_with_live_session(
     pool: &PgPool,
     tenant: Uuid,
     id: Uuid,
     session: Uuid,
+    statement_timeout: Option<Duration>,
 ) -> sqlx::Result<(Tx, Option<User>)> {
     let mut tx = pool.begin().await?;
     let user = sqlx::query_as(&format!(
-        "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true), {COLUMNS} \
+        "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true), \
+         set_config('statement_timeout', coalesce($5, current_setting('statement_timeout')), true), {COLUMNS} \
          FROM users u WHERE u.id = $3 AND EXISTS \
          (SELECT 1 FROM sessions s WHERE s.id = $4 AND s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now())"
     ))
@@ -100,6 +105,7 @@ pub async fn scoped_with_live_session(
     .bind(id.to_string())
     .bind(id)
     .bind(session)
+    .bind(statement_timeout.map(crate::milliseconds))
     .fetch_optional(&mut *tx)
     .await?;
     Ok((tx, user))

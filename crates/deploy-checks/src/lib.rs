@@ -41,6 +41,7 @@ pub fn install_hint(tool: &str) -> &'static str {
         "promtool" | "prometheus" => {
             "apt-get install prometheus  (install-deps.sh extracts only promtool and prometheus)"
         }
+        "pgbackrest" => "apt-get install pgbackrest",
         "s3s-fs" => "cargo install --locked s3s-fs --version 0.14.1 --features binary",
         _ => "see scripts/install-deps.sh",
     }

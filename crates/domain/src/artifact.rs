@@ -4,6 +4,7 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use crate::cursor::Cursor;
 use crate::errors::{FieldError, ValidationErrors};
 use crate::limits::*;
 
@@ -429,6 +430,19 @@ pub struct ListQuery {
     pub order: SortOrder,
     pub limit: i64,
     pub offset: i64,
+    /// Start after this row (keyset paging) instead of at `offset`.
+    pub after: Option<Cursor>,
+}
+
+impl ListQuery {
+    /// Whether anything narrows the listing below the whole workspace (so its total must be
+    /// counted rather than read from the maintained count).
+    pub fn is_filtered(&self) -> bool {
+        self.q.is_some()
+            || !self.tags.is_empty()
+            || self.created_after.is_some()
+            || self.created_before.is_some()
+    }
 }
 
 /// Raw listing parameters, before validation.
@@ -444,6 +458,7 @@ pub struct ListParams {
     pub order: Option<SortOrder>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+    pub cursor: Option<String>,
 }
 
 impl ListParams {
@@ -459,11 +474,22 @@ impl ListParams {
             ));
         }
         let offset = self.offset.unwrap_or(0);
-        if offset < 0 {
+        if !(0..=PAGE_OFFSET_MAX).contains(&offset) {
             errors.push(FieldError::query(
                 "offset",
                 "out_of_range",
-                "offset must be 0 or more",
+                format!("offset must be between 0 and {PAGE_OFFSET_MAX}; page deeper with cursor"),
+            ));
+        }
+        let after = self
+            .cursor
+            .as_deref()
+            .and_then(|c| errors.collect(Cursor::decode(c)));
+        if after.is_some() && offset != 0 {
+            errors.push(FieldError::query(
+                "offset",
+                "value_error",
+                "offset cannot be combined with cursor",
             ));
         }
         let q = self
@@ -502,18 +528,31 @@ impl ListParams {
             }
         }
         let fulltext = self.mode == SearchMode::Fulltext && q.is_some();
+        // A cursor carries the order it continues, which is the default then.
+        let sort = self.sort.or(after.as_ref().map(|c| c.sort));
+        let order = self.order.or(after.as_ref().map(|c| c.order));
         // Without full-text search there is no rank: relevance is the default order then.
-        let sort = match self.sort {
+        let sort = match sort {
             Some(SortField::Relevance) if !fulltext => SortField::CreatedAt,
             Some(s) => s,
             None if fulltext => SortField::Relevance,
             None if name_first_when_searching && q.is_some() => SortField::Name,
             None => SortField::CreatedAt,
         };
-        let order = self.order.unwrap_or(match sort {
+        let order = order.unwrap_or(match sort {
             SortField::Name => SortOrder::Asc,
             _ => SortOrder::Desc,
         });
+        if after
+            .as_ref()
+            .is_some_and(|c| (c.sort, c.order) != (sort, order))
+        {
+            errors.push(FieldError::query(
+                "cursor",
+                "value_error",
+                "cursor continues another sort or order; send it without sort and order, or start again without it",
+            ));
+        }
         errors.into_result(|| ListQuery {
             q,
             mode: self.mode,
@@ -525,6 +564,7 @@ impl ListParams {
             order,
             limit,
             offset,
+            after,
         })
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod artifact;
+pub mod cursor;
 pub mod errors;
 pub mod limits;
 pub mod role;

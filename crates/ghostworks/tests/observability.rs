@@ -243,11 +243,7 @@ async fn traces_follow_a_request_into_sql_and_into_its_job_and_logs_keep_no_secr
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
-    let user_id = r.json::<Value>().await.unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(r.status(), 202);
     let mail = &services().mail_to(&email, 1, Duration::from_secs(20)).await[0];
     let link = mail
         .links()
@@ -268,6 +264,16 @@ async fn traces_follow_a_request_into_sql_and_into_its_job_and_logs_keep_no_secr
     .await;
     let access = login["access_token"].as_str().unwrap().to_string();
     let refresh = login["refresh_token"].as_str().unwrap().to_string();
+    let me: Value = client
+        .get(format!("{base}/api/v1/auth/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = me["id"].as_str().unwrap().to_string();
     let workspace = json!({"name": "Observed", "slug": unique("obs")});
     let ws = post(
         &client,

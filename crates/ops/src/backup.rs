@@ -302,8 +302,10 @@ async fn is_empty(conn: &mut PgConnection) -> Result<bool> {
     Ok(pg::tables(conn).await?.is_empty())
 }
 
-/// The roles the schema's grants name: cluster-wide, so a logical dump does not carry them.
-async fn ensure_group_roles(conn: &mut PgConnection) -> Result<()> {
+/// The roles the schema's grants name that do not exist: they are cluster-wide, so a logical
+/// dump does not carry them (a physical restore does).
+pub(crate) async fn missing_group_roles(conn: &mut PgConnection) -> Result<Vec<&'static str>> {
+    let mut missing = Vec::new();
     for role in [ghostworks_db::APP_ROLE, ghostworks_db::WORKER_ROLE] {
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
@@ -311,14 +313,19 @@ async fn ensure_group_roles(conn: &mut PgConnection) -> Result<()> {
                 .fetch_one(&mut *conn)
                 .await?;
         if !exists {
-            conn.execute(
-                format!(
-                    "CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
-                )
-                .as_str(),
-            )
-            .await?;
+            missing.push(role);
         }
+    }
+    Ok(missing)
+}
+
+async fn ensure_group_roles(conn: &mut PgConnection) -> Result<()> {
+    for role in missing_group_roles(conn).await? {
+        conn.execute(
+            format!("CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
+                .as_str(),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -335,6 +342,21 @@ async fn unprotected_tenant_tables(conn: &mut PgConnection) -> Result<Vec<String
     )
     .fetch_all(conn)
     .await?)
+}
+
+/// The checks every restore ends with: forced row-level security on every tenant table, then
+/// each table's count and checksum.
+pub(crate) async fn check_restored(conn: &mut PgConnection) -> Result<Vec<TableSum>> {
+    let unprotected = unprotected_tenant_tables(conn).await?;
+    if !unprotected.is_empty() {
+        bail!(
+            "after the restore, these tenant tables lack forced row-level security: {}; run \
+             `ghostworks migrate` and check the backup's schema",
+            unprotected.join(", ")
+        );
+    }
+    conn.execute("ANALYZE").await?;
+    pg::database_sums(conn).await
 }
 
 /// Compares the database's counts and checksums with the manifest's.
@@ -404,16 +426,7 @@ pub async fn restore(url: &str, backup: &Located, force: bool) -> Result<Duratio
     .arg(&backup.dump);
     tokio::task::spawn_blocking(move || run_with_progress(cmd, "pg_restore", None)).await??;
 
-    let unprotected = unprotected_tenant_tables(&mut conn).await?;
-    if !unprotected.is_empty() {
-        bail!(
-            "after the restore, these tenant tables lack forced row-level security: {}; run \
-             `ghostworks migrate` and check the backup's schema",
-            unprotected.join(", ")
-        );
-    }
-    conn.execute("ANALYZE").await?;
-    let actual = pg::database_sums(&mut conn).await?;
+    let actual = check_restored(&mut conn).await?;
     conn.close().await?;
     compare(&backup.manifest.tables, &actual)?;
     Ok(started.elapsed())

@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod lint;
 pub mod migrate;
 pub mod pg;
+pub mod pitr;
 pub mod private;
 pub mod progress;
 pub mod storage;

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ghostworks_domain::limits::PASSWORD_RESET_EMAIL_WINDOW_MINUTES;
+use ghostworks_domain::limits::{
+    ACCOUNT_EXISTS_EMAIL_WINDOW_MINUTES, INVITATION_EMAIL_WINDOW_MINUTES,
+    PASSWORD_RESET_EMAIL_WINDOW_MINUTES,
+};
 use ghostworks_domain::Role;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -31,6 +34,12 @@ pub const PASSWORD_RESET_EMAIL: Kind = Kind {
 
 pub const INVITATION_EMAIL: Kind = Kind {
     name: "email.invitation",
+    ..VERIFICATION_EMAIL
+};
+
+/// Tells an account's owner that someone tried to register their address again.
+pub const ACCOUNT_EXISTS_EMAIL: Kind = Kind {
+    name: "email.account_exists",
     ..VERIFICATION_EMAIL
 };
 
@@ -69,18 +78,29 @@ pub fn verification_email(user: Uuid) -> Job {
     Job::new(&VERIFICATION_EMAIL, UserPayload { user_id: user })
 }
 
+/// The number of the clock-aligned window of `minutes` that `now` falls in.
+fn window(now: DateTime<Utc>, minutes: i64) -> i64 {
+    now.timestamp().div_euclid(minutes * 60)
+}
+
 /// A password reset link, at most one per account per window of
 /// [`PASSWORD_RESET_EMAIL_WINDOW_MINUTES`] (the idempotency key names the window).
 pub fn password_reset_email(user: Uuid, now: DateTime<Utc>) -> Job {
-    let window = now
-        .timestamp()
-        .div_euclid(PASSWORD_RESET_EMAIL_WINDOW_MINUTES * 60);
+    let window = window(now, PASSWORD_RESET_EMAIL_WINDOW_MINUTES);
     Job::new(&PASSWORD_RESET_EMAIL, UserPayload { user_id: user })
         .idempotency_key(format!("{user}:{window}"))
 }
 
-/// Tells `user` they were added to the workspace `tenant` by `invited_by`.
-pub fn invitation_email(tenant: Uuid, user: Uuid, invited_by: Uuid, role: Role) -> Job {
+/// Tells `user` they were added to the workspace `tenant` by `invited_by`: at most once per
+/// workspace and account per window of [`INVITATION_EMAIL_WINDOW_MINUTES`].
+pub fn invitation_email(
+    tenant: Uuid,
+    user: Uuid,
+    invited_by: Uuid,
+    role: Role,
+    now: DateTime<Utc>,
+) -> Job {
+    let window = window(now, INVITATION_EMAIL_WINDOW_MINUTES);
     Job::new(
         &INVITATION_EMAIL,
         InvitationPayload {
@@ -90,6 +110,16 @@ pub fn invitation_email(tenant: Uuid, user: Uuid, invited_by: Uuid, role: Role) 
         },
     )
     .tenant(tenant)
+    .idempotency_key(format!("{tenant}:{user}:{window}"))
+}
+
+/// Tells `user` that their address was registered again (at most once per window of
+/// [`ACCOUNT_EXISTS_EMAIL_WINDOW_MINUTES`]): the answer to that registration is the same as to
+/// a new one, so only the owner of the address learns of it.
+pub fn account_exists_email(user: Uuid, now: DateTime<Utc>) -> Job {
+    let window = window(now, ACCOUNT_EXISTS_EMAIL_WINDOW_MINUTES);
+    Job::new(&ACCOUNT_EXISTS_EMAIL, UserPayload { user_id: user })
+        .idempotency_key(format!("{user}:{window}"))
 }
 
 pub fn maintenance(period: DateTime<Utc>) -> Job {

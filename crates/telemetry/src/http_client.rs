@@ -18,7 +18,9 @@ pub fn builder() -> reqwest::ClientBuilder {
 
 /// A client with reqwest's defaults (no timeouts: callers that need one use `builder`).
 pub fn client() -> reqwest::Client {
-    builder().build().expect("an HTTP client with default settings builds")
+    builder()
+        .build()
+        .expect("an HTTP client with default settings builds")
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@
 //! own spans, so quieter logs never blind the traces or the metrics.
 
 mod filter;
+pub mod http_client;
 mod http_metrics;
 mod propagation;
-pub mod http_client;
 pub mod signals;
 mod timings;
 

@@ -4,6 +4,7 @@
 //!
 //! A missing server binary fails the test with the package to install; nothing is skipped.
 
+pub mod archiving;
 pub mod cluster;
 pub mod load;
 

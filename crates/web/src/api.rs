@@ -173,10 +173,12 @@ pub struct Artifact {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Page {
     pub items: Vec<Artifact>,
+    /// Exact when `total_exact`, else a lower bound (a broad filter in a large workspace).
     pub total: i64,
-    pub limit: i64,
-    pub offset: i64,
+    pub total_exact: bool,
     pub has_more: bool,
+    /// Where the next page starts (keyset paging: its cost does not grow with depth).
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -266,18 +266,32 @@ async fn owners_manage_members_and_refusals_come_back_on_the_page() {
     let email = who["email"].as_str().unwrap();
     let user_id = who["id"].as_str().unwrap();
 
+    // A refused address comes back next to the field, as typed.
+    let r = owner
+        .post(
+            &format!("/w/{ws}/members"),
+            &[("email", "nobody@example.invalid"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("value=\"nobody@example.invalid\""));
+    // An address without an account is answered like one with: nobody is added.
     let r = owner
         .post(
             &format!("/w/{ws}/members"),
             &[("email", "nobody@example.com"), ("role", "member")],
         )
         .await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("value=\"nobody@example.com\""));
+    assert_eq!(
+        r.headers()[LOCATION],
+        format!("/w/{ws}/members?notice=invited")
+    );
+    let (_, html) = owner.get(&format!("/w/{ws}/members")).await;
+    assert!(!html.contains("nobody@example.com") && html.contains("1 member(s)"));
 
     let r = owner
         .post(
@@ -418,4 +432,46 @@ async fn the_tour_counts_the_signed_in_users_workspaces_and_nothing_for_anyone_e
             && cards.contains(r#"<span class="big">2</span>artifacts (2 active)"#),
         "{html}"
     );
+}
+
+#[tokio::test]
+async fn the_list_pages_by_cursor_from_the_first_page_to_the_last() {
+    let s = stack(false).await;
+    let (mut b, ws) = Browser::signed_up(&s).await;
+    for i in 0..23 {
+        b.create_artifact(&ws, &format!("Item {i:02}")).await;
+    }
+    let mut path = format!("/w/{ws}/artifacts?sort=name");
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let (status, html) = b.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            html.contains(&format!("23 artifact(s) · page {page} of 3")),
+            "{html}"
+        );
+        seen.extend(
+            (0..23)
+                .map(|i| format!("Item {i:02}"))
+                .filter(|n| html.contains(&format!(">{n}</a>"))),
+        );
+        assert_eq!(html.contains("rel=\"first\""), page > 1);
+        let next = html
+            .split("rel=\"next\" href=\"")
+            .nth(1)
+            .map(|rest| rest.split('"').next().unwrap().replace("&amp;", "&"));
+        match next {
+            Some(next) => {
+                // Deeper pages name the cursor of the page before, never an offset.
+                assert!(
+                    next.contains("after=") && !next.contains("offset"),
+                    "{next}"
+                );
+                path = next;
+            }
+            None => assert_eq!(page, 3),
+        }
+    }
+    let expected: Vec<String> = (0..23).map(|i| format!("Item {i:02}")).collect();
+    assert_eq!(seen, expected);
 }

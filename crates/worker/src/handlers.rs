@@ -36,7 +36,8 @@ pub fn registry(mailer: Arc<Mailer>, retention: Retention) -> Registry {
     Registry::default()
         .register(kinds::VERIFICATION_EMAIL, Verification(mailer.clone()))
         .register(kinds::PASSWORD_RESET_EMAIL, PasswordReset(mailer.clone()))
-        .register(kinds::INVITATION_EMAIL, Invitation(mailer))
+        .register(kinds::INVITATION_EMAIL, Invitation(mailer.clone()))
+        .register(kinds::ACCOUNT_EXISTS_EMAIL, AccountExists(mailer))
         .register(kinds::MAINTENANCE, Maintenance(retention))
         .register(kinds::TENANT_MAINTENANCE, TenantMaintenance(retention))
 }
@@ -82,6 +83,29 @@ impl Handler for PasswordReset {
             auth::insert_password_reset_token(&ctx.pool, &hash, user.id, expires).await?;
             let link = self.0.link(&format!("/reset-password?token={token}"));
             let email = mail::password_reset(&greeting(&user), &link, PASSWORD_RESET_TTL_MINUTES);
+            self.0.send(ctx.job.id, &user.email, email).await
+        })
+    }
+}
+
+/// Someone registered the address of an existing account (the answer told them nothing).
+struct AccountExists(Arc<Mailer>);
+
+impl Handler for AccountExists {
+    fn run<'a>(&'a self, ctx: &'a mut Ctx) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            let p: UserPayload = ctx.payload()?;
+            let Some(user) = users::by_id(&mut *ctx.tx, p.user_id)
+                .await?
+                .filter(|u| u.is_active)
+            else {
+                return Ok(());
+            };
+            let email = mail::account_exists(
+                &greeting(&user),
+                &self.0.link("/login"),
+                &self.0.link("/forgot-password"),
+            );
             self.0.send(ctx.job.id, &user.email, email).await
         })
     }

@@ -75,9 +75,10 @@ pub fn password_reset(name: &str, link: &str, minutes: i64) -> Email {
     )
 }
 
+/// The subject is fixed: the workspace's name is its owner's choice, so it stays in the body.
 pub fn invitation(name: &str, inviter: &str, workspace: &str, role: &str, link: &str) -> Email {
     email(
-        format!("You were added to {workspace}"),
+        "You were added to a Ghostworks workspace".into(),
         include_str!("../templates/invitation.txt"),
         include_str!("../templates/invitation.html"),
         &[
@@ -87,6 +88,15 @@ pub fn invitation(name: &str, inviter: &str, workspace: &str, role: &str, link: 
             ("role", role),
             ("link", link),
         ],
+    )
+}
+
+pub fn account_exists(name: &str, login: &str, reset: &str) -> Email {
+    email(
+        "Someone tried to register your address".into(),
+        include_str!("../templates/account_exists.txt"),
+        include_str!("../templates/account_exists.html"),
+        &[("name", name), ("login", login), ("reset", reset)],
     )
 }
 
@@ -169,13 +179,14 @@ mod tests {
                 "admin",
                 "https://app/w/1",
             ),
+            account_exists("Ada", "https://app/login", "https://app/forgot-password"),
         ];
         for e in &all {
             assert!(!e.text.contains("{{") && !e.html.contains("{{"), "{e:?}");
         }
         assert!(all[0].text.contains("https://app/x?t=1") && all[0].text.contains("48 hours"));
         assert!(all[1].text.contains("30 minutes"));
-        assert_eq!(all[2].subject, "You were added to R&D \"Lab\"");
+        assert_eq!(all[2].subject, "You were added to a Ghostworks workspace");
         assert!(
             all[2].html.contains("R&amp;D &quot;Lab&quot;")
                 && all[2].html.contains("Bob &lt;b@x&gt;")
@@ -183,5 +194,6 @@ mod tests {
         assert!(all[2]
             .text
             .contains("Bob <b@x> added you to the workspace \"R&D \"Lab\"\""));
+        assert!(all[3].text.contains("https://app/forgot-password"));
     }
 }

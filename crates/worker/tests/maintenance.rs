@@ -264,7 +264,13 @@ async fn the_worker_role_reaches_tenant_rows_only_in_scope_and_the_api_only_enqu
     let mut tx = ghostworks_db::scoped(&app, Some(a), None).await.unwrap();
     let user = Uuid::new_v4();
     let job = |t| {
-        ghostworks_worker::kinds::invitation_email(t, user, user, ghostworks_domain::Role::Member)
+        ghostworks_worker::kinds::invitation_email(
+            t,
+            user,
+            user,
+            ghostworks_domain::Role::Member,
+            chrono::Utc::now(),
+        )
     };
     assert!(ghostworks_worker::enqueue(&mut tx, job(a))
         .await

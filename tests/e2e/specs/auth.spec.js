@@ -18,7 +18,7 @@ test('register, receive the e-mail, verify, log in', async ({ page }) => {
 
   await page.getByLabel('Password').fill(PASSWORD);
   await page.getByRole('button', { name: 'Register' }).click();
-  await expect(page.getByText('Account created')).toBeVisible();
+  await expect(page.getByText('We sent an e-mail to that address')).toBeVisible();
 
   // Logging in before verifying is refused with a way out.
   await page.getByLabel('E-mail').fill(email);

@@ -78,7 +78,7 @@ async function verifiedAccount() {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ email, password: PASSWORD, first_name: 'Test', last_name: 'User' }),
   });
-  expect(res.status).toBe(201);
+  expect(res.status).toBe(202);
   const mail = await mailTo(email, 'Verify');
   const token = new URL(mail.links.find((l) => l.includes('verify-email'))).searchParams.get('verification_token');
   const ok = await fetch(api(`/api/v1/auth/verify-email?verification_token=${encodeURIComponent(token)}`), { method: 'POST' });

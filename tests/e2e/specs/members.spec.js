@@ -9,16 +9,22 @@ test('an admin invites a member, who sees the workspace and cannot manage member
   await axeClean(admin);
   await screenshot(admin, 'members');
 
-  // An address without an account is refused next to the field, and stays typed.
-  await admin.getByLabel('E-mail').fill('nobody-here@example.com');
+  // An invalid address is refused next to the field, and stays typed.
+  await admin.getByLabel('E-mail').fill('nobody-here@example.invalid');
   await admin.getByRole('button', { name: 'Add member' }).click();
   await expect(admin.getByRole('alert').first()).toBeVisible();
-  await expect(admin.getByLabel('E-mail')).toHaveValue('nobody-here@example.com');
+  await expect(admin.getByLabel('E-mail')).toHaveValue('nobody-here@example.invalid');
+
+  // An address without an account is answered like one with; nobody joins.
+  await admin.getByLabel('E-mail').fill('nobody-here@example.com');
+  await admin.getByRole('button', { name: 'Add member' }).click();
+  await expect(admin.getByText('If that address has an account')).toBeVisible();
+  await expect(admin.getByRole('cell', { name: 'nobody-here@example.com', exact: true })).toHaveCount(0);
 
   await admin.getByLabel('E-mail').fill(email);
   await admin.locator('#invite-role').selectOption('member');
   await admin.getByRole('button', { name: 'Add member' }).click();
-  await expect(admin.getByText('Member added')).toBeVisible();
+  await expect(admin.getByText('If that address has an account')).toBeVisible();
   await expect(admin.getByRole('cell', { name: email, exact: true })).toBeVisible();
   const mail = await mailTo(email, 'You were added');
   expect(mail.links.some((l) => l.includes(`/workspaces/${ws}`))).toBeTruthy();

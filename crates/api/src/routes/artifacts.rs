@@ -11,6 +11,7 @@ use ghostworks_domain::{FieldError, ValidationErrors};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::bulkhead::SearchPlace;
 use crate::dto::{ArtifactOut, ArtifactPage, ArtifactStatsOut, TagCount};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{present, ArtifactPath, Body, Query, Ws};
@@ -45,9 +46,12 @@ pub struct ListQueryParams {
     /// Page size, 1-100 (default 20).
     #[serde(deserialize_with = "present")]
     limit: Option<i64>,
-    /// Rows to skip, 0 or more.
+    /// Rows to skip, 0-10000; deeper pages follow `next_cursor` instead.
     #[serde(deserialize_with = "present")]
     offset: Option<i64>,
+    /// The `next_cursor` of the previous page: the page after it (keyset paging, not with
+    /// `offset`; sort and order default to the cursor's).
+    cursor: Option<String>,
 }
 
 fn parse_time(
@@ -98,6 +102,7 @@ impl ListQueryParams {
             order: self.order,
             limit: self.limit,
             offset: self.offset,
+            cursor: self.cursor,
         })
     }
 }
@@ -166,34 +171,44 @@ pub async fn create(
 
 async fn page(mut ws: Ws, p: ListQueryParams, name_first: bool) -> ApiResult<Json<ArtifactPage>> {
     let q = p.into_params()?.validate(name_first)?;
-    let (rows, total) = artifacts::list(&mut ws.tx, ws.id, &q).await?;
+    let page = artifacts::list(&mut ws.tx, ws.id, &q).await?;
     ws.commit().await?;
     Ok(Json(ArtifactPage {
-        has_more: q.offset.saturating_add(q.limit) < total,
-        items: rows.into_iter().map(ArtifactOut::from).collect(),
-        total,
+        items: page.rows.into_iter().map(ArtifactOut::from).collect(),
+        total: page.total,
+        total_exact: page.total_exact,
         limit: q.limit,
         offset: q.offset,
+        has_more: page.has_more,
+        next_cursor: page.next.map(|c| c.encode()),
     }))
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts", tag = "artifacts", security(("bearer" = [])),
-    params(("workspace_id" = Uuid, Path), ListQueryParams), responses((status = 200, body = ArtifactPage), (status = 404), (status = 422)))]
-pub async fn list(ws: Ws, Query(p): Query<ListQueryParams>) -> ApiResult<Json<ArtifactPage>> {
+    params(("workspace_id" = Uuid, Path), ListQueryParams), responses((status = 200, body = ArtifactPage), (status = 404), (status = 422), (status = 503)))]
+pub async fn list(
+    _place: SearchPlace,
+    ws: Ws,
+    Query(p): Query<ListQueryParams>,
+) -> ApiResult<Json<ArtifactPage>> {
     page(ws, p, false).await
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts/search/advanced", tag = "artifacts", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ListQueryParams),
     description = "The list endpoint's filters; without an explicit sort, results with `q` come by name.",
-    responses((status = 200, body = ArtifactPage), (status = 404), (status = 422)))]
-pub async fn search(ws: Ws, Query(p): Query<ListQueryParams>) -> ApiResult<Json<ArtifactPage>> {
+    responses((status = 200, body = ArtifactPage), (status = 404), (status = 422), (status = 503)))]
+pub async fn search(
+    _place: SearchPlace,
+    ws: Ws,
+    Query(p): Query<ListQueryParams>,
+) -> ApiResult<Json<ArtifactPage>> {
     page(ws, p, true).await
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts/stats", tag = "artifacts", security(("bearer" = [])),
-    params(("workspace_id" = Uuid, Path)), responses((status = 200, body = ArtifactStatsOut), (status = 404)))]
-pub async fn stats(mut ws: Ws) -> ApiResult<Json<ArtifactStatsOut>> {
+    params(("workspace_id" = Uuid, Path)), responses((status = 200, body = ArtifactStatsOut), (status = 404), (status = 503)))]
+pub async fn stats(_place: SearchPlace, mut ws: Ws) -> ApiResult<Json<ArtifactStatsOut>> {
     let s = artifacts::stats(&mut ws.tx, ws.id).await?;
     ws.commit().await?;
     Ok(Json(ArtifactStatsOut {

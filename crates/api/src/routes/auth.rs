@@ -30,8 +30,8 @@ pub struct LoginInput {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterInput,
-    description = "Creates an unverified account and e-mails it a verification link (sent by the worker).",
-    responses((status = 201, body = RegisterOut), (status = 409), (status = 422), (status = 429)))]
+    description = "Creates an unverified account and e-mails it a verification link (sent by the worker). An address that already has an account gets the same answer, and its owner an e-mail saying someone tried (at most one an hour).",
+    responses((status = 202, body = RegisterOut), (status = 422), (status = 429)))]
 pub async fn register(
     State(state): State<AppState>,
     origin: Origin,
@@ -43,13 +43,14 @@ pub async fn register(
         first_name: input.first_name,
         last_name: input.last_name,
     };
-    let user = state.auth().register(registration, &origin.0).await?;
+    let email = state.auth().register(registration, &origin.0).await?;
     Ok((
-        StatusCode::CREATED,
+        StatusCode::ACCEPTED,
         Json(RegisterOut {
-            message: "User registered successfully".into(),
-            user_id: user.id,
-            email: user.email,
+            message:
+                "Registration received: an e-mail with the next step is on its way to this address"
+                    .into(),
+            email,
             verification_required: true,
         }),
     ))

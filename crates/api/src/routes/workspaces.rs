@@ -1,6 +1,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::Utc;
 use ghostworks_db::{audit, users, workspaces, DbError};
 use ghostworks_domain::account::Email;
 use ghostworks_domain::role::{check_membership_change, MembershipRuleError};
@@ -11,11 +12,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::dto::{
-    MemberAdded, MemberOut, MemberRemoved, RoleChanged, SwitchOut, UsageOut, WorkspaceOut,
+    MemberInvited, MemberOut, MemberRemoved, RoleChanged, SwitchOut, UsageOut, WorkspaceOut,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{workspace_not_found, AuthUser, Body, MemberPath, Origin, Ws};
-use crate::AppState;
+use crate::{ratelimit, AppState};
 
 #[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])), request_body = WorkspaceInput,
     responses((status = 201, body = WorkspaceOut), (status = 409), (status = 422)))]
@@ -139,58 +140,60 @@ pub struct AddMemberInput {
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/members", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), request_body = AddMemberInput,
-    description = "Adds an existing user (admin or owner; only an owner can add an owner) and e-mails them an invitation. A removed member is re-activated.",
-    responses((status = 201, body = MemberAdded), (status = 403), (status = 404), (status = 409), (status = 422)))]
+    description = "Adds the account with this address, if there is one, and e-mails it (admin or owner; only an owner can add an owner); a removed member is re-activated. The answer is the same whether or not the address has an account. At most one invitation e-mail per workspace and address a day; each inviter and each address have limits of their own (429).",
+    responses((status = 202, body = MemberInvited), (status = 403), (status = 404), (status = 409), (status = 422), (status = 429)))]
 pub async fn add_member(
     State(state): State<AppState>,
     mut ws: Ws,
     Body(input): Body<AddMemberInput>,
-) -> ApiResult<(StatusCode, Json<MemberAdded>)> {
+) -> ApiResult<(StatusCode, Json<MemberInvited>)> {
     ws.require(Role::Admin)?;
     if input.role == Role::Owner {
         ws.require(Role::Owner)?;
     }
     let email = Email::parse(&input.email)
         .map_err(|m| ApiError::field(FieldError::body("email", "value_error", m)))?;
+    ratelimit::invitation(&state, ws.caller.id(), email.as_str()).await?;
     let user = users::by_email(&mut *ws.tx, email.as_str())
         .await?
-        .filter(|u| u.is_active)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("User with email '{}' not found", email.as_str()))
-        })?;
-    if !workspaces::add_member(&mut ws.tx, ws.id, user.id, input.role).await? {
+        .filter(|u| u.is_active);
+    if let Some(user) = user {
+        add_account(&state, &mut ws, user.id, input.role).await?;
+    }
+    ws.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MemberInvited {
+            message: "If this address has an account, it is now a member and was e-mailed".into(),
+            email: email.as_str().to_string(),
+            role: input.role,
+        }),
+    ))
+}
+
+/// Adds an existing account to the workspace and queues its invitation e-mail (unless one
+/// went out in the current window).
+async fn add_account(state: &AppState, ws: &mut Ws, user: Uuid, role: Role) -> ApiResult<()> {
+    if !workspaces::add_member(&mut ws.tx, ws.id, user, role).await? {
         return Err(ApiError::Conflict(
             "User is already a member of this workspace".into(),
         ));
     }
-    let job = ghostworks_queue::kinds::invitation_email(ws.id, user.id, ws.caller.id(), input.role);
+    let job =
+        ghostworks_queue::kinds::invitation_email(ws.id, user, ws.caller.id(), role, Utc::now());
     let kind = job.kind();
-    ghostworks_queue::enqueue(&mut ws.tx, job).await?;
-    ws.audit(
-        "member.added",
-        json!({"user_id": user.id, "role": input.role}),
-    )
-    .await?;
-    ws.commit().await?;
-    state
-        .metrics()
+    let queued = ghostworks_queue::enqueue(&mut ws.tx, job).await?;
+    ws.audit("member.added", json!({"user_id": user, "role": role}))
+        .await?;
+    let metrics = state.metrics();
+    metrics
         .workspace_operations
         .with_label_values(&["invite_member"])
         .inc();
-    state
-        .metrics()
-        .jobs_enqueued
-        .with_label_values(&[kind])
-        .inc();
-    Ok((
-        StatusCode::CREATED,
-        Json(MemberAdded {
-            message: "Member invited successfully".into(),
-            user_id: user.id,
-            email: user.email,
-            role: input.role,
-        }),
-    ))
+    if queued.is_some() {
+        metrics.jobs_enqueued.with_label_values(&[kind]).inc();
+    }
+    Ok(())
 }
 
 fn rule_error(e: MembershipRuleError) -> ApiError {
@@ -275,19 +278,34 @@ pub async fn remove_member(
     }))
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchInput {
+    /// The caller's current refresh token (of the session the access token names); it is
+    /// spent, as by `/auth/refresh`.
+    refresh_token: String,
+}
+
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/switch", tag = "workspaces", security(("bearer" = [])),
-    params(("workspace_id" = Uuid, Path)), responses((status = 200, body = SwitchOut), (status = 404)))]
-pub async fn switch(State(state): State<AppState>, mut ws: Ws) -> ApiResult<Json<SwitchOut>> {
+    params(("workspace_id" = Uuid, Path)), request_body = SwitchInput,
+    description = "The next token pair of the caller's session, scoped to the workspace. Spends the refresh token in the body (which must be of the access token's session): a replayed one revokes the session.",
+    responses((status = 200, body = SwitchOut), (status = 401), (status = 404)))]
+pub async fn switch(
+    State(state): State<AppState>,
+    ws: Ws,
+    Body(input): Body<SwitchInput>,
+) -> ApiResult<Json<SwitchOut>> {
     if !ws.active {
         return Err(workspace_not_found(&ws.id.to_string()));
     }
-    let caller = ws.caller.clone();
+    let (id, role, session) = (ws.id, ws.role, ws.caller.claims.sid);
+    let origin = ws.origin.0.clone();
+    // Membership is settled; the session's tokens are the auth service's own transaction.
+    ws.commit().await?;
     let issued = state
         .auth()
-        .switch(&mut ws.tx, &caller.user, caller.claims.sid, ws.id, ws.role)
+        .switch(session, &input.refresh_token, (id, role), &origin)
         .await?;
-    let (id, role) = (ws.id, ws.role);
-    ws.commit().await?;
     Ok(Json(SwitchOut {
         message: "Workspace switched successfully".into(),
         workspace_id: id,

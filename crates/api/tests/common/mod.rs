@@ -191,7 +191,7 @@ impl TestApp {
                 json!({"email": email, "password": PASSWORD, "first_name": "Test"}),
             )
             .await;
-        assert_eq!(s, StatusCode::CREATED, "{reg}");
+        assert_eq!(s, StatusCode::ACCEPTED, "{reg}");
         let token = self.mailed_token(&email, 1, "verification_token").await;
         let r = self
             .call(
@@ -247,7 +247,7 @@ impl TestApp {
                 json!({"email": member.email, "role": role}),
             )
             .await;
-        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert_eq!(s, StatusCode::ACCEPTED, "{body}");
     }
 
     pub async fn artifact(&self, ws: &str, user: &User, body: Value) -> Value {

@@ -1,9 +1,10 @@
-//! The operator's commands (`migrate`, `backup`, `restore`, `deploy`, `rollback`,
+//! The operator's commands (`migrate`, `backup`, `restore`, `pitr`, `deploy`, `rollback`,
 //! `supervise`, `tenant`): their clap arguments and the reports they print. The binary
 //! flattens [`Command`] into its own subcommands and calls [`Command::run`].
 
 pub mod data;
 pub mod deploy;
+pub mod pitr;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use ghostworks_config::OpsConfig;
 use crate::deploy::runtime::process::supervise;
 pub use data::{BackupArgs, BackupCommand, MigrateArgs, MigrateCommand, TenantCommand};
 pub use deploy::{DeployArgs, DeployCommand, ReleaseArgs, RollbackArgs};
+pub use pitr::PitrCommand;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -39,6 +41,12 @@ pub enum Command {
         /// Replace the contents of a non-empty database.
         #[arg(long)]
         force: bool,
+    },
+    /// Continuous WAL archiving and point-in-time recovery with pgBackRest (settings:
+    /// PITR_REPO, PITR_PGDATA, PITR_KEY_FILE, PITR_STATE_DIR; see docs/operations.md).
+    Pitr {
+        #[command(subcommand)]
+        command: PitrCommand,
     },
     /// Blue/green release of the api, worker and web behind nginx: check, back up, migrate, start
     /// the new colour, wait for readiness, switch nginx, bake while watching the new colour's
@@ -111,6 +119,7 @@ impl Command {
             Command::Migrate(_) => "ghostworks-migrate",
             Command::Backup(_) => "ghostworks-backup",
             Command::Restore { .. } => "ghostworks-restore",
+            Command::Pitr { .. } => "ghostworks-pitr",
             Command::Deploy(_) => "ghostworks-deploy",
             Command::Rollback(_) => "ghostworks-rollback",
             Command::Supervise(_) => "ghostworks-supervise",
@@ -131,6 +140,7 @@ impl Command {
             Command::Restore { from, force } => {
                 data::restore(&admin_url(settings)?, &s3, &from, force).await?
             }
+            Command::Pitr { command } => return pitr::run(settings, command).await,
             Command::Tenant { command } => data::tenant(&admin_url(settings)?, command).await?,
             Command::Deploy(args) => deploy::deploy(settings, &s3, args).await?,
             Command::Rollback(args) => {

@@ -26,6 +26,10 @@ pub struct ListQuery {
     q: String,
     tags: Vec<String>,
     sort: String,
+    /// The API's `next_cursor` of the page before: pages after the first are fetched by
+    /// cursor, never by offset, so the thousandth page costs what the first does.
+    after: Option<String>,
+    /// The page's number, for display only (the cursor says where it starts).
     page: i64,
     notice: Option<String>,
 }
@@ -39,8 +43,12 @@ const SORTS: [(&str, &str, &str, &str); 5] = [
 ];
 
 impl ListQuery {
+    /// The page's number: 1 without a cursor, whatever the link said.
     fn page(&self) -> i64 {
-        self.page.max(1)
+        match self.after {
+            Some(_) => self.page.max(2),
+            None => 1,
+        }
     }
 
     fn api_query(&self) -> Vec<(String, String)> {
@@ -49,11 +57,10 @@ impl ListQuery {
             ("sort".to_string(), sort.to_string()),
             ("order".to_string(), order.to_string()),
             ("limit".to_string(), PAGE_SIZE.to_string()),
-            (
-                "offset".to_string(),
-                ((self.page() - 1) * PAGE_SIZE).to_string(),
-            ),
         ];
+        if let Some(after) = &self.after {
+            q.push(("cursor".into(), after.clone()));
+        }
         if !self.q.trim().is_empty() {
             q.push(("q".into(), self.q.trim().to_string()));
         }
@@ -61,8 +68,9 @@ impl ListQuery {
         q
     }
 
-    /// This query's URL with `page` and the tag set replaced.
-    fn href(&self, base: &str, page: i64, tags: &[String]) -> String {
+    /// This query's URL with the tag set replaced, on the first page or, given the cursor of
+    /// the page before, on page `page`.
+    fn href(&self, base: &str, page: Option<(i64, &str)>, tags: &[String]) -> String {
         let mut s = url::form_urlencoded::Serializer::new(String::new());
         if !self.q.is_empty() {
             s.append_pair("q", &self.q);
@@ -73,8 +81,9 @@ impl ListQuery {
         if !self.sort.is_empty() {
             s.append_pair("sort", &self.sort);
         }
-        if page > 1 {
+        if let Some((page, after)) = page {
             s.append_pair("page", &page.to_string());
+            s.append_pair("after", after);
         }
         let qs = s.finish();
         if qs.is_empty() {
@@ -178,6 +187,19 @@ fn artifact_fields(f: &ArtifactForm, err: Option<&ApiFailure>) -> Markup {
     }
 }
 
+/// "12 artifact(s)", or "at least 1001 artifact(s)" when the API only bounded the count.
+fn count(p: &Page) -> String {
+    match p.total_exact {
+        true => format!("{} artifact(s)", p.total),
+        false => format!("at least {} artifact(s)", p.total),
+    }
+}
+
+/// The number of pages of an exact count.
+fn pages(p: &Page) -> i64 {
+    ((p.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1)
+}
+
 fn list_view(
     w: &InWorkspace,
     q: &ListQuery,
@@ -188,9 +210,6 @@ fn list_view(
     let base = w.base();
     let mut chips: Vec<String> = q.tags.clone();
     chips.extend(top_tags.iter().filter(|t| !q.tags.contains(t)).cloned());
-    let pages = page
-        .map(|p| ((p.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1))
-        .unwrap_or(1);
     let new_form = ArtifactForm::default();
     let note = q.notice.as_deref().map(|_| "Artifact deleted.");
     layout(
@@ -222,7 +241,7 @@ fn list_view(
                         @for t in &chips {
                             @let on = q.tags.contains(t);
                             li {
-                                a class=(if on { "chip on" } else { "chip" }) href=(q.href(&base, 1, &q.toggled(t)))
+                                a class=(if on { "chip on" } else { "chip" }) href=(q.href(&base, None, &q.toggled(t)))
                                     aria-current=[on.then_some("true")] {
                                     (t)
                                     @if on { span class="visually-hidden" { " (filter on; select to remove)" } }
@@ -236,7 +255,7 @@ fn list_view(
                 p class="error" role="alert" { (e.summary()) }
             }
             @if let Some(p) = page {
-                p class="hint" id="result-count" { (p.total) " artifact(s)" @if pages > 1 { " · page " (q.page()) " of " (pages) } }
+                p class="hint" id="result-count" { (count(p)) @if q.page() > 1 || p.has_more { " · page " (q.page()) @if p.total_exact { " of " (pages(p)) } } }
                 ul class="items" id="artifact-list" {
                     @for a in &p.items {
                         li data-item {
@@ -253,8 +272,10 @@ fn list_view(
                 }
                 @if p.items.is_empty() { p { "No artifacts match." } }
                 nav class="pager" aria-label="Pages" {
-                    @if q.page() > 1 { a rel="prev" href=(q.href(&base, q.page() - 1, &q.tags)) { "← Previous page" } }
-                    @if p.has_more { a rel="next" href=(q.href(&base, q.page() + 1, &q.tags)) { "Next page →" } }
+                    @if q.page() > 1 { a rel="first" href=(q.href(&base, None, &q.tags)) { "← First page" } }
+                    @if let Some(next) = p.next_cursor.as_deref().filter(|_| p.has_more) {
+                        a rel="next" href=(q.href(&base, Some((q.page() + 1, next)), &q.tags)) { "Next page →" }
+                    }
                 }
             }
             h2 id="quick-create" { "Add an artifact" }

@@ -45,7 +45,7 @@ impl Notice {
             return Some("Your session has ended; please log in again.");
         }
         Some(match self.notice.as_deref()? {
-            "registered" => "Account created. We sent you an e-mail: follow its link to verify your address, then log in.",
+            "registered" => "Thank you. We sent an e-mail to that address: follow its link to verify it, then log in.",
             "verified" => "Your e-mail address is verified. You can log in now.",
             "resent" => "If that account exists and is unverified, a new verification e-mail is on its way.",
             "reset" => "Your password was changed and every session signed out. Log in with the new password.",

@@ -205,7 +205,7 @@ fn members_view(
     let base = w.base();
     let owner = w.workspace.is_owner();
     let note = f.notice.as_deref().map(|n| match n {
-        "invited" => "Member added; they were sent an e-mail.",
+        "invited" => "If that address has an account, it is now a member and was sent an e-mail.",
         "role" => "Role changed.",
         _ => "Member removed.",
     });
@@ -243,7 +243,7 @@ fn members_view(
                 }
             }
             h2 { "Invite a member" }
-            p class="hint" { "The person needs an account already; they get an e-mail with a link to the workspace." }
+            p class="hint" { "The person needs an account already (ask them to register first); they get an e-mail with a link to the workspace." }
             form class="stack" method="post" action=(format!("{base}/members")) novalidate {
                 (csrf_field(w.session.csrf()))
                 @if !f.email.is_empty() { (form_error(err)) }
