@@ -327,7 +327,7 @@ async fn assert_worker_serves(s: &Session) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.status().as_u16(), 202, "registration accepted");
     services().mail_to(&email, 1, Duration::from_secs(30)).await;
 }
 
@@ -340,7 +340,7 @@ async fn session(client: reqwest::Client, api: String) -> Session {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.status().as_u16(), 202, "registration accepted");
     let login: Value = client
         .post(format!("{api}/api/v1/auth/login"))
         .json(&json!({"email": email, "password": PASSWORD}))
