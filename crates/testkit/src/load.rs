@@ -14,7 +14,8 @@ pub struct Tally {
 
 impl Tally {
     /// Checks one answer; returns its body when it was a 2xx. A 503 counts as expected only
-    /// with `Retry-After` and the JSON error body of an unavailable dependency.
+    /// with `Retry-After` and the JSON error body: an unavailable dependency
+    /// (`service_unavailable`) or load shed to protect the rest (`searches_busy`, ...).
     pub async fn record(
         &mut self,
         what: &str,
@@ -33,10 +34,7 @@ impl Tally {
         let body: Value = r.json().await.unwrap_or(Value::Null);
         match status {
             200..=299 => return Some(body),
-            503 if retry_after
-                && body["error"] == "service_unavailable"
-                && body["request_id"].is_string() =>
-            {
+            503 if retry_after && body["error"].is_string() && body["request_id"].is_string() => {
                 self.unavailable += 1
             }
             _ => self.wrong.push(format!("{what}: {status} {body}")),
