@@ -27,6 +27,13 @@ fn new_token() -> (String, Vec<u8>) {
     (token, hash)
 }
 
+/// The user a mail goes to, unless deleted or deactivated since the job was queued.
+async fn active_user(ctx: &mut Ctx, id: uuid::Uuid) -> Result<Option<users::User>, JobError> {
+    Ok(users::by_id(&mut *ctx.tx, id)
+        .await?
+        .filter(|u| u.is_active))
+}
+
 fn greeting(u: &users::User) -> String {
     full_name(u.first_name.as_deref(), u.last_name.as_deref(), &u.email)
 }
@@ -72,10 +79,7 @@ impl Handler for PasswordReset {
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
             let p: UserPayload = ctx.payload()?;
-            let Some(user) = users::by_id(&mut *ctx.tx, p.user_id)
-                .await?
-                .filter(|u| u.is_active)
-            else {
+            let Some(user) = active_user(ctx, p.user_id).await? else {
                 return Ok(());
             };
             let (token, hash) = new_token();
@@ -95,10 +99,7 @@ impl Handler for AccountExists {
     fn run<'a>(&'a self, ctx: &'a mut Ctx) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
             let p: UserPayload = ctx.payload()?;
-            let Some(user) = users::by_id(&mut *ctx.tx, p.user_id)
-                .await?
-                .filter(|u| u.is_active)
-            else {
+            let Some(user) = active_user(ctx, p.user_id).await? else {
                 return Ok(());
             };
             let email = mail::account_exists(
@@ -132,10 +133,7 @@ impl Handler for Invitation {
             {
                 return Ok(());
             }
-            let Some(user) = users::by_id(&mut *ctx.tx, p.user_id)
-                .await?
-                .filter(|u| u.is_active)
-            else {
+            let Some(user) = active_user(ctx, p.user_id).await? else {
                 return Ok(());
             };
             let inviter = users::by_id(&mut *ctx.tx, p.invited_by)
