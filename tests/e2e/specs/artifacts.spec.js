@@ -11,7 +11,7 @@ test('create, search, filter by tag, page, sort, edit and delete artifacts', asy
   await expect(page.locator('#result-count')).toContainText('page 1 of');
   await page.getByRole('link', { name: 'Next page →' }).click();
   await expect(page.locator('#result-count')).toContainText('page 2 of');
-  await expect(page.getByRole('link', { name: '← Previous page' })).toBeVisible();
+  await expect(page.getByRole('link', { name: '← First page' })).toBeVisible();
 
   // Sorting by name: the first row is the alphabetically first name.
   await page.goto(`/w/${ws}/artifacts`);
