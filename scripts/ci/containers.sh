@@ -377,13 +377,15 @@ remove_project_leftovers
 step "2. base images"
 # Bump BASE_RECIPE when the recipe below changes: a cached base of another
 # recipe is then rebuilt.
-BASE_RECIPE=2
+BASE_RECIPE=3
 if [ "$(docker image inspect -f '{{index .Config.Labels "org.ghostworks.base-recipe"}}' "$BASE_IMAGE" 2>/dev/null || true)" = "$BASE_RECIPE" ]; then
     log "$BASE_IMAGE exists (cached)"
 else
     rootfs="$WORK/rootfs"
-    log "debootstrap --variant=minbase bookworm ($DEBIAN_MIRROR)"
-    debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+    # ca-certificates: the roles' HTTPS clients (S3, the OTLP collector) verify servers against
+    # the system's roots, and refuse to build without any.
+    log "debootstrap --variant=minbase --include=ca-certificates bookworm ($DEBIAN_MIRROR)"
+    debootstrap --variant=minbase --include=ca-certificates bookworm "$rootfs" "$DEBIAN_MIRROR" >"$WORK/debootstrap.log" 2>&1 \
         || { tail -n 30 "$WORK/debootstrap.log"; die "base-image" "debootstrap failed"; }
     # Configure it like Debian's official "slim" image: security updates, no
     # recommends, no service starts, no apt caches, no documentation, manual
