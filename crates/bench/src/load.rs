@@ -84,6 +84,7 @@ pub struct OpenLoop {
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
     pub read: Scenario,
+    pub get_under_search: Scenario,
     pub write: Scenario,
     pub login: Scenario,
     pub open_loop: OpenLoop,
@@ -195,7 +196,7 @@ async fn login(client: &Client, base: &str, user: usize) -> Result<String> {
 
 /// The read requests of the journey, in the order a user makes them.
 #[derive(Debug, Clone, Copy)]
-enum Read {
+pub enum Read {
     List,
     Substring,
     Fulltext,
@@ -698,19 +699,144 @@ async fn step(
     }
 }
 
-/// Every scenario in turn: log in the pool, read journey, write mix, login burst, open loop.
+/// Clients of the slowest search and, beside them, clients of gets in "get under search load".
+pub const SEARCH_LOAD_CLIENTS: usize = 16;
+
+/// The read journey's slowest search (by mean latency): the one that holds the database longest.
+fn slowest_search(read: &Scenario) -> Read {
+    let mean = |r: Read| read.ops.get(r.name()).map_or(0.0, |l| l.avg_ms);
+    [Read::Substring, Read::Fulltext, Read::Tag]
+        .into_iter()
+        .max_by(|a, b| mean(*a).total_cmp(&mean(*b)))
+        .expect("three searches")
+}
+
+/// (e) Get under search load: [`SEARCH_LOAD_CLIENTS`] closed-loop clients repeat the read
+/// journey's slowest search while as many get artifacts the read journey listed, against the
+/// same server at the same time: whether a primary-key read still answers fast while the
+/// searches take what the bulkhead gives them.
+pub async fn get_under_search(
+    o: &Options,
+    client: &Client,
+    sessions: &Arc<Vec<Session>>,
+    known: &Known,
+    search: Read,
+) -> Result<Scenario> {
+    // Every (token, artifact URL) the read journey saw, for the gets.
+    let gets: Vec<(String, String)> = {
+        let known = known.lock().unwrap();
+        sessions
+            .iter()
+            .flat_map(|s| s.workspaces.iter().map(move |ws| (s, ws)))
+            .filter_map(|(s, ws)| Some((s, ws, known.get(ws)?)))
+            .flat_map(|(s, ws, ids)| {
+                ids.iter().map(move |id| {
+                    let url = format!("{}/api/v1/workspaces/{ws}/artifacts/{id}", o.base_url);
+                    (s.token.clone(), url)
+                })
+            })
+            .collect()
+    };
+    if gets.is_empty() {
+        bail!("the read journey listed no artifact to get");
+    }
+    let gets = Arc::new(gets);
+    let sample = sampler(o);
+    let started = Instant::now();
+    let deadline = started + o.duration;
+    let tasks: Vec<_> = (0..2 * SEARCH_LOAD_CLIENTS)
+        .map(|i| {
+            let (client, sessions, gets) = (client.clone(), sessions.clone(), gets.clone());
+            let base = o.base_url.clone();
+            let mut rng = ChaCha8Rng::seed_from_u64(o.seed + 600 + i as u64);
+            let op = if i < SEARCH_LOAD_CLIENTS {
+                search
+            } else {
+                Read::Get
+            };
+            tokio::spawn(async move {
+                let terms = Terms::default();
+                let mut rec = Recorder::default();
+                while Instant::now() < deadline {
+                    let (token, url) = match op {
+                        Read::Get => gets[rng.gen_range(0..gets.len())].clone(),
+                        _ => {
+                            let s = &sessions[rng.gen_range(0..sessions.len())];
+                            let ws = &s.workspaces[rng.gen_range(0..s.workspaces.len())];
+                            let url = terms.url(&base, ws, op, None, &mut rng);
+                            (s.token.clone(), url.expect("a search needs no id"))
+                        }
+                    };
+                    let t = Instant::now();
+                    let (status, _) = call(&client, Method::GET, &url, &token, None, None).await;
+                    rec.record(op.name(), t.elapsed(), status);
+                }
+                rec
+            })
+        })
+        .collect();
+    let mut rec = Recorder::default();
+    for t in tasks {
+        rec.merge(&t.await.context("a client of get under search load")?);
+    }
+    let elapsed = started.elapsed();
+    let get_p99 = rec.per_op(elapsed.as_secs_f64())[Read::Get.name()].p99_ms;
+    Ok(scenario(
+        "get under search load",
+        2 * SEARCH_LOAD_CLIENTS,
+        elapsed,
+        &rec,
+        sample.map(Sampler::finish),
+        json!({ "search": search.name(), "get_p99_ms": get_p99 }),
+    ))
+}
+
+/// What the scenarios share: the HTTP client, the users logged in beforehand, and the
+/// artifacts the read journey listed (for gets).
+pub struct Harness {
+    pub client: Client,
+    pub sessions: Arc<Vec<Session>>,
+    pub known: Known,
+}
+
+impl Harness {
+    /// Logs in the pool of users.
+    pub async fn login(o: &Options) -> Result<Harness> {
+        let client = client()?;
+        let sessions = Arc::new(login_pool(o, &client).await?);
+        Ok(Harness {
+            client,
+            sessions,
+            known: Arc::default(),
+        })
+    }
+
+    pub async fn read_journey(&self, o: &Options) -> Scenario {
+        read_journey(o, &self.client, &self.sessions, &self.known).await
+    }
+
+    /// Every scenario after the read journey, in turn: get under search load, write mix,
+    /// login burst, open loop.
+    pub async fn after_read(&self, o: &Options, read: Scenario) -> Result<Results> {
+        let (client, sessions, known) = (&self.client, &self.sessions, &self.known);
+        let get_under_search =
+            get_under_search(o, client, sessions, known, slowest_search(&read)).await?;
+        let write = write_mix(o, client, sessions).await?;
+        let login = login_burst(o, client).await?;
+        let open_loop = open_loop(o, client, sessions, known, read.latency.rps).await;
+        Ok(Results {
+            read,
+            get_under_search,
+            write,
+            login,
+            open_loop,
+        })
+    }
+}
+
+/// Every scenario in turn: log in the pool, read journey, then [`Harness::after_read`].
 pub async fn run_all(o: &Options) -> Result<Results> {
-    let client = client()?;
-    let sessions = Arc::new(login_pool(o, &client).await?);
-    let known: Known = Arc::default();
-    let read = read_journey(o, &client, &sessions, &known).await;
-    let write = write_mix(o, &client, &sessions).await?;
-    let login = login_burst(o, &client).await?;
-    let open_loop = open_loop(o, &client, &sessions, &known, read.latency.rps).await;
-    Ok(Results {
-        read,
-        write,
-        login,
-        open_loop,
-    })
+    let h = Harness::login(o).await?;
+    let read = h.read_journey(o).await;
+    h.after_read(o, read).await
 }

@@ -149,30 +149,33 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
     lo.base_url = base;
     lo.server_pid = Some(pid);
     lo.dataset_users = o.spec.users;
-    let results = load::run_all(&lo).await?;
-    let mut md = output::write(&results, &o.dir, Path::new("target/ci/load.json"))?;
-
-    // The ceiling right after the API's read journey, on the same warm data: the same
-    // requests' database calls on as many connections as the API's pool.
-    let admin_pool = sqlx::PgPool::connect(&admin).await?;
-    let callers = ceiling::callers(&admin_pool).await?;
-    admin_pool.close().await;
+    // The SQL ceiling in two halves right before and right after the API's read journey, on
+    // the same warm data and sessions: the same requests' database calls on as many
+    // connections as the API's pool.
+    let harness = load::Harness::login(&lo).await?;
     let settings = ceiling::Settings {
         connections: o.pool_size,
         search_timeout: SEARCH_TIMEOUT,
-        duration: o.load.duration,
         seed: o.spec.seed,
     };
-    let sql = ceiling::run(&app_url, callers, &settings).await?;
-    let ratio = results.read.latency.rps / sql.latency.rps;
+    let callers = ceiling::callers(&harness.sessions)?;
+    let mut replay = ceiling::Replay::open(&app_url, callers, settings).await?;
+    let half = o.load.duration / 2;
+    replay.run(half).await?;
+    let read = harness.read_journey(&lo).await;
+    replay.run(o.load.duration - half).await?;
+    let sql = replay.finish().await;
+    let ratio = read.latency.rps / sql.latency.rps;
     println!(
         "SQL ceiling: {:.0} requests/s (p99 {:.1} ms, {} failed); API read journey {:.0} req/s = {:.0}%",
         sql.latency.rps,
         sql.latency.p99_ms,
         sql.errors,
-        results.read.latency.rps,
+        read.latency.rps,
         ratio * 100.0
     );
+    let results = harness.after_read(&lo, read).await?;
+    let mut md = output::write(&results, &o.dir, Path::new("target/ci/load.json"))?;
 
     let pg_port = stack.pg.port;
     let pairs = pgbench_pairs(&admin, &o.spec).await?;
@@ -222,17 +225,18 @@ pub async fn run(mut o: ReportOptions) -> Result<()> {
     let (load_end, _) = stats::machine_load();
     md.push_str(&format!(
         "\n| Ceiling and footprint | Value |\n|---|---|\n\
-         | SQL ceiling: the read journey's database calls, as the API makes them, on {} connections | {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms) |\n\
+         | SQL ceiling: the read journey's database calls, as the API makes them, on {} connections (half before, half after the API's run) | {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms, {} failed) |\n\
          | API read journey ({} clients over HTTP) | {:.0} req/s = **{:.0}%** of the ceiling |\n\
          | RLS overhead, read journey (time-weighted over the five requests) | {journey_overhead:.1}% |\n\
          | Cold start to ready (spawn → /health/ready 200) | {:.0} ms |\n\
          | Server RSS idle (1 s after ready) | {idle_rss:.1} MiB |\n\
          | Dataset | {load_report} |\n\
          | Machine | {cpus} CPUs; load average {load_avg:.2} at start, {load_end:.2} at end |\n",
-        o.pool_size,
+        sql.connections,
         sql.latency.rps,
         sql.latency.p50_ms,
         sql.latency.p99_ms,
+        sql.errors,
         o.load.concurrency,
         results.read.latency.rps,
         ratio * 100.0,

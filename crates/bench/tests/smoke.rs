@@ -3,7 +3,6 @@
 //! each scenario moves, answers no 5xx and loses no update.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ghostworks_bench::ceiling;
@@ -70,53 +69,56 @@ async fn every_scenario_runs_against_a_tiny_dataset() {
         steps: vec![0.3, 0.6],
         seed: 1,
     };
-    let client = load::client().unwrap();
-    let sessions = Arc::new(load::login_pool(&o, &client).await.unwrap());
-    let known = Arc::default();
+    let h = load::Harness::login(&o).await.unwrap();
 
-    let read = load::read_journey(&o, &client, &sessions, &known).await;
+    // The SQL ceiling replays the logged-in sessions through the API's own database calls,
+    // before and after the API's read journey.
+    let settings = ceiling::Settings {
+        connections: 3,
+        search_timeout: Duration::from_secs(2),
+        seed: 1,
+    };
+    let callers = ceiling::callers(&h.sessions).unwrap();
+    let mut replay = ceiling::Replay::open(&db.app_url, callers, settings)
+        .await
+        .unwrap();
+    replay.run(Duration::from_millis(500)).await.unwrap();
+    let read = h.read_journey(&o).await;
+    replay.run(Duration::from_millis(500)).await.unwrap();
+    let sql = replay.finish().await;
+    assert!(sql.latency.requests > 0);
+    assert_eq!(sql.errors, 0, "{sql:?}");
+
     assert!(read.latency.rps > 0.0);
     assert_eq!((read.errors, read.server_errors), (0, 0), "{read:?}");
     assert_eq!(read.ops.len(), 5, "every request of the journey ran");
 
-    // The SQL ceiling replays the logged-in sessions through the API's own database calls.
-    let admin = sqlx::PgPool::connect(&db.admin_url).await.unwrap();
-    let callers = ceiling::callers(&admin).await.unwrap();
-    let settings = ceiling::Settings {
-        connections: 3,
-        search_timeout: Duration::from_secs(2),
-        duration: Duration::from_secs(1),
-        seed: 1,
-    };
-    let sql = ceiling::run(&db.app_url, callers, &settings).await.unwrap();
-    assert!(sql.latency.requests > 0);
-    assert_eq!(sql.errors, 0, "{sql:?}");
+    let results = h.after_read(&o, read).await.unwrap();
+    let under = &results.get_under_search;
+    assert_eq!(under.server_errors, 0, "{under:?}");
+    assert_eq!(under.ops.len(), 2, "gets and one search ran: {under:?}");
+    assert!(under.extra["get_p99_ms"].as_f64().unwrap() > 0.0);
 
-    let write = load::write_mix(&o, &client, &sessions).await.unwrap();
+    let write = &results.write;
     assert!(write.extra["writes"].as_u64().unwrap() > 0);
     assert_eq!(write.server_errors, 0, "{write:?}");
     assert_eq!(write.extra["lost_updates"], 0, "{write:?}");
 
-    let login = load::login_burst(&o, &client).await.unwrap();
+    let login = &results.login;
     assert!(login.latency.requests > 0);
     assert_eq!(login.errors, 0, "{login:?}");
 
-    let open = load::open_loop(&o, &client, &sessions, &known, read.latency.rps).await;
+    let open = &results.open_loop;
     assert_eq!(open.steps.len(), 2);
     assert!(open
         .steps
         .iter()
         .all(|s| s.achieved_rps > 0.0 && s.server_errors == 0));
 
-    let results = load::Results {
-        read,
-        write,
-        login,
-        open_loop: open,
-    };
     let dir = tempfile_dir();
     let md = output::write(&results, &dir, &dir.join("load.json")).unwrap();
     assert!(md.contains("| Read journey (all) |"));
+    assert!(md.contains("| Get under search load (all) |"));
     let score: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("load.json")).unwrap()).unwrap();
     assert!(score["requests"].as_u64().unwrap() > 0);
