@@ -10,8 +10,8 @@ use axum::http::{header, HeaderMap, Method};
 use axum_extra::extract::CookieJar;
 use ghostworks_auth::tokens::{Claims, TokenError, TokenType};
 use ghostworks_auth::AuthError;
-use ghostworks_db::users::User;
-use ghostworks_db::{audit, workspaces, Tx};
+use ghostworks_db::users::{self, Entry, Server, User};
+use ghostworks_db::{audit, Tx};
 use ghostworks_domain::{FieldError, Role, ValidationErrors};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -200,6 +200,24 @@ pub struct Ws {
     pub active: bool,
     pub caller: AuthUser,
     pub origin: Origin,
+    /// For [`Ws::commit`], which keeps the position of the caller's write.
+    state: AppState,
+}
+
+/// Marks a handler that only reads, whose [`Ws`] may run on the standby
+/// (`DATABASE_REPLICA_URL`, see [`crate::replica`]). It must come before `Ws` among the
+/// handler's arguments (axum runs extractors in order).
+pub struct StandbyRead;
+
+#[derive(Clone, Copy)]
+struct MayReadStandby;
+
+impl FromRequestParts<AppState> for StandbyRead {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        parts.extensions.insert(MayReadStandby);
+        Ok(StandbyRead)
+    }
 }
 
 impl FromRequestParts<AppState> for Ws {
@@ -214,36 +232,55 @@ impl FromRequestParts<AppState> for Ws {
             AuthUser::from_request_parts(parts, state).await?;
             return Err(workspace_not_found(&raw));
         };
-        // The caller is looked up in the statement that scopes the transaction: one round
-        // trip and one pooled connection per request instead of two of each.
-        // A search's place in the bulkhead comes with a shorter statement timeout.
+        // The caller's session, the scope and the membership in one statement after BEGIN
+        // (migration 0011), and a search's place in the bulkhead comes with a shorter
+        // statement timeout, set in that statement too.
         let timeout = parts.extensions.get::<StatementTimeout>().map(|t| t.0);
-        let (mut tx, caller) = match parts.extensions.get::<AuthUser>().cloned() {
-            Some(caller) => {
-                let mut tx = ghostworks_db::scoped(state.db(), Some(id), Some(caller.id())).await?;
-                if let Some(timeout) = timeout {
-                    ghostworks_db::limit_statements(&mut tx, timeout).await?;
-                }
-                (tx, caller)
-            }
+        let claims = match parts.extensions.get::<AuthUser>() {
+            Some(caller) => caller.claims.clone(),
+            None => AuthUser::claims(parts, state)?,
+        };
+        let standby = match (state.replica(), parts.extensions.get::<MayReadStandby>()) {
+            (Some(replica), Some(_)) => replica.enter(id, &claims, timeout).await,
+            _ => None,
+        };
+        if parts.extensions.get::<MayReadStandby>().is_some() {
+            let target = if standby.is_some() {
+                "replica"
+            } else {
+                "primary"
+            };
+            state.metrics().db_reads.with_label_values(&[target]).inc();
+        }
+        let (mut tx, entry) = match standby {
+            Some(entered) => entered,
             None => {
-                let claims = AuthUser::claims(parts, state)?;
-                let (tx, user) = ghostworks_db::users::scoped_with_live_session(
+                users::enter_workspace(
                     state.db(),
+                    Server::Primary,
                     id,
                     claims.sub,
                     claims.sid,
                     timeout,
                 )
-                .await?;
-                (tx, AuthUser::accept(user, claims, parts)?)
+                .await?
             }
         };
+        let (user, membership) = match entry {
+            Entry::NoSession => (None, None),
+            Entry::NotMember(user) => (Some(user), None),
+            Entry::Member {
+                user,
+                role,
+                workspace_active,
+            } => (Some(user), Some((role, workspace_active))),
+        };
+        let caller = AuthUser::accept(user, claims, parts)?;
         tracing::Span::current().record("tenant_id", tracing::field::display(id));
         let origin = Origin::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|e| match e {});
-        let Some((role, active)) = workspaces::role_of(&mut tx, id, caller.id()).await? else {
+        let Some((role, active)) = membership else {
             state.metrics().cross_tenant_denied.inc();
             tracing::warn!(user_id = %caller.id(), workspace_id = %id, "access to a workspace the caller is not a member of");
             let event = audit::Event {
@@ -265,6 +302,7 @@ impl FromRequestParts<AppState> for Ws {
             active,
             caller,
             origin,
+            state: state.clone(),
         })
     }
 }
@@ -300,9 +338,19 @@ impl Ws {
         Ok(())
     }
 
+    /// Commits, and when reads may go to a standby, keeps the position of the write so the
+    /// caller's next reads wait for the standby to replay it (or go to the primary).
     pub async fn commit(self) -> Result<(), ApiError> {
         self.tx.commit().await?;
+        if let Some(replica) = self.state.replica() {
+            replica.note_write(self.state.db(), self.caller.id()).await;
+        }
         Ok(())
+    }
+
+    /// Ends a request that only read ([`ghostworks_db::end_read`]: no round trip of its own).
+    pub fn end_read(self) {
+        ghostworks_db::end_read(self.tx);
     }
 }
 

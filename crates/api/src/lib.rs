@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
+pub mod replica;
 pub(crate) mod routes;
 
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use crate::bulkhead::Searches;
 use crate::extract::BodyLimit;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
+use crate::replica::Replica;
 
 /// Everything a request needs, shared by all handlers.
 #[derive(Clone)]
@@ -46,6 +48,7 @@ struct Inner {
     metrics: Metrics,
     stats: routes::system::StatsCache,
     searches: Searches,
+    replica: Option<Replica>,
 }
 
 impl AppState {
@@ -80,6 +83,23 @@ impl AppState {
         db: PgPool,
         redis: redis::aio::ConnectionManager,
     ) -> anyhow::Result<Self> {
+        // A standby that is down at start-up is no reason to refuse to serve: its pool
+        // connects lazily, and a read that finds no connection to it quickly (down, or every
+        // connection busy) goes to the primary.
+        let replica = match &config.database_replica_url {
+            Some(url) => Some(Replica::new(
+                ghostworks_db::connect_lazy(
+                    url.expose(),
+                    config.database_pool_size,
+                    "ghostworks-api-replica",
+                    std::time::Duration::from_millis(200),
+                )
+                .context("DATABASE_REPLICA_URL: not a valid PostgreSQL URL")?,
+                redis.clone(),
+                &config.redis_key_prefix,
+            )),
+            None => None,
+        };
         let limiter = Limiter::new(redis, &config.redis_key_prefix, config.rate_limit_enabled);
         let metrics = Metrics::new(config.metrics_tenant_labels);
         let settings = ghostworks_auth::Settings {
@@ -101,6 +121,7 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             stats: Default::default(),
             searches: Searches::new(config.search_concurrency, config.search_timeout),
+            replica,
             auth,
             limiter,
             metrics,
@@ -129,6 +150,10 @@ impl AppState {
     }
     pub fn searches(&self) -> &Searches {
         &self.0.searches
+    }
+    /// The standby reads may go to (`DATABASE_REPLICA_URL`), if any.
+    pub fn replica(&self) -> Option<&Replica> {
+        self.0.replica.as_ref()
     }
     pub(crate) fn stats_cache(&self) -> &routes::system::StatsCache {
         &self.0.stats

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub token_refreshes: IntCounter,
     pub lockouts: IntCounter,
     pub jobs_enqueued: IntCounterVec,
+    /// Workspace reads that may run on the standby, by where they ran (`replica`, `primary`).
+    pub db_reads: IntCounterVec,
     db_pool: IntGaugeVec,
     db_pool_max: IntGauge,
     dependencies: IntGaugeVec,
@@ -99,6 +101,14 @@ impl Metrics {
             "Accounts locked after repeated failed logins",
         )
         .unwrap();
+        let db_reads = IntCounterVec::new(
+            Opts::new(
+                "ghostworks_db_reads_total",
+                "Read-only workspace requests by the server that served them (replica, primary)",
+            ),
+            &["target"],
+        )
+        .unwrap();
         let db_pool = IntGaugeVec::new(
             Opts::new(
                 "ghostworks_db_pool_connections",
@@ -160,6 +170,7 @@ impl Metrics {
             Box::new(token_refreshes.clone()),
             Box::new(lockouts.clone()),
             Box::new(jobs_enqueued.clone()),
+            Box::new(db_reads.clone()),
             Box::new(db_pool.clone()),
             Box::new(db_pool_max.clone()),
             Box::new(dependencies.clone()),
@@ -193,6 +204,7 @@ impl Metrics {
             token_refreshes,
             lockouts,
             jobs_enqueued,
+            db_reads,
             db_pool,
             db_pool_max,
             dependencies,

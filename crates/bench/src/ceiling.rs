@@ -3,8 +3,8 @@
 //! logged-in sessions, a session then one of its workspaces drawn uniformly, the same five
 //! requests in the same order, the get reading an artifact of the list page just fetched), but
 //! each request is only the calls the API's handlers make, to the same `ghostworks_db`
-//! functions, hence the same statements (transaction, scope and caller, membership, the
-//! request's statement, its end), prepared by the same driver on the same kind of pool. It runs
+//! functions, hence the same statements (BEGIN, the entry statement with the caller's live
+//! session, the scope and the membership, the request's statement, the read's end), prepared by the same driver on the same kind of pool. It runs
 //! on as many connections as the API's pool, one client per connection, and adds no HTTP, JSON,
 //! token check or lookup of its own, so the API, which does all of that on top of the same
 //! calls with the same concurrency at the database, cannot exceed it. The report runs it in two
@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ghostworks_db::{artifacts, users, workspaces};
+use ghostworks_db::artifacts;
+use ghostworks_db::users::{self, Entry, Server};
 use ghostworks_domain::artifact::{ListParams, ListQuery, SearchMode};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -247,12 +248,19 @@ async fn serve(
     search_timeout: Duration,
 ) -> Result<Vec<Uuid>> {
     let timeout = matches!(work, Work::List(_)).then_some(search_timeout);
-    let (mut tx, user) =
-        users::scoped_with_live_session(pool, tenant, c.user_id, c.session_id, timeout).await?;
-    anyhow::ensure!(user.is_some(), "the session is not live");
-    workspaces::role_of(&mut tx, tenant, c.user_id)
-        .await?
-        .context("not a member")?;
+    let (mut tx, entry) = users::enter_workspace(
+        pool,
+        Server::Primary,
+        tenant,
+        c.user_id,
+        c.session_id,
+        timeout,
+    )
+    .await?;
+    anyhow::ensure!(
+        matches!(entry, Entry::Member { .. }),
+        "not a live member: {entry:?}"
+    );
     let ids = match work {
         Work::Get(id) => {
             artifacts::get(&mut tx, tenant, *id).await?;
@@ -265,6 +273,6 @@ async fn serve(
             .map(|a| a.id)
             .collect(),
     };
-    tx.commit().await?;
+    ghostworks_db::end_read(tx);
     Ok(ids)
 }

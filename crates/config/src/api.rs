@@ -35,6 +35,10 @@ pub struct Config {
     /// The schema owner's connection, for `migrate` and `seed`; the API never uses it.
     pub database_admin_url: Option<Secret>,
     pub database_pool_size: u32,
+    /// A hot standby of the database (`DATABASE_REPLICA_URL`, off when unset) that serves the
+    /// reads of a session once it has replayed that session's last write, with a pool of
+    /// `database_pool_size` connections.
+    pub database_replica_url: Option<Secret>,
     /// Listings, searches and statistics running at once (`SEARCH_CONCURRENCY`): the bulkhead
     /// that keeps the rest of the pool free for cheap requests (gets, writes, health).
     pub search_concurrency: u32,
@@ -90,6 +94,7 @@ impl Config {
             "an address such as 0.0.0.0:8000",
         );
         let (database_url, database_admin_url) = database(&mut r, environment);
+        let database_replica_url = replica(&mut r, &database_url);
         crate::common::no_owner_login(&mut r, common.environment);
         let database_pool_size =
             r.bounded("DATABASE_POOL_SIZE", 10u32, range(1, 1000, "connections"));
@@ -118,6 +123,7 @@ impl Config {
             database_url,
             database_admin_url,
             database_pool_size,
+            database_replica_url,
             search_concurrency,
             search_timeout,
             redis_url,
@@ -157,6 +163,13 @@ impl Config {
                     .unwrap_or_default(),
             ),
             ("DATABASE_POOL_SIZE", self.database_pool_size.to_string()),
+            (
+                "DATABASE_REPLICA_URL",
+                self.database_replica_url
+                    .as_ref()
+                    .map(|s| redact_url(s.expose()))
+                    .unwrap_or_default(),
+            ),
             ("SEARCH_CONCURRENCY", self.search_concurrency.to_string()),
             (
                 "SEARCH_TIMEOUT_MS",
@@ -237,6 +250,17 @@ fn database(r: &mut Reader<'_>, environment: Environment) -> (Secret, Option<Sec
         }
     }
     (url, admin)
+}
+
+/// DATABASE_REPLICA_URL: the API's login on a hot standby of DATABASE_URL's database. The
+/// same server would only double the pool for nothing, so it is refused.
+fn replica(r: &mut Reader<'_>, primary: &Secret) -> Option<Secret> {
+    let url = r.secret("DATABASE_REPLICA_URL")?;
+    r.postgres_url("DATABASE_REPLICA_URL", &url);
+    if url.expose() == primary.expose() {
+        r.error("DATABASE_REPLICA_URL: is DATABASE_URL itself; set it to a hot standby of that database, or leave it unset");
+    }
+    Some(url)
 }
 
 fn redis(r: &mut Reader<'_>) -> Secret {

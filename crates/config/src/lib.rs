@@ -189,6 +189,27 @@ mod tests {
     }
 
     #[test]
+    fn the_read_replica_is_off_unless_set_and_must_be_another_server() {
+        assert!(Config::from_vars(&vars(BASE))
+            .unwrap()
+            .database_replica_url
+            .is_none());
+        let mut on = BASE.to_vec();
+        on.push(("DATABASE_REPLICA_URL", "postgres://api:pw@standby/gw"));
+        let c = Config::from_vars(&vars(&on)).unwrap();
+        assert_eq!(
+            c.database_replica_url.unwrap().expose(),
+            "postgres://api:pw@standby/gw"
+        );
+        for bad in ["mysql://api:pw@standby/gw", "postgres://api:pw@db/gw"] {
+            let mut v = BASE.to_vec();
+            v.push(("DATABASE_REPLICA_URL", bad));
+            let text = Config::from_vars(&vars(&v)).unwrap_err().to_string();
+            assert!(text.contains("DATABASE_REPLICA_URL:"), "{bad}: {text}");
+        }
+    }
+
+    #[test]
     fn account_limits_are_range_checked() {
         let c = Config::from_vars(&vars(BASE)).unwrap();
         assert_eq!(c.accounts.login_max_failures, 5);

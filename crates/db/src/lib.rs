@@ -117,6 +117,30 @@ pub async fn connect(
     max_connections: u32,
     application_name: &str,
 ) -> Result<PgPool, sqlx::Error> {
+    let (pool, options) = pool_options(url, max_connections, application_name)?;
+    pool.connect_with(options).await
+}
+
+/// A pool like [`connect`]'s that opens its connections when first needed, so a server that
+/// is down at start-up fails the requests that need it rather than the start, and gives up
+/// waiting for a connection after `acquire_timeout` (for a server the caller can do without).
+pub fn connect_lazy(
+    url: &str,
+    max_connections: u32,
+    application_name: &str,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    let (pool, options) = pool_options(url, max_connections, application_name)?;
+    Ok(pool
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+fn pool_options(
+    url: &str,
+    max_connections: u32,
+    application_name: &str,
+) -> Result<(PgPoolOptions, PgConnectOptions), sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     let options = options.application_name(application_name).options([
         ("statement_timeout", "30s"),
@@ -126,7 +150,7 @@ pub async fn connect(
         // requests (docs/performance.md measured the searches 1.5-3x slower with them).
         ("max_parallel_workers_per_gather", "0"),
     ]);
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
@@ -134,9 +158,8 @@ pub async fn connect(
         // A broken connection still surfaces as an error on its first statement instead.
         .test_before_acquire(false)
         // What replaces the ping: connections opened before a lost one are closed unused.
-        .before_acquire(|_, meta| Box::pin(async move { Ok(!retired(meta.age)) }))
-        .connect_with(options)
-        .await
+        .before_acquire(|_, meta| Box::pin(async move { Ok(!retired(meta.age)) }));
+    Ok((pool, options))
 }
 
 /// Applies pending migrations (idempotent; sqlx holds an advisory lock meanwhile, so two
@@ -239,15 +262,22 @@ pub async fn set_scope(
     Ok(())
 }
 
-/// Bounds the run time of the transaction's later statements (transaction-local, like the
-/// scope). A statement past it fails with SQLSTATE 57014.
-#[tracing::instrument(name = "limit_statements", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
-pub async fn limit_statements(tx: &mut Tx, timeout: Duration) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
-        .bind(milliseconds(timeout))
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// Ends a transaction that only read, without a round trip of its own: dropping it queues a
+/// ROLLBACK, which the pool sends with the check it makes of every connection handed back
+/// (sqlx syncs with the server on release) and before the connection serves anyone else.
+/// A transaction that read only has nothing to commit, so ROLLBACK ends it the same way, and
+/// the answer need not wait for it.
+pub fn end_read(tx: Tx) {
+    drop(tx);
+}
+
+/// The primary's WAL insert position, in bytes: past every commit that completed before the
+/// call, so a standby that has replayed that far shows them.
+#[tracing::instrument(name = "wal_position", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
+pub async fn wal_position(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
+        .fetch_one(pool)
+        .await
 }
 
 /// A duration as a PostgreSQL time setting, in milliseconds (at least 1: 0 would mean none).

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use ghostworks_domain::Role;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
 use crate::{DbError, DbResult, Tx};
@@ -80,35 +82,90 @@ pub async fn by_id_with_live_session(
     .await
 }
 
-/// Begins the tenant-scoped transaction of an authenticated request (as [`crate::scoped`])
-/// and finds its caller in the same round trip. `users` and `sessions` carry no row-level
-/// security, so the lookup does not depend on the settings the statement makes; they are made
-/// only when the user and live session are found (otherwise the caller is refused and the
-/// transaction dropped). A `statement_timeout` applies to the transaction's later statements
-/// (the connection's own otherwise).
-#[tracing::instrument(name = "users.scoped_with_live_session", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
-pub async fn scoped_with_live_session(
+/// How an authenticated request got into a workspace ([`enter_workspace`]).
+#[derive(Debug)]
+pub enum Entry {
+    /// No such user, or the session is no longer live: nothing was scoped.
+    NoSession,
+    /// Scoped, but the caller is not an active member of the workspace.
+    NotMember(User),
+    Member {
+        user: User,
+        role: Role,
+        workspace_active: bool,
+    },
+}
+
+/// Which server a workspace request's transaction runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Server {
+    Primary,
+    /// A hot standby, provided it has replayed the WAL up to `replayed_past` (a position
+    /// from [`crate::wal_position`]; None: nothing to wait for). When it is not a standby or
+    /// has not replayed that far, nothing is found ([`Entry::NoSession`]).
+    Standby {
+        replayed_past: Option<i64>,
+    },
+}
+
+/// Begins the tenant-scoped transaction of an authenticated request (as [`crate::scoped`]),
+/// finds its caller and the caller's membership, in one round trip after BEGIN: the function
+/// of migration 0011 checks the live session, makes the transaction-local settings, then reads
+/// the membership under row-level security, in that order. A `statement_timeout` applies to
+/// the transaction's later statements (the connection's own otherwise).
+#[tracing::instrument(name = "users.enter_workspace", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]
+pub async fn enter_workspace(
     pool: &PgPool,
+    server: Server,
     tenant: Uuid,
     id: Uuid,
     session: Uuid,
     statement_timeout: Option<Duration>,
-) -> sqlx::Result<(Tx, Option<User>)> {
+) -> sqlx::Result<(Tx, Entry)> {
     let mut tx = pool.begin().await?;
-    let user = sqlx::query_as(&format!(
-        "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true), \
-         set_config('statement_timeout', coalesce($5, current_setting('statement_timeout')), true), {COLUMNS} \
-         FROM users u WHERE u.id = $3 AND EXISTS \
-         (SELECT 1 FROM sessions s WHERE s.id = $4 AND s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now())"
-    ))
-    .bind(tenant.to_string())
-    .bind(id.to_string())
-    .bind(id)
-    .bind(session)
-    .bind(statement_timeout.map(crate::milliseconds))
-    .fetch_optional(&mut *tx)
-    .await?;
-    Ok((tx, user))
+    let (caught_up, replayed_past) = match server {
+        Server::Primary => ("", None),
+        Server::Standby { replayed_past } => (
+            " AND pg_is_in_recovery() \
+             AND ($5::bigint IS NULL OR pg_last_wal_replay_lsn() >= '0/0'::pg_lsn + $5::bigint::numeric)",
+            replayed_past,
+        ),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS}, e.member_role, e.workspace_active \
+         FROM app_enter_workspace($1, $2, $3, $4) AS e, users u WHERE u.id = $2{caught_up}"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(id)
+        .bind(session)
+        .bind(statement_timeout.map(crate::milliseconds));
+    if let Server::Standby { .. } = server {
+        query = query.bind(replayed_past);
+    }
+    let row: Option<(User, Option<String>, Option<bool>)> = query
+        .try_map(|row: PgRow| {
+            Ok((
+                User::from_row(&row)?,
+                row.try_get("member_role")?,
+                row.try_get("workspace_active")?,
+            ))
+        })
+        .fetch_optional(&mut *tx)
+        .await?;
+    let entry = match row {
+        None => Entry::NoSession,
+        Some((user, Some(role), Some(workspace_active))) => match role.parse() {
+            Ok(role) => Entry::Member {
+                user,
+                role,
+                workspace_active,
+            },
+            Err(_) => Entry::NotMember(user),
+        },
+        Some((user, _, _)) => Entry::NotMember(user),
+    };
+    Ok((tx, entry))
 }
 
 #[tracing::instrument(name = "users.mark_verified", target = "ghostworks::sql", skip_all, fields(db.system = "postgresql", otel.kind = "client"))]

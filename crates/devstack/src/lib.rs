@@ -105,6 +105,41 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// A hot standby of the (non-durable) server on `primary_port`: a copy taken with
+    /// `pg_basebackup -R` (which writes the streaming replication settings) into `dir`, started
+    /// on a free port. It follows the primary's WAL and serves read-only queries.
+    pub fn start_standby(primary_port: u16, dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        if is_root() {
+            let mut c = Command::new("chown");
+            c.args(["-R", "postgres:postgres"]).arg(dir);
+            run(c, "chown of the standby's directory")?;
+        }
+        let mut backup = pg_command(&pg_bin("pg_basebackup")?);
+        backup
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-h", "127.0.0.1", "-p", &primary_port.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ]);
+        run(backup, "pg_basebackup")?;
+        let pg = Self {
+            dir: dir.to_path_buf(),
+            port: free_port()?,
+            durable: false,
+        };
+        pg.start_again()?;
+        Ok(pg)
+    }
+
     /// Starts the server of this cluster (after [`Postgres::stop`]) on its port, waiting
     /// until it accepts connections.
     pub fn start_again(&self) -> Result<()> {

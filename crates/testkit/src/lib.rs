@@ -112,6 +112,25 @@ pub fn private() -> Result<Private> {
     .expect("private service start-up thread")
 }
 
+impl Private {
+    /// A hot standby of the private PostgreSQL, streaming from it, on a free port (stopped
+    /// and removed when the process exits). Databases created on the primary afterwards
+    /// appear on it too.
+    pub fn standby(&self) -> Result<Postgres> {
+        let dir = tempfile::Builder::new()
+            .prefix("ghostworks-standby-")
+            .tempdir()?
+            .keep();
+        let standby = Postgres::start_standby(self.postgres.port, &dir.join("pg"))?;
+        after_exit(&format!(
+            "{}; rm -rf '{}'",
+            standby.stop_command()?,
+            dir.display()
+        ));
+        Ok(standby)
+    }
+}
+
 impl Services {
     /// Prepares the template database on `admin_base` and starts an SMTP sink.
     fn on(admin_base: String, redis_url: String) -> Result<Services> {

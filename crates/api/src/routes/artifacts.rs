@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::bulkhead::SearchPlace;
 use crate::dto::{ArtifactOut, ArtifactPage, ArtifactStatsOut, TagCount};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{present, ArtifactPath, Body, Query, Ws};
+use crate::extract::{present, ArtifactPath, Body, Query, StandbyRead, Ws};
 use crate::AppState;
 
 /// Listing parameters as they arrive in the query string.
@@ -172,7 +172,7 @@ pub async fn create(
 async fn page(mut ws: Ws, p: ListQueryParams, name_first: bool) -> ApiResult<Json<ArtifactPage>> {
     let q = p.into_params()?.validate(name_first)?;
     let page = artifacts::list(&mut ws.tx, ws.id, &q).await?;
-    ws.commit().await?;
+    ws.end_read();
     Ok(Json(ArtifactPage {
         items: page.rows.into_iter().map(ArtifactOut::from).collect(),
         total: page.total,
@@ -188,6 +188,7 @@ async fn page(mut ws: Ws, p: ListQueryParams, name_first: bool) -> ApiResult<Jso
     params(("workspace_id" = Uuid, Path), ListQueryParams), responses((status = 200, body = ArtifactPage), (status = 404), (status = 422), (status = 503)))]
 pub async fn list(
     _place: SearchPlace,
+    _standby: StandbyRead,
     ws: Ws,
     Query(p): Query<ListQueryParams>,
 ) -> ApiResult<Json<ArtifactPage>> {
@@ -200,6 +201,7 @@ pub async fn list(
     responses((status = 200, body = ArtifactPage), (status = 404), (status = 422), (status = 503)))]
 pub async fn search(
     _place: SearchPlace,
+    _standby: StandbyRead,
     ws: Ws,
     Query(p): Query<ListQueryParams>,
 ) -> ApiResult<Json<ArtifactPage>> {
@@ -208,9 +210,13 @@ pub async fn search(
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts/stats", tag = "artifacts", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), responses((status = 200, body = ArtifactStatsOut), (status = 404), (status = 503)))]
-pub async fn stats(_place: SearchPlace, mut ws: Ws) -> ApiResult<Json<ArtifactStatsOut>> {
+pub async fn stats(
+    _place: SearchPlace,
+    _standby: StandbyRead,
+    mut ws: Ws,
+) -> ApiResult<Json<ArtifactStatsOut>> {
     let s = artifacts::stats(&mut ws.tx, ws.id).await?;
-    ws.commit().await?;
+    ws.end_read();
     Ok(Json(ArtifactStatsOut {
         total_artifacts: s.total,
         active_artifacts: s.active,
@@ -225,12 +231,16 @@ pub async fn stats(_place: SearchPlace, mut ws: Ws) -> ApiResult<Json<ArtifactSt
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts/{artifact_id}", tag = "artifacts", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ("artifact_id" = Uuid, Path)), responses((status = 200, body = ArtifactOut, headers(("ETag" = String, description = "`\"<version>\"`, for `If-Match`"))), (status = 404)))]
-pub async fn get(mut ws: Ws, Path(path): Path<ArtifactPath>) -> ApiResult<Response> {
+pub async fn get(
+    _standby: StandbyRead,
+    mut ws: Ws,
+    Path(path): Path<ArtifactPath>,
+) -> ApiResult<Response> {
     let id = path.artifact_id.get("Artifact")?;
     let a = artifacts::get(&mut ws.tx, ws.id, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Artifact not found: {id}")))?;
-    ws.commit().await?;
+    ws.end_read();
     Ok(with_etag(StatusCode::OK, a))
 }
 

@@ -15,7 +15,7 @@ use crate::dto::{
     MemberInvited, MemberOut, MemberRemoved, RoleChanged, SwitchOut, UsageOut, WorkspaceOut,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{workspace_not_found, AuthUser, Body, MemberPath, Origin, Ws};
+use crate::extract::{workspace_not_found, AuthUser, Body, MemberPath, Origin, StandbyRead, Ws};
 use crate::{ratelimit, AppState};
 
 #[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])), request_body = WorkspaceInput,
@@ -78,13 +78,13 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), responses((status = 200, body = WorkspaceOut), (status = 404)))]
-pub async fn get(mut ws: Ws) -> ApiResult<Json<WorkspaceOut>> {
+pub async fn get(_standby: StandbyRead, mut ws: Ws) -> ApiResult<Json<WorkspaceOut>> {
     let w = workspaces::get(&mut ws.tx, ws.id)
         .await?
         .filter(|w| w.is_active)
         .ok_or_else(|| ApiError::NotFound("Workspace not found".into()))?;
     let role = ws.role;
-    ws.commit().await?;
+    ws.end_read();
     Ok(Json(WorkspaceOut::new(w, role)))
 }
 
@@ -125,9 +125,9 @@ fn changed_fields(u: &WorkspaceUpdateInput) -> Vec<&'static str> {
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/members", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), responses((status = 200, body = Vec<MemberOut>), (status = 404)))]
-pub async fn members(mut ws: Ws) -> ApiResult<Json<Vec<MemberOut>>> {
+pub async fn members(_standby: StandbyRead, mut ws: Ws) -> ApiResult<Json<Vec<MemberOut>>> {
     let members = workspaces::members(&mut ws.tx, ws.id).await?;
-    ws.commit().await?;
+    ws.end_read();
     Ok(Json(members.into_iter().map(MemberOut::from).collect()))
 }
 
@@ -318,10 +318,10 @@ pub async fn switch(
     params(("workspace_id" = Uuid, Path)),
     description = "Usage figures as of the last scheduled maintenance (the worker recomputes them every MAINTENANCE_INTERVAL_SECONDS).",
     responses((status = 200, body = UsageOut), (status = 404)))]
-pub async fn usage(mut ws: Ws) -> ApiResult<Json<UsageOut>> {
+pub async fn usage(_standby: StandbyRead, mut ws: Ws) -> ApiResult<Json<UsageOut>> {
     let u = ghostworks_db::usage::get(&mut ws.tx, ws.id).await?;
     let id = ws.id;
-    ws.commit().await?;
+    ws.end_read();
     Ok(Json(match u {
         Some(u) => UsageOut {
             workspace_id: id,

@@ -28,6 +28,8 @@ pub struct TestApp {
 
 pub struct Spawn {
     vars: HashMap<String, String>,
+    /// The port of a standby of the test database's server, for DATABASE_REPLICA_URL.
+    replica_port: Option<u16>,
 }
 
 pub fn spawn() -> Spawn {
@@ -45,12 +47,21 @@ pub fn spawn() -> Spawn {
     ] {
         vars.insert(k.to_string(), v.to_string());
     }
-    Spawn { vars }
+    Spawn {
+        vars,
+        replica_port: None,
+    }
 }
 
 impl Spawn {
     pub fn var(mut self, k: &str, v: &str) -> Self {
         self.vars.insert(k.into(), v.into());
+        self
+    }
+
+    /// Reads may go to the standby on `port` (the test database's, as the API's login).
+    pub fn replica_port(mut self, port: u16) -> Self {
+        self.replica_port = Some(port);
         self
     }
 
@@ -62,6 +73,12 @@ impl Spawn {
     pub async fn start_on(mut self, svc: &'static Services) -> TestApp {
         let db = svc.database().await.expect("a test database");
         self.vars.insert("DATABASE_URL".into(), db.app_url.clone());
+        if let Some(port) = self.replica_port {
+            let (login, rest) = db.app_url.rsplit_once('@').expect("a URL with a login");
+            let (_, database) = rest.split_once('/').expect("a URL with a database");
+            let url = format!("{login}@127.0.0.1:{port}/{database}");
+            self.vars.insert("DATABASE_REPLICA_URL".into(), url);
+        }
         self.vars.insert("REDIS_URL".into(), svc.redis_url().into());
         self.vars.insert("REDIS_KEY_PREFIX".into(), unique("t"));
         let config = Config::from_vars(&self.vars).expect("valid test configuration");
