@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::analysis::StepReport;
 use super::Colour;
 
 /// What is deployed: a binary (process runtime) or an image tag (compose runtime).
@@ -46,6 +47,8 @@ pub enum Step {
     Ready,
     Switch,
     Bake,
+    /// A canary's weighted steps and their analysis (instead of the switch and the bake).
+    Canary,
 }
 
 impl Outcome {
@@ -68,6 +71,7 @@ impl Step {
             Step::Ready => "ready",
             Step::Switch => "switch",
             Step::Bake => "bake",
+            Step::Canary => "canary",
         }
     }
 }
@@ -90,7 +94,23 @@ pub struct HistoryEntry {
     pub time: DateTime<Utc>,
     pub release: Release,
     pub colour: Colour,
+    /// The schema version after the deploy.
     pub schema_version: i64,
+    /// The schema version before it (older entries have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_before: Option<i64>,
+    /// The sha256 of the roles' configuration (never a value of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// `canary` for a canary; none for blue/green.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// A canary's steps with their analysis, the failing one last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
+    /// The analysis only recorded verdicts (`--dry-run-analysis`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run_analysis: bool,
     pub result: Outcome,
     pub failed_step: Option<Step>,
     pub reason: Option<String>,
@@ -186,6 +206,11 @@ pub(crate) mod tests {
             },
             colour: Colour::Blue,
             schema_version: 2,
+            schema_before: None,
+            config_hash: None,
+            strategy: None,
+            steps: Vec::new(),
+            dry_run_analysis: false,
             result,
             failed_step: None,
             reason: None,

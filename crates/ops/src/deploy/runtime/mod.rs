@@ -7,7 +7,7 @@ pub mod process;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use async_trait::async_trait;
 use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
 
@@ -30,10 +30,27 @@ pub trait Runtime: Send {
     async fn migrate(&mut self, release: &Release) -> Result<()>;
     /// Starts every component of `colour` from `release`.
     async fn start(&mut self, colour: Colour, release: &Release) -> Result<Vec<Instance>>;
-    /// Points nginx at `colour` and reloads it gracefully.
+    /// Sends all the traffic to `colour`: by its proxy's runtime API where the runtime has
+    /// one (no connection closed), else by rewriting nginx's upstreams and reloading it.
     async fn switch(&mut self, colour: Colour) -> Result<()>;
     /// Stops `colour` gracefully (in-flight requests and jobs finish first).
     async fn stop(&mut self, colour: Colour) -> Result<()>;
+    /// Gives `to` `percent` of the new sessions and the other colour the rest, without
+    /// closing a connection: a canary's steps. A runtime that can only switch all the
+    /// traffic at once refuses.
+    async fn shift(&mut self, to: Colour, percent: u8) -> Result<()> {
+        let _ = (to, percent);
+        bail!("this runtime switches all the traffic at once; a canary needs --proxy haproxy")
+    }
+    /// The instances of `colour` that take traffic, whose signals a canary compares.
+    fn serving(&self, colour: Colour) -> Result<Vec<Instance>> {
+        let _ = colour;
+        bail!("this runtime cannot tell where a colour's instances answer")
+    }
+    /// A hash of the release's configuration (never its content), for the history.
+    fn config_hash(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What every runtime is built from besides its own options.
