@@ -564,10 +564,7 @@ async fn a_release_switches_under_load_without_a_failed_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_releases_are_rolled_back_automatically() {
     let stage = Arc::new(Stage::new().await);
-    let v1 = PathBuf::from(BIN);
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
-    assert!(out.status.success(), "{}", text(&out));
+    deploy_v1(&stage).await;
     let load = Load::start(stage.nginx.port, Shape::FRESH).await;
 
     // Never ready: its api cannot reach Redis.
@@ -669,10 +666,7 @@ async fn failing_releases_are_rolled_back_automatically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn haproxy_switches_close_no_keep_alive_connection() {
     let stage = Arc::new(Stage::behind_haproxy().await);
-    let v1 = PathBuf::from(BIN);
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
-    assert!(out.status.success(), "{}", text(&out));
+    deploy_v1(&stage).await;
 
     let load = Load::start(stage.entry_port(), Shape::KEEP_ALIVE).await;
     let started = Instant::now();
@@ -728,7 +722,13 @@ fn browser(
             if let Some(c) = &cookie {
                 r = r.header("cookie", c);
             }
-            let r = r.send().await.expect("a browser's read");
+            let r = match r.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    served.push(format!("failed: {e}"));
+                    break;
+                }
+            };
             let header = |name: &str| {
                 r.headers()
                     .get(name)
@@ -797,10 +797,7 @@ const CANARY: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_good_canary_walks_every_step_and_browsers_keep_their_colour() {
     let stage = Arc::new(Stage::behind_haproxy().await);
-    let v1 = PathBuf::from(BIN);
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
-    assert!(out.status.success(), "{}", text(&out));
+    deploy_v1(&stage).await;
     let load = Load::start(stage.entry_port(), Shape::STEADY).await;
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -857,44 +854,69 @@ async fn a_good_canary_walks_every_step_and_browsers_keep_their_colour() {
     );
 }
 
+/// The first release, v1 (this build), on blue.
+async fn deploy_v1(stage: &Arc<Stage>) {
+    let v1 = PathBuf::from(BIN);
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Deploys `release` as a canary that its analysis must abort on `signal` (the end of a
+/// check's name); checks the clean return (the canary stopped, new sessions on blue, the
+/// history naming the step) and returns the steps the history recorded, the failed one last.
+async fn aborted_canary(
+    stage: &Arc<Stage>,
+    load: &Load,
+    release: PathBuf,
+    label: &'static str,
+    signal: &str,
+) -> Vec<Value> {
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&release, label, CANARY)).await;
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("failed at step `canary`") && t.contains(&format!("{signal} Fail")),
+        "{t}"
+    );
+    let last = history_json(stage).pop().unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&last["steps"]).unwrap());
+    assert_eq!(
+        (&last["result"], &last["failed_step"]),
+        (&json!("rolled_back"), &json!("canary"))
+    );
+    let steps = last["steps"].as_array().unwrap().clone();
+    let failed = steps.last().unwrap();
+    assert_eq!(failed["verdict"], "fail", "{failed}");
+    assert!(
+        failed["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["signal"].as_str().unwrap().ends_with(signal) && c["verdict"] == "fail"),
+        "{failed}"
+    );
+    assert!(!stage.state.path().join("deploy/green.pids.json").exists());
+    assert!(serving(stage, load, 10).await.iter().all(|c| c == "blue"));
+    steps
+}
+
 /// A release slower than the live one (injected latency) is aborted at the first step, and
 /// one answering 2 % errors against none is aborted too: traffic back on the live colour, the
 /// canary stopped, the history naming the step, the signals and their values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn canaries_worse_than_the_live_release_are_aborted() {
     let stage = Arc::new(Stage::behind_haproxy().await);
-    let v1 = PathBuf::from(BIN);
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
-    assert!(out.status.success(), "{}", text(&out));
+    deploy_v1(&stage).await;
     let load = Load::start(stage.entry_port(), Shape::STEADY).await;
 
     let slow = stage.wrapper("slow", "export GHOSTWORKS_FAULT_LATENCY_MS=40;");
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&slow, "slow", CANARY)).await;
-    let t = text(&out);
-    assert!(!out.status.success(), "{t}");
-    assert!(
-        t.contains("failed at step `canary`") && t.contains("_ms Fail"),
-        "{t}"
-    );
-    let last = history_json(&stage).pop().unwrap();
-    eprintln!("{}", serde_json::to_string_pretty(&last["steps"]).unwrap());
-    assert_eq!(
-        (&last["result"], &last["failed_step"]),
-        (&json!("rolled_back"), &json!("canary"))
-    );
-    let steps = last["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 1, "{last}");
+    let steps = aborted_canary(&stage, &load, slow, "slow", "_ms").await;
+    assert_eq!(steps.len(), 1);
     assert_eq!(steps[0]["percent"], 20);
     // The first latency check with enough observations fails it (p95 needs 100, p99 500).
     let checks = steps[0]["checks"].as_array().unwrap();
-    assert!(
-        checks
-            .iter()
-            .any(|c| c["signal"].as_str().unwrap().ends_with("_ms") && c["verdict"] == "fail"),
-        "{last}"
-    );
     for c in &checks[1..] {
         eprintln!(
             "slow canary: {} {:.1} ms against {:.1} ms ({:.1}x), {}",
@@ -911,8 +933,6 @@ async fn canaries_worse_than_the_live_release_are_aborted() {
         steps[0]["canary_requests"].as_u64().unwrap()
             + steps[0]["stable_requests"].as_u64().unwrap()
     );
-    assert!(!stage.state.path().join("deploy/green.pids.json").exists());
-    assert!(serving(&stage, &load, 10).await.iter().all(|c| c == "blue"));
     assert!(
         load.failures_so_far().is_empty(),
         "{:#?}",
@@ -920,20 +940,7 @@ async fn canaries_worse_than_the_live_release_are_aborted() {
     );
 
     let faulty = stage.wrapper("faulty", "export GHOSTWORKS_FAULT_ERROR_RATIO=0.02;");
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&faulty, "faulty", CANARY)).await;
-    let t = text(&out);
-    assert!(!out.status.success(), "{t}");
-    assert!(
-        t.contains("failed at step `canary`") && t.contains("error_ratio Fail"),
-        "{t}"
-    );
-    let last = history_json(&stage).pop().unwrap();
-    eprintln!("{}", serde_json::to_string_pretty(&last["steps"]).unwrap());
-    assert_eq!(last["result"], "rolled_back");
-    let failed = last["steps"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(failed["verdict"], "fail", "{failed}");
-    assert!(serving(&stage, &load, 10).await.iter().all(|c| c == "blue"));
+    aborted_canary(&stage, &load, faulty, "faulty", "error_ratio").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (requests, failures, acked) = load.finish().await;
@@ -980,10 +987,7 @@ fn supervisor(stage: &Stage, colour: &str, role: &str) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crashed_api_is_restarted_and_a_stop_leaves_nothing_behind() {
     let stage = Arc::new(Stage::new().await);
-    let v1 = PathBuf::from(BIN);
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
-    assert!(out.status.success(), "{}", text(&out));
+    deploy_v1(&stage).await;
 
     let sup = supervisor(&stage, "blue", "api");
     let api = |ppid| processes().into_iter().find(|p| p.1 == ppid).map(|p| p.0);
@@ -1058,10 +1062,7 @@ fn environ(pid: u32) -> HashMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deployed_roles_hold_their_env_file_and_the_allow_list_only() {
     let stage = Arc::new(Stage::new().await);
-    let v1 = PathBuf::from(BIN);
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
-    assert!(out.status.success(), "{}", text(&out));
+    deploy_v1(&stage).await;
 
     let live = processes();
     let path = std::env::var("PATH").unwrap();

@@ -120,12 +120,12 @@ pub struct CanaryArgs {
     /// half a point), beyond which an exact one-sided test at 1 % decides.
     #[arg(long, default_value_t = 0.005)]
     pub error_margin: f64,
-    /// How much slower the canary's p95 and p99 may be than the stable colour's (0.5: 1.5
-    /// times) ...
-    #[arg(long, default_value_t = 0.5)]
+    /// How much slower the canary's p95 and p99 may be than the stable colour's (1.0: twice
+    /// as slow) ...
+    #[arg(long, default_value_t = 1.0)]
     pub latency_margin: f64,
     /// ... and by how many milliseconds at least before that fails it.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     pub latency_floor_ms: u64,
     /// A step without enough traffic to judge: `wait` (up to --inconclusive-max-secs more,
     /// then fail) or `fail` at once. Never a pass.

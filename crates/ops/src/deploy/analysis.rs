@@ -36,7 +36,7 @@ pub struct Rules {
     pub min_requests: u64,
     /// Absolute: 0.005 lets the canary's error ratio be half a point above the stable one's.
     pub error_margin: f64,
-    /// 1.5: the canary's p95 and p99 may be up to 1.5 times the stable colour's.
+    /// 2.0: the canary's p95 and p99 may be up to twice the stable colour's.
     pub latency_ratio: f64,
     pub latency_floor: Duration,
 }
@@ -190,8 +190,8 @@ mod tests {
         Rules {
             min_requests: 100,
             error_margin: 0.005,
-            latency_ratio: 1.5,
-            latency_floor: Duration::from_millis(10),
+            latency_ratio: 2.0,
+            latency_floor: Duration::from_millis(20),
         }
     }
 
