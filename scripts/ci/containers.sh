@@ -13,7 +13,8 @@
 #      reuses the base image and the build cache. Any other docker engine on
 #      the machine is left alone.
 #   2. images: debootstrap'ed Debian 12 imported as ghostworks/debian:bookworm,
-#      then deploy/images/{postgres,redis,nginx,prometheus,smtp-sink}.
+#      then deploy/images/{postgres,redis,nginx,prometheus,smtp-sink,patroni,
+#      etcd,haproxy}.
 #   3. the ghostworks image: `cargo build --release -p ghostworks` on the host,
 #      packaged by deploy/Dockerfile.prebuilt.
 #   4. the stack: docker-compose.yml + docker-compose.prod.yml +
@@ -26,7 +27,12 @@
 #      steady load through nginx (the stack's image as blue, a next release
 #      as green, a rollback to blue): zero failed requests, every acknowledged
 #      write present, the history, and Prometheus finding the new colour;
-#   8. teardown (also on failure or Ctrl-C): `down -v`, stop dockerd, put
+#   8. the high-availability variant (docker-compose.ha.yml: three Patroni
+#      nodes, etcd, HAProxy as `postgres`) from scratch: the primary's
+#      container is killed under load; writes come back within 30 s, only
+#      JSON 503s meanwhile, every acknowledged write kept, the old primary
+#      rejoins as a standby;
+#   9. teardown (also on failure or Ctrl-C): `down -v`, stop dockerd, put
 #      back the host's firewall state. PASS/FAIL summary; the results also go
 #      to target/ci/containers.json (and the image size into target/ci/build.json).
 #
@@ -53,6 +59,9 @@ export REDIS_IMAGE=ghostworks/redis:7
 export NGINX_IMAGE=ghostworks/nginx:1.22
 export PROMETHEUS_IMAGE=ghostworks/prometheus:2
 export SMTP_SINK_IMAGE=ghostworks/smtp-sink:bookworm
+export PATRONI_IMAGE=ghostworks/patroni:15
+export ETCD_IMAGE=ghostworks/etcd:3.4
+export HAPROXY_IMAGE=ghostworks/haproxy:2.6
 export GHOSTWORKS_IMAGE=ghostworks:ci
 export GHOSTWORKS_FRONTEND_SUBNET="${SUBNET_PREFIX}.87.0/24"
 export GHOSTWORKS_NGINX_IP="${SUBNET_PREFIX}.87.10"
@@ -101,9 +110,12 @@ step() { CURRENT_STEP="$1"; log "== $1"; }
 
 docker() { command "$DOCKER_BIN" "$@"; }
 # An empty --env-file: a developer's .env in the checkout must not leak in.
+# The stack's Compose files; step 8 adds docker-compose.ha.yml.
+COMPOSE_FILES=(docker-compose.yml docker-compose.prod.yml docker-compose.ci.yml)
 compose_args() {
-    printf '%s\0' -p "$PROJECT" --project-directory "$ROOT" --env-file "$WORK/compose.env" \
-        -f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.prod.yml" -f "$ROOT/docker-compose.ci.yml"
+    printf '%s\0' -p "$PROJECT" --project-directory "$ROOT" --env-file "$WORK/compose.env"
+    local f
+    for f in "${COMPOSE_FILES[@]}"; do printf '%s\0' -f "$ROOT/$f"; done
 }
 compose() {
     local args
@@ -444,7 +456,10 @@ build_image "$REDIS_IMAGE" "$ROOT/deploy/images/redis"
 build_image "$NGINX_IMAGE" "$ROOT/deploy/images/nginx"
 build_image "$PROMETHEUS_IMAGE" "$ROOT/deploy/images/prometheus"
 build_image "$SMTP_SINK_IMAGE" "$ROOT/deploy/images/smtp-sink"
-pass "service images built (postgres, redis, nginx, prometheus, smtp-sink)"
+build_image "$PATRONI_IMAGE" "$ROOT/deploy/images/patroni" --build-arg "POSTGRES_IMAGE=$POSTGRES_IMAGE"
+build_image "$ETCD_IMAGE" "$ROOT/deploy/images/etcd"
+build_image "$HAPROXY_IMAGE" "$ROOT/deploy/images/haproxy"
+pass "service images built (postgres, redis, nginx, prometheus, smtp-sink; patroni, etcd, haproxy)"
 check "prometheus image runs" docker run --rm --network none "$PROMETHEUS_IMAGE" --version
 
 # ---------------------------------------------------------------------------
@@ -520,13 +535,17 @@ fi
 
 # Debian's nginx 1.22 lacks `resolve` on upstream servers (nginx >= 1.27.3).
 export GHOSTWORKS_NGINX_CONF_DIR="$WORK/nginx"
-cp -r "$ROOT/deploy/nginx" "$GHOSTWORKS_NGINX_CONF_DIR"
-chmod -R a+rX "$GHOSTWORKS_NGINX_CONF_DIR"
 nginx_version="$(docker run --rm --network none "$NGINX_IMAGE" nginx -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')"
-if [ "$(printf '%s\n' "$nginx_version" 1.27.3 | sort -V | head -n 1)" != 1.27.3 ]; then
-    sed -i -E 's/[[:space:]]+resolve;/;/' "$GHOSTWORKS_NGINX_CONF_DIR"/upstream-*.conf
-    log "nginx $nginx_version: mounting deploy/nginx without upstream 'resolve'"
-fi
+fresh_nginx_conf() { # a pristine copy of deploy/nginx (deploys rewrite its upstream files)
+    rm -rf "$GHOSTWORKS_NGINX_CONF_DIR"
+    cp -r "$ROOT/deploy/nginx" "$GHOSTWORKS_NGINX_CONF_DIR"
+    chmod -R a+rX "$GHOSTWORKS_NGINX_CONF_DIR"
+    if [ "$(printf '%s\n' "$nginx_version" 1.27.3 | sort -V | head -n 1)" != 1.27.3 ]; then
+        sed -i -E 's/[[:space:]]+resolve;/;/' "$GHOSTWORKS_NGINX_CONF_DIR"/upstream-*.conf
+        log "nginx $nginx_version: mounting deploy/nginx without upstream 'resolve'"
+    fi
+}
+fresh_nginx_conf
 
 if [ -n "${GHOSTWORKS_CI_HTTP_PORT:-}" ]; then
     GHOSTWORKS_HTTP_PORT="$GHOSTWORKS_CI_HTTP_PORT"
@@ -849,20 +868,20 @@ gw_deploy() { # deploy|rollback [ARGS...]: the host's ghostworks drives `docker 
 # Every answer is logged; the writer also logs the id of each acknowledged
 # artifact.
 load_loop() { # workspace|page|list|write
-    local n=0 code pause
+    local n=0 code pause max="${LOAD_MAX_TIME:-10}"
     while [ ! -e "$WORK/load.stop" ]; do
         n=$((n + 1))
         case "$1" in
             workspace) pause=0.12
-                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "authorization: Bearer $token" \
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max" -H "authorization: Bearer $token" \
                     "$BASE/api/v1/workspaces/$ws" || echo 000)" ;;
             page) pause=0.5
-                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$BASE/login" || echo 000)" ;;
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max" "$BASE/login" || echo 000)" ;;
             list) pause=1.1
-                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "authorization: Bearer $token" \
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max" -H "authorization: Bearer $token" \
                     "$BASE/api/v1/workspaces/$ws/artifacts?limit=5" || echo 000)" ;;
             write) pause=2.2
-                code="$(curl -s -o "$WORK/write.body" -w '%{http_code}' --max-time 10 -X POST \
+                code="$(curl -s -o "$WORK/write.body" -w '%{http_code}' --max-time "$max" -X POST \
                     -H "authorization: Bearer $token" -H 'content-type: application/json' \
                     --data "{\"name\":\"deploy-load-$n\",\"tags\":[\"deploy\"]}" \
                     "$BASE/api/v1/workspaces/$ws/artifacts" || echo 000)"
@@ -961,5 +980,137 @@ if [ "$deploy_ok" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------------------
-step "8. done"
+step "8. high availability: a Patroni cluster behind HAProxy loses its primary under load"
+# The same project again, with docker-compose.ha.yml on top: `postgres` is now
+# HAProxy in front of three Patroni nodes (synchronous replication, etcd
+# holding the leader key). A steady load through nginx runs while the
+# primary's container is killed: a standby is promoted, writes come back
+# without restarting anything, every failed answer is the API's JSON 503, no
+# acknowledged write is lost, and the old primary rejoins as a standby.
+compose down -v --remove-orphans --timeout 10 >"$WORK/down.log" 2>&1 \
+    || { cat "$WORK/down.log"; die "ha: down" "compose down -v of the single-server stack"; }
+COMPOSE_FILES+=(docker-compose.ha.yml)
+fresh_nginx_conf
+printf '%s' "$(rand)" >"$GHOSTWORKS_SECRETS_DIR/pg_replication_password"
+printf '%s' "$(rand)" >"$GHOSTWORKS_SECRETS_DIR/pg_rewind_password"
+chmod 0444 "$GHOSTWORKS_SECRETS_DIR"/pg_*_password
+compose config -q >"$WORK/config.log" 2>&1 || { cat "$WORK/config.log"; die "ha: compose config" "invalid"; }
+HA_SERVICES=(etcd pg1 pg2 pg3 postgres redis migrate api worker web mailsink nginx)
+ha_t0=$(date +%s)
+mapfile -d '' args < <(compose_args)
+if ! timeout 300 "$DOCKER_BIN" compose "${args[@]}" \
+    up -d --no-build --pull never "${HA_SERVICES[@]}" >"$WORK/up.log" 2>&1; then
+    cat "$WORK/up.log"
+    die "ha: stack up" "compose up failed"
+fi
+for s in etcd pg1 pg2 pg3 postgres redis api worker web mailsink nginx; do
+    wait_healthy "$s" || die "ha: healthy: $s" "never became healthy"
+done
+[ "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$(container_of migrate)")" = "exited 0" ] \
+    || die "ha: migrate" "did not exit 0 through HAProxy"
+pass "HA stack healthy in $(($(date +%s) - ha_t0)) s: etcd, pg1-3 (Patroni), postgres (HAProxy), the roles; migrate exited 0 through HAProxy"
+
+cluster_json() { # Patroni's view of the cluster, from the first node that answers
+    local n
+    for n in pg1 pg2 pg3; do
+        docker exec "$(container_of "$n")" python3 -c \
+            'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8008/cluster", timeout=3).read().decode())' \
+            2>/dev/null && return 0
+    done
+    return 1
+}
+role_of() { cluster_json | jq -r --arg n "$1" '.members[] | select(.name == $n) | .role'; }
+leader() { cluster_json | jq -r '[.members[] | select(.role == "leader" and .state == "running") | .name][0] // empty'; }
+synchronous_cluster() { # a running leader and a streaming synchronous standby
+    local c; c="$(cluster_json)" || return 1
+    echo "$c" | jq -c '[.members[] | {name, role, state}]'
+    jq -e '([.members[] | select(.role == "leader" and .state == "running")] | length) == 1
+        and ([.members[] | select(.role == "sync_standby" and (.state == "streaming" or .state == "running"))] | length) >= 1' <<<"$c" >/dev/null
+}
+wait_for() { # SECONDS COMMAND...: true once COMMAND succeeds
+    local deadline=$(($(date +%s) + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 1
+    done
+}
+wait_for 60 synchronous_cluster || true
+check "Patroni: one primary and a synchronous standby" synchronous_cluster
+
+# A user of the new database, verified through the e-mailed link, with a workspace.
+r="$(rand)"; email="ci-ha-${r:0:12}@example.com"
+req POST /api/v1/auth/register "{\"email\":\"$email\",\"password\":\"$password\",\"first_name\":\"Ci\",\"last_name\":\"Ha\"}"
+expect "HA: register" 202
+mail=""
+for _ in $(seq 1 120); do mail="$(mail_for "$email")"; [ -z "$mail" ] || break; sleep 0.5; done
+link="$(jq -r '[.links[] | select(contains("/verify-email?"))][0] // empty' <<<"${mail:-null}" 2>/dev/null || true)"
+req POST "/api/v1/auth/verify-email?verification_token=${link##*verification_token=}"
+expect "HA: verify the account with the e-mailed token" 200
+req POST /api/v1/auth/login "{\"email\":\"$email\",\"password\":\"$password\"}"
+expect "HA: login" 200
+token="$(jq -r .access_token <<<"$BODY")"
+req POST /api/v1/workspaces/ "{\"name\":\"HA\",\"slug\":\"ha-${r:0:8}\"}" "$token"
+expect "HA: create a workspace" 201
+ws="$(jq -r .id <<<"$BODY")"
+
+# Load through nginx (as in step 7, with a client timeout above the API's
+# database wait, so a slow answer is seen rather than cut off), then the kill.
+OUT_DIR="$WORK/ha-load"; mkdir -p "$OUT_DIR"; rm -f "$WORK/load.stop"
+export LOAD_MAX_TIME=20
+load_pids=()
+for kind in workspace list write; do
+    : >"$OUT_DIR/$kind.log"
+    load_loop "$kind" & load_pids+=($!)
+done
+sleep 5
+old_primary="$(leader)"
+[ -n "$old_primary" ] || die "ha: leader" "Patroni names no running leader"
+kill_t0=$(date +%s.%N)
+docker kill "$(container_of "$old_primary")" >/dev/null
+log "killed $old_primary, the primary's container (PostgreSQL and its Patroni)"
+written_again=""
+failed_once=0
+deadline=$(($(date +%s) + 60))
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    req POST "/api/v1/workspaces/$ws/artifacts" '{"name":"ha-probe"}' "$token"
+    if [ "$STATUS" = 201 ] && [ "$failed_once" = 1 ]; then
+        written_again="$(awk -v a="$kill_t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+        break
+    fi
+    [ "$STATUS" = 201 ] || failed_once=1
+    sleep 0.2
+done
+new_primary="$(leader)"
+sleep 5
+touch "$WORK/load.stop"
+wait "${load_pids[@]}" || true
+unset LOAD_MAX_TIME
+reads="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/list.log" | wc -l)"; writes="$(wc -l <"$OUT_DIR/write.log")"
+unavailable="$(cut -d' ' -f1 "$OUT_DIR"/*.log | grep -c '^503$' || true)"
+bad="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/list.log" | grep -cvE '^(200|503)$' || true)"
+bad=$((bad + $(grep -cvE '^(201 |503)' "$OUT_DIR/write.log" || true)))
+codes="$(cut -d' ' -f1 "$OUT_DIR"/*.log | sort | uniq -c | tr -s ' \n' ' ')"
+failed_over() { # another node leads, and writes came back within the bound
+    [ -n "$new_primary" ] && [ "$new_primary" != "$old_primary" ] \
+        && awk -v t="${written_again:-999}" 'BEGIN { exit !(t < 30) }'
+}
+check "HA: a standby took over ($old_primary -> ${new_primary:-none}) and writes came back ${written_again:-never} s after the kill (bound 30 s)" \
+    failed_over
+check "HA: every failed answer was a 503 ($reads reads, $writes writes, $unavailable 503s; answers:$codes)" \
+    test "$bad" = 0 -a "$writes" -gt 5
+check "HA: every acknowledged write is on the new primary" acked_present
+
+# The old primary comes back as a standby (pg_rewind when it diverged).
+docker start "$(container_of "$old_primary")" >/dev/null
+rejoin_t0=$(date +%s)
+rejoined() { [ "$(role_of "$old_primary")" = sync_standby ] || [ "$(role_of "$old_primary")" = replica ]; }
+if wait_for 120 rejoined; then
+    pass "HA: $old_primary rejoined as a $(role_of "$old_primary") in $(($(date +%s) - rejoin_t0)) s"
+else
+    fail "HA: $old_primary rejoins as a standby" "role '$(role_of "$old_primary")' after 120 s"
+fi
+log "HA figures: writes back ${written_again:-never} s after the primary's container was killed; $unavailable JSON 503s, $bad other failures, $writes writes acknowledged"
+
+# ---------------------------------------------------------------------------
+step "9. done"
 [ ${#FAILED[@]} -eq 0 ] || exit 1

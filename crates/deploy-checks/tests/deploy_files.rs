@@ -17,7 +17,8 @@ use serde_json::Value;
 // ---------------------------------------------------------------------------------------
 // Compose
 
-/// Secret files that docker-compose.prod.yml mounts (placeholders for validation only).
+/// Secret files that docker-compose.prod.yml (and docker-compose.ha.yml) mount (placeholders
+/// for validation only).
 const PROD_SECRETS: &[&str] = &[
     "jwt_secret",
     "database_url",
@@ -29,6 +30,8 @@ const PROD_SECRETS: &[&str] = &[
     "worker_db_password",
     "smtp_url",
     "grafana_admin_password",
+    "pg_replication_password",
+    "pg_rewind_password",
 ];
 
 /// Long-running services that cannot have a Compose healthcheck, and why. Such a service may
@@ -106,6 +109,16 @@ const COMBOS: &[Combo] = &[
             "docker-compose.yml",
             "docker-compose.prod.yml",
             "docker-compose.ci.yml",
+        ],
+        env_file: Some(".env.production"),
+        stack: Stack::Prod,
+    },
+    Combo {
+        label: "high availability",
+        files: &[
+            "docker-compose.yml",
+            "docker-compose.prod.yml",
+            "docker-compose.ha.yml",
         ],
         env_file: Some(".env.production"),
         stack: Stack::Prod,
@@ -668,9 +681,13 @@ fn prod_rules(model: &Value, svcs: &[(&str, &Value)], v: &mut Vec<String>) {
         }
     }
 
-    // Datastores: only on internal networks, nothing published.
+    // Datastores (and the high-availability variant's cluster): only on internal networks,
+    // nothing published.
     let networks = &model["networks"];
-    for store in ["postgres", "redis"] {
+    let cluster = ["etcd", "pg1", "pg2", "pg3"]
+        .into_iter()
+        .filter(|n| !model["services"][*n].is_null());
+    for store in ["postgres", "redis"].into_iter().chain(cluster) {
         let s = &model["services"][store];
         if s.is_null() {
             v.push(format!("{store}: service missing"));

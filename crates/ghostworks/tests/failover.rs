@@ -52,18 +52,91 @@ fn ghostworks(role: &str, env: &[(&str, &str)]) -> Killed {
     )
 }
 
-/// `ghostworks migrate` through HAProxy's write port, then the login roles.
-async fn migrate(cluster: &Cluster) -> TestDb {
+/// An operator's command (`ghostworks ARGS`) against `admin_url`; its output, which must be
+/// a success.
+fn operator(args: &[&str], admin_url: &str) -> String {
     let out = Command::new(BIN)
-        .arg("migrate")
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GHOSTWORKS_ENV", "test")
-        .env("DATABASE_ADMIN_URL", cluster.write_url(DATABASE))
+        .env("DATABASE_ADMIN_URL", admin_url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "migrate through HAProxy: {out:?}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "ghostworks {args:?} through HAProxy:\n{text}"
+    );
+    text
+}
+
+/// `ghostworks migrate` through HAProxy's write port, then the login roles.
+async fn migrate(cluster: &Cluster) -> TestDb {
+    operator(&["migrate"], &cluster.write_url(DATABASE));
     cluster.logins().await.unwrap()
+}
+
+/// After the failover, through HAProxy's write port (now the promoted standby): the schema is
+/// current, a logical backup is taken and verified, and the load's workspace moves to another
+/// database of the cluster with every artifact.
+async fn operator_commands_work_on_the_new_primary(cluster: &Cluster, db: &TestDb, s: &Session) {
+    let status = operator(&["migrate", "--status"], &db.admin_url);
+    assert!(
+        status.contains("applied") && !status.contains("pending"),
+        "{status}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dir_s = dir.path().to_str().unwrap();
+    let out = operator(&["backup", "--dir", dir_s], &db.admin_url);
+    assert!(out.contains("backup"), "{out}");
+    let out = operator(&["backup", "verify", "--from", dir_s], &db.admin_url);
+    assert!(out.contains("verified"), "{out}");
+
+    let archive = dir.path().join("moved.gwtenant.jsonl");
+    let archive_s = archive.to_str().unwrap();
+    operator(
+        &["tenant", "export", &s.slug, "--output", archive_s],
+        &db.admin_url,
+    );
+    let moved = "ghostworks_moved";
+    let pool = ghostworks_db::connect(&cluster.write_url("postgres"), 1, "failover-test")
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {moved}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let target = cluster.write_url(moved);
+    operator(&["migrate"], &target);
+    let out = operator(
+        &["tenant", "import", archive_s, "--allow-unsigned"],
+        &target,
+    );
+    assert!(out.contains("imported"), "{out}");
+    let count = |url: String| async move {
+        let pool = ghostworks_db::connect(&url, 1, "failover-test")
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM artifacts a JOIN tenants t ON t.id = a.tenant_id WHERE t.slug = $1",
+        )
+        .bind(&s.slug)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        n
+    };
+    let (source, copy) = (count(db.admin_url.clone()).await, count(target).await);
+    assert!(source > 0, "the load wrote artifacts");
+    assert_eq!(copy, source, "artifacts moved by tenant export/import");
+    eprintln!("after the failover: migrate --status, backup + verify, tenant export/import of {source} artifacts through HAProxy");
 }
 
 /// The API and the worker on the cluster's write port; the worker mails to the test sink.
@@ -101,6 +174,7 @@ struct Session {
     api: String,
     token: String,
     path: String,
+    slug: String,
 }
 
 /// Steady load until stopped: each of four clients writes an artifact, reads a page, pauses.
@@ -254,6 +328,7 @@ async fn the_api_and_the_worker_ride_out_the_loss_of_the_primary() {
     assert!(tally.unavailable > 0, "the losses were felt: some 503s");
     assert_writes_kept(&db, &tally.acknowledged).await;
     assert_worker_serves(&s).await;
+    operator_commands_work_on_the_new_primary(&cluster, &db, &s).await;
 
     // The old primary comes back as a standby (pg_rewind when it diverged).
     let rejoin = Instant::now();
@@ -351,10 +426,11 @@ async fn session(client: reqwest::Client, api: String) -> Session {
         .await
         .unwrap();
     let token = login["access_token"].as_str().unwrap().to_string();
+    let slug = unique("ha-");
     let ws: Value = client
         .post(format!("{api}/api/v1/workspaces/"))
         .bearer_auth(&token)
-        .json(&json!({"name": "HA", "slug": unique("ha-")}))
+        .json(&json!({"name": "HA", "slug": slug}))
         .send()
         .await
         .unwrap()
@@ -370,5 +446,6 @@ async fn session(client: reqwest::Client, api: String) -> Session {
         api,
         token,
         path,
+        slug,
     }
 }

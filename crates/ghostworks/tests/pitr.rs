@@ -141,6 +141,15 @@ async fn insert(conn: &mut PgConnection, batch: &str, n: i32) {
     }
 }
 
+/// The numbers of a batch's rows, in order.
+async fn batch(conn: &mut PgConnection, name: &str) -> Vec<i32> {
+    sqlx::query_scalar("SELECT n FROM pitr_marks WHERE batch = $1 ORDER BY n")
+        .bind(name)
+        .fetch_all(conn)
+        .await
+        .unwrap()
+}
+
 /// Closes the current WAL segment and waits until the server has archived it.
 async fn archive_now(conn: &mut PgConnection) {
     let segment: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())")
@@ -265,6 +274,7 @@ async fn archive_backup_restore_to_a_moment_drill_and_metrics() {
     let rto = drill(&s);
     failing_backups(&s).await;
     metrics(&s, rto).await;
+    lose_the_data_directory(&s).await;
     missing_segment(&s);
     let took = started.elapsed();
     eprintln!("the whole test took {took:?}");
@@ -288,6 +298,80 @@ fn drill(s: &Setup) -> f64 {
     assert_eq!(drill["outcome"], "passed", "{drill}");
     eprintln!("measured: drill RTO {rto} s, RPO {rpo} s; {out}");
     rto
+}
+
+/// The server crashes and its data directory is deleted: a restore to the end of the archive,
+/// into an emptied data directory as the runbook says, brings back every write archived
+/// before the crash. Writes in the segment not yet archived are what asynchronous archiving
+/// can lose (the RPO without a synchronous standby): a prefix of them may come back, never a
+/// gap.
+async fn lose_the_data_directory(s: &Setup) {
+    let mut conn = s.connect().await;
+    insert(&mut conn, "archived", 5).await;
+    archive_now(&mut conn).await;
+    let unarchived = 20;
+    insert(&mut conn, "unarchived", unarchived).await;
+    conn.close().await.unwrap();
+
+    // A crash (immediate shutdown: no checkpoint, no last archiving), then the disk is gone.
+    let pgdata = s.server.pgdata();
+    let pg_ctl = ghostworks_devstack::pg_bin("pg_ctl").unwrap();
+    let mut crash = Command::new("runuser");
+    crash.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+    let o = crash
+        .arg("-D")
+        .arg(&pgdata)
+        .args(["-m", "immediate", "-w", "stop"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pg_ctl stop -m immediate: {}", text(&o));
+    std::fs::remove_dir_all(&pgdata).unwrap();
+    std::fs::create_dir(&pgdata).unwrap();
+    std::fs::set_permissions(&pgdata, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let chown = Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(&pgdata)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+
+    let port = ghostworks_devstack::free_port().unwrap().to_string();
+    let restore = [
+        "pitr",
+        "restore",
+        "--to-latest",
+        "--target-dir",
+        pgdata.to_str().unwrap(),
+        "--port",
+        &port,
+        "--keep-running",
+        "--timeout",
+        "120",
+    ];
+    let out = s.ok(&restore);
+    assert!(out.contains("restored to the end of the archive"), "{out}");
+    let url = format!("postgres://postgres@127.0.0.1:{port}/ghostworks");
+    let mut restored = PgConnection::connect(&url).await.unwrap();
+    let archived = batch(&mut restored, "archived").await;
+    assert_eq!(
+        archived,
+        (0..5).collect::<Vec<_>>(),
+        "every archived write is back"
+    );
+    let came_back = batch(&mut restored, "unarchived").await;
+    let rows = came_back.len();
+    assert_eq!(
+        came_back,
+        (0..rows as i32).collect::<Vec<_>>(),
+        "the unarchived writes that came back have a gap"
+    );
+    restored.close().await.unwrap();
+    eprintln!(
+        "measured: data directory lost; restored to the end of the archive: 5 of 5 archived \
+         writes back, {rows} of {unarchived} written after the last archived segment (the \
+         asynchronous archive's RPO)"
+    );
+    stop_server(&pgdata);
 }
 
 /// A WAL segment deleted from the middle of the archive: `verify` and the drill fail naming
@@ -322,20 +406,30 @@ fn missing_segment(s: &Setup) {
     assert_eq!(drill["outcome"], "failed", "{drill}");
 }
 
-/// A backup that cannot run exits non-zero, and the attempt is recorded.
+/// A backup that cannot run exits non-zero, and the attempt is recorded; a command run with
+/// other settings than `configure` used refuses to run and leaves the server's configuration
+/// as it was.
 async fn failing_backups(s: &Setup) {
+    let config = s.server.root.join("state/pgbackrest.conf");
+    let installed = std::fs::read(&config).unwrap();
     let wrong = s.server.root.join("wrong.key");
     std::fs::write(&wrong, format!("{}\n", "w".repeat(40))).unwrap();
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let o = s.run(
-        &["pitr", "backup", "--type", "full"],
-        &[("PITR_KEY_FILE", wrong.to_str().unwrap())],
-    );
-    assert!(!o.status.success(), "a backup with the wrong key succeeded");
-    assert!(
-        text(&o).contains("pgbackrest backup failed"),
-        "{}",
-        text(&o)
+    for args in [["pitr", "backup"].as_slice(), &["pitr", "info"]] {
+        let o = s.run(args, &[("PITR_KEY_FILE", wrong.to_str().unwrap())]);
+        assert!(!o.status.success(), "{args:?} ran with another key");
+        let out = text(&o);
+        assert!(
+            out.contains("the PITR settings differ")
+                && out.contains("global/repo1-cipher-pass")
+                && out.contains("ghostworks pitr configure"),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        installed,
+        "a command with another key changed the configuration the server archives with"
     );
 
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -345,6 +439,22 @@ async fn failing_backups(s: &Setup) {
     );
     assert!(!o.status.success(), "a key file others may read was used");
     assert!(text(&o).contains("refusing to run"), "{}", text(&o));
+
+    // The backup set cannot be written (archiving, in its own directory, goes on).
+    let backups = s.server.root.join("repo/backup/ghostworks");
+    let mode = std::fs::metadata(&backups).unwrap().permissions();
+    std::fs::set_permissions(&backups, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let o = s.run(&["pitr", "backup", "--type", "full"], &[]);
+    std::fs::set_permissions(&backups, mode).unwrap();
+    assert!(
+        !o.status.success(),
+        "a backup that could not be written succeeded"
+    );
+    assert!(
+        text(&o).contains("pgbackrest backup failed"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// A child process killed when the test ends.

@@ -12,13 +12,14 @@ use ghostworks_config::OpsConfig;
 
 use crate::pitr::drill::{self, Outcome};
 use crate::pitr::restore::{self, Target};
-use crate::pitr::{self, metrics, verify, BackupType, PgBackRest};
+use crate::pitr::{self, metrics, verify, BackupType, ConfigFile, PgBackRest};
 
 #[derive(Subcommand)]
 pub enum PitrCommand {
     /// Write pgBackRest's configuration (PITR_STATE_DIR/pgbackrest.conf, 0600, with the
     /// repository's passphrase from PITR_KEY_FILE) and print the postgresql.conf settings
-    /// that archive WAL through it. Every `pitr` command rewrites the file first.
+    /// that archive WAL through it. Only this command writes the file: the others refuse to
+    /// run when their settings differ from it, so they cannot break the server's archiving.
     Configure,
     /// Create the stanza in the repository, then check that the server archives WAL into it.
     StanzaCreate,
@@ -82,10 +83,10 @@ pub enum PitrCommand {
 }
 
 /// pgBackRest configured from the settings, and the schema owner's URL.
-fn prepare(settings: &OpsConfig) -> Result<(PgBackRest, String)> {
+fn prepare(settings: &OpsConfig, file: ConfigFile) -> Result<(PgBackRest, String)> {
     let admin = super::admin_url(settings)?;
     let pitr = settings.pitr().context("invalid configuration")?;
-    let pgbackrest = PgBackRest::prepare(&pitr, &settings.s3(), pitr::pg_port(&admin)?)?;
+    let pgbackrest = PgBackRest::prepare(&pitr, &settings.s3(), pitr::pg_port(&admin)?, file)?;
     Ok((pgbackrest, admin))
 }
 
@@ -94,7 +95,11 @@ fn mb(bytes: u64) -> f64 {
 }
 
 pub async fn run(settings: &OpsConfig, command: PitrCommand) -> Result<ExitCode> {
-    let (pgbackrest, admin) = prepare(settings)?;
+    let file = match command {
+        PitrCommand::Configure => ConfigFile::Write,
+        _ => ConfigFile::MustMatch,
+    };
+    let (pgbackrest, admin) = prepare(settings, file)?;
     match command {
         PitrCommand::Configure => configure(&pgbackrest),
         PitrCommand::StanzaCreate => {

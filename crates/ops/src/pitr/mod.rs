@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use pgbackrest::{archive_command, BackupInfo, BackupType, Owner, PgBackRest};
+pub use pgbackrest::{archive_command, BackupInfo, BackupType, ConfigFile, Owner, PgBackRest};
 
 /// The last backup attempt, recorded (`backup.json` in the state directory) so that a failed
 /// backup shows in the metrics until one succeeds.

@@ -189,6 +189,30 @@ fn render(
     Ok(c)
 }
 
+/// Refuses to run when the installed configuration differs from `expected` (compared by
+/// digest: the texts hold the passphrase).
+fn check_installed(config: &Path, expected: &str) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let installed = match std::fs::read_to_string(config) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{} does not exist: run `ghostworks pitr configure` first",
+            config.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", config.display())),
+    };
+    if Sha256::digest(&installed) == Sha256::digest(expected) {
+        return Ok(());
+    }
+    bail!(
+        "the PITR settings differ from {}, which the archiving server uses ({}): run \
+         `ghostworks pitr configure` to change it, or run this command with the settings it was \
+         configured with",
+        config.display(),
+        differing_settings(&installed, expected).join(", ")
+    )
+}
+
 /// pgBackRest, configured for one stanza.
 pub struct PgBackRest {
     bin: PathBuf,
@@ -198,10 +222,49 @@ pub struct PgBackRest {
     pub owner: Owner,
 }
 
+/// What a command does with pgBackRest's configuration file, which the archiving server's
+/// `archive_command` reads at every segment: only `pitr configure` writes it, so a command run
+/// with other settings (a mistyped key file, another repository) cannot break archiving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFile {
+    Write,
+    /// Refuse to run unless the file holds exactly what the settings give.
+    MustMatch,
+}
+
+/// The `section/name` of each setting whose line differs between two configuration texts:
+/// names only, never values (the passphrase and S3 keys are among them).
+fn differing_settings(a: &str, b: &str) -> Vec<String> {
+    fn settings(text: &str) -> std::collections::BTreeSet<(String, &str)> {
+        let mut section = "";
+        let mut out = std::collections::BTreeSet::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s;
+            } else if !line.is_empty() && !line.starts_with('#') {
+                out.insert((section.to_string(), line));
+            }
+        }
+        out
+    }
+    let (a, b) = (settings(a), settings(b));
+    let mut names: Vec<String> = a
+        .symmetric_difference(&b)
+        .map(|(section, line)| format!("{section}/{}", line.split('=').next().unwrap_or(line)))
+        .collect();
+    names.dedup();
+    names
+}
+
 impl PgBackRest {
-    /// Checks the key file and the data directory's owner, and (re)writes the configuration
-    /// file, 0600, in the state directory.
-    pub fn prepare(settings: &PitrSettings, s3: &S3Settings, pg_port: u16) -> Result<Self> {
+    /// Checks the key file and the data directory's owner, and writes the configuration file
+    /// (0600, in the state directory) or checks that it holds what the settings give.
+    pub fn prepare(
+        settings: &PitrSettings,
+        s3: &S3Settings,
+        pg_port: u16,
+        file: ConfigFile,
+    ) -> Result<Self> {
         let key = match &settings.cipher {
             Cipher::Aes256Cbc { key_file } => Some(read_key(key_file)?),
             Cipher::None => None,
@@ -226,7 +289,10 @@ impl PgBackRest {
         }
         let config = state.join("pgbackrest.conf");
         let text = render(settings, s3, pg_port, key.as_deref())?;
-        super::write_private(&owner, &config, text.as_bytes())?;
+        match file {
+            ConfigFile::Write => super::write_private(&owner, &config, text.as_bytes())?,
+            ConfigFile::MustMatch => check_installed(&config, &text)?,
+        }
         Ok(PgBackRest {
             bin,
             config,
@@ -437,5 +503,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot be read"), "{e}");
+    }
+
+    #[test]
+    fn a_configuration_other_than_the_installed_one_is_refused_naming_settings_not_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pgbackrest.conf");
+        let installed =
+            "[global]\nrepo1-path=/r\nrepo1-cipher-pass=secret-one\n[gw]\npg1-port=5432\n";
+        let e = check_installed(&f, installed).unwrap_err().to_string();
+        assert!(e.contains("run `ghostworks pitr configure` first"), "{e}");
+        std::fs::write(&f, installed).unwrap();
+        check_installed(&f, installed).unwrap();
+        let other = installed
+            .replace("secret-one", "secret-two")
+            .replace("5432", "5433");
+        let e = check_installed(&f, &other).unwrap_err().to_string();
+        assert!(e.contains("global/repo1-cipher-pass, gw/pg1-port"), "{e}");
+        assert!(!e.contains("secret-"), "a value was printed: {e}");
     }
 }
