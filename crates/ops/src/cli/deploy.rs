@@ -131,6 +131,7 @@ pub struct CanaryArgs {
     /// then fail) or `fail` at once. Never a pass.
     #[arg(long, value_enum, default_value = "wait")]
     pub inconclusive: Inconclusive,
+    /// How much longer than --step-secs an inconclusive step may wait (--inconclusive wait).
     #[arg(long, default_value_t = 120)]
     pub inconclusive_max_secs: u64,
     /// Record each step's verdict in the history without acting on it.
@@ -287,6 +288,13 @@ async fn release_with(
     args: &ReleaseArgs,
 ) -> Result<()> {
     let state = State::open(&args.state_dir)?;
+    let strategy = args.canary.strategy()?;
+    if matches!(strategy, Strategy::Canary(_)) && !args.runtime.splits_traffic() {
+        anyhow::bail!(
+            "--strategy canary needs weighted shares of the traffic: --runtime process with \
+             --proxy haproxy (the compose runtime and nginx switch all of it at once)"
+        );
+    }
     let plan = Plan {
         artifact,
         admin_url: admin,
@@ -296,7 +304,7 @@ async fn release_with(
             Some(Destination::parse(&args.backup_dir, s3).context("--backup-dir (BACKUP_DIR)")?)
         },
         gates: Gates::from(&args.gates),
-        strategy: args.canary.strategy()?,
+        strategy,
         by: args.actor.clone().unwrap_or_else(who),
     };
     let e = deploy::deploy(runtime, &state, &plan).await?;

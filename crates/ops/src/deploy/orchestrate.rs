@@ -41,7 +41,8 @@ pub enum Strategy {
 pub enum Inconclusive {
     /// The deploy fails at the step.
     Fail,
-    /// The step goes on until the analysis can tell, up to `max_wait`, then fails.
+    /// The step goes on until the analysis can tell, up to --inconclusive-max-secs more,
+    /// then fails.
     Wait,
 }
 

@@ -126,6 +126,13 @@ impl RuntimeArgs {
         })
     }
 
+    /// Whether the chosen runtime can give a colour a share of the traffic (a canary's
+    /// steps): only the process runtime behind its HAProxy.
+    pub fn splits_traffic(&self) -> bool {
+        let o = &self.0;
+        o.kind == RuntimeKind::Process && o.process.proxy == process::ProxyKind::Haproxy
+    }
+
     /// An option of another runtime given on the command line.
     fn foreign(kind: RuntimeKind, m: &ArgMatches) -> Option<(RuntimeKind, String)> {
         RuntimeKind::value_variants()
@@ -211,6 +218,15 @@ mod tests {
                 && refused.contains("--runtime is compose"),
             "{refused}"
         );
+        // Only the process runtime behind its HAProxy splits traffic, as a canary needs.
+        let split = |args: &[&str]| {
+            let d = Deploy::try_parse_from(std::iter::once("deploy").chain(args.iter().copied()));
+            d.map(|d| d.runtime.splits_traffic()).unwrap()
+        };
+        assert!(split(&["--proxy", "haproxy"]));
+        assert!(!split(&[]));
+        assert!(!split(&["--runtime", "compose"]));
+
         let refused = parse(&["--compose-file", "a.yml"]).err().expect("refused");
         assert!(
             refused.contains("--compose-file is an option of the compose runtime"),
