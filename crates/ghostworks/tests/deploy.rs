@@ -904,7 +904,8 @@ async fn aborted_canary(
 
 /// A release slower than the live one (injected latency) is aborted at the first step, and
 /// one answering 2 % errors against none is aborted too: traffic back on the live colour, the
-/// canary stopped, the history naming the step, the signals and their values.
+/// canary stopped, the history naming the step, the signals and their values. A dry run of
+/// the analysis records the slow release's verdicts without acting on them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn canaries_worse_than_the_live_release_are_aborted() {
     let stage = Arc::new(Stage::behind_haproxy().await);
@@ -942,13 +943,39 @@ async fn canaries_worse_than_the_live_release_are_aborted() {
     let faulty = stage.wrapper("faulty", "export GHOSTWORKS_FAULT_ERROR_RATIO=0.02;");
     aborted_canary(&stage, &load, faulty, "faulty", "error_ratio").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-
     let (requests, failures, acked) = load.finish().await;
     // The only failures are the faulty canary's injected 503s.
     assert!(
         failures.iter().all(|f| f.contains(" 503 ")),
         "{failures:#?}"
     );
+
+    // A dry run of the analysis records the slow release's failed verdicts and walks on.
+    let load = Load::start(stage.entry_port(), Shape::STEADY).await;
+    let slow = stage.state.path().join("slow");
+    let s = stage.clone();
+    let out = blocking(move || {
+        let mut args = CANARY.to_vec();
+        args.push("--dry-run-analysis");
+        s.deploy(&slow, "slow", &args)
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let last = history_json(&stage).pop().unwrap();
+    assert_eq!(
+        (&last["result"], &last["dry_run_analysis"]),
+        (&json!("succeeded"), &json!(true))
+    );
+    let verdicts: Vec<&Value> = last["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["verdict"])
+        .collect();
+    assert_eq!(verdicts.len(), 3, "{last}");
+    assert_eq!(verdicts[0], "fail", "{last}");
+    assert!(serving(&stage, &load, 5).await.iter().all(|c| c == "green"));
+    assert!(load.finish().await.1.is_empty());
     eprintln!(
         "{} of {requests} requests failed (the faulty canary's)",
         failures.len()
