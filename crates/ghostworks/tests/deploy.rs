@@ -836,6 +836,16 @@ async fn a_good_canary_walks_every_step_and_browsers_keep_their_colour() {
     assert!(steps.iter().all(|s| s["verdict"] == "pass"), "{last}");
     assert!(last["config_hash"].as_str().unwrap().starts_with("sha256:"));
     assert!(last["schema_before"].as_i64().is_some(), "{last}");
+    // What the operations page shows (DEPLOY_STATE_DIR): the finished rollout.
+    let rollout: Value = serde_json::from_slice(
+        &std::fs::read(stage.state.path().join("deploy/rollout.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&rollout["state"], &rollout["percent"], &rollout["canary"]),
+        (&json!("succeeded"), &json!(100), &json!("green"))
+    );
+    assert_eq!(rollout["steps"], last["steps"]);
     // The canary's cookie kept its holder on green throughout; the stable one's kept blue
     // until blue was retired, then moved once, to green.
     assert!(
@@ -899,6 +909,14 @@ async fn aborted_canary(
     );
     assert!(!stage.state.path().join("deploy/green.pids.json").exists());
     assert!(serving(stage, load, 10).await.iter().all(|c| c == "blue"));
+    let rollout: Value = serde_json::from_slice(
+        &std::fs::read(stage.state.path().join("deploy/rollout.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&rollout["state"], &rollout["percent"]),
+        (&json!("aborted"), &json!(0))
+    );
     steps
 }
 

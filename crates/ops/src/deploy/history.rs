@@ -135,6 +135,22 @@ pub struct Active {
     pub release: Release,
 }
 
+/// A canary in progress (or its end), as `STATE/rollout.json` holds it for the web app's
+/// operations page: no secret, so readable by the web role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rollout {
+    pub time: DateTime<Utc>,
+    pub version: String,
+    pub stable: Colour,
+    pub canary: Colour,
+    /// The canary's share of new sessions now.
+    pub percent: u8,
+    /// `running`, or how it ended: `succeeded`, `aborted`.
+    pub state: String,
+    /// The steps judged so far.
+    pub steps: Vec<StepReport>,
+}
+
 /// The state directory: history and the active colour.
 pub struct State {
     dir: PathBuf,
@@ -165,6 +181,14 @@ impl State {
         let tmp = self.dir.join("active.json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(a)?)?;
         std::fs::rename(tmp, self.dir.join("active.json"))?;
+        Ok(())
+    }
+
+    /// Replaces `rollout.json` (a rename: a reader sees the old or the new file).
+    pub(crate) fn set_rollout(&self, r: &Rollout) -> Result<()> {
+        let tmp = self.dir.join("rollout.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(r)?)?;
+        std::fs::rename(tmp, self.dir.join("rollout.json"))?;
         Ok(())
     }
 

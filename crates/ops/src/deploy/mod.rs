@@ -26,6 +26,6 @@ pub mod policy;
 pub mod runtime;
 
 pub use component::{Colour, Component, Instance, COMPONENTS};
-pub use history::{Active, HistoryEntry, Outcome, Release, State, Step};
+pub use history::{Active, HistoryEntry, Outcome, Release, Rollout, State, Step};
 pub use orchestrate::{deploy, Canary, Gates, Inconclusive, Plan, Strategy};
 pub use runtime::{Runtime, RuntimeArgs, RuntimeKind};

@@ -10,7 +10,9 @@ use ghostworks_telemetry::signals::Signals;
 
 use super::analysis::{judge, Rules, StepReport, Verdict};
 use super::policy::contract_allowed;
-use super::{Active, Colour, HistoryEntry, Instance, Outcome, Release, Runtime, State, Step};
+use super::{
+    Active, Colour, HistoryEntry, Instance, Outcome, Release, Rollout, Runtime, State, Step,
+};
 use crate::migrate::{pending_contracts, schema_version};
 
 /// Thresholds and timings of a deploy.
@@ -211,7 +213,27 @@ async fn steps(
                      is live yet: deploy the first release with --strategy blue-green",
                 ),
             )?;
-            canary_steps(runtime, canary, stable, colour, progress).await
+            let mut live = Rollout {
+                time: Utc::now(),
+                version: progress.release.version.clone(),
+                stable,
+                canary: colour,
+                percent: 0,
+                state: "running".into(),
+                steps: Vec::new(),
+            };
+            let outcome = canary_steps(runtime, state, &mut live, canary, progress).await;
+            live.state = if outcome.is_ok() {
+                "succeeded"
+            } else {
+                "aborted"
+            }
+            .into();
+            if outcome.is_err() {
+                live.percent = 0;
+            }
+            show(state, &mut live);
+            outcome
         }
     }
 }
@@ -220,11 +242,12 @@ async fn steps(
 /// policy, inconclusive) step ends the deploy unless the analysis is a dry run.
 async fn canary_steps(
     runtime: &mut dyn Runtime,
+    state: &State,
+    live: &mut Rollout,
     canary: &Canary,
-    stable: Colour,
-    colour: Colour,
     progress: &mut Progress,
 ) -> std::result::Result<(), StepError> {
+    let (stable, colour) = (live.stable, live.canary);
     let urls = |c: Colour| -> Result<Vec<String>> {
         Ok(runtime
             .serving(c)?
@@ -244,6 +267,8 @@ async fn canary_steps(
         progress
             .switch_ms
             .get_or_insert(t.elapsed().as_millis() as u64);
+        live.percent = percent;
+        show(state, live);
         let report = step(
             Step::Canary,
             analyse(canary, percent, &new, &old, &mut baseline).await,
@@ -251,6 +276,8 @@ async fn canary_steps(
         let verdict = report.verdict;
         let described = report.describe();
         eprintln!("{described}");
+        live.steps.push(report.clone());
+        show(state, live);
         progress.steps.push(report);
         if verdict != Verdict::Pass && !canary.dry_run {
             return Err(StepError {
@@ -260,6 +287,15 @@ async fn canary_steps(
         }
     }
     Ok(())
+}
+
+/// Publishes the rollout for the operations page. Best effort: a page that cannot be
+/// updated must not stop a deploy, so a failure is only reported.
+fn show(state: &State, live: &mut Rollout) {
+    live.time = Utc::now();
+    if let Err(e) = state.set_rollout(live) {
+        eprintln!("warning: cannot write the rollout for the operations page: {e:#}");
+    }
 }
 
 /// The summed traffic signals (probes left out) of the instances behind `urls`.
