@@ -404,6 +404,33 @@ fn missing_segment(s: &Setup) {
     let record = std::fs::read_to_string(s.server.root.join("state/drill.json")).unwrap();
     let drill: serde_json::Value = serde_json::from_str(&record).unwrap();
     assert_eq!(drill["outcome"], "failed", "{drill}");
+    corrupted_backup_file(s);
+}
+
+/// Bytes of a backup file overwritten in the repository: `verify` fails naming the file.
+fn corrupted_backup_file(s: &Setup) {
+    let backups = s.server.root.join("repo/backup/ghostworks");
+    let mut files: Vec<PathBuf> =
+        ghostworks_deploy_checks::files_under(&backups, &|n| n.ends_with(".lz4"));
+    files.retain(|p| p.components().any(|c| c.as_os_str() == "pg_data"));
+    let victim = files
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("backup files in the repository");
+    let mut bytes = std::fs::read(victim).unwrap();
+    let (middle, end) = (bytes.len() / 2, (bytes.len() / 2 + 16).min(bytes.len()));
+    for b in &mut bytes[middle..end] {
+        *b = !*b;
+    }
+    std::fs::write(victim, bytes).unwrap();
+    let name = victim.strip_prefix(&backups).unwrap().display().to_string();
+    let o = s.run(&["pitr", "verify"], &[]);
+    assert!(!o.status.success(), "verify passed with {name} corrupted");
+    let out = text(&o);
+    assert!(
+        out.contains(&format!("{name} is corrupted")),
+        "{name}: {out}"
+    );
 }
 
 /// A backup that cannot run exits non-zero, and the attempt is recorded; a command run with

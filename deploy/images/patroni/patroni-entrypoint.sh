@@ -15,7 +15,7 @@
 set -Eeuo pipefail
 umask 077
 
-: "${PATRONI_NAME:?set PATRONI_NAME to this node's host name}"
+: "${PATRONI_NAME:?set PATRONI_NAME to the host name of this node}"
 : "${PATRONI_ETCD3_HOSTS:?set PATRONI_ETCD3_HOSTS (e.g. etcd:2379)}"
 secret() {
     local f="/run/secrets/$1"

@@ -10,5 +10,5 @@ psql=(psql -v ON_ERROR_STOP=1 --no-psqlrc --no-password)
 for f in /docker-entrypoint-initdb.d/*.sql; do
     [ -e "$f" ] || continue
     echo "post-bootstrap: running $f"
-    "${psql[@]}" --dbname "$db" -f "$f"
+    "${psql[@]}" --username "${POSTGRES_USER:-ghostworks}" --dbname "$db" -f "$f"
 done

@@ -97,9 +97,17 @@ struct Entry {
 fn verify_problems(log: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
     for line in log.lines() {
+        let quoted = |rest: &str| rest.trim_end().trim_end_matches('\'').to_string();
         if let Some((_, rest)) = line.split_once("file missing '") {
-            let file = rest.trim_end().trim_end_matches('\'');
-            problems.push(Problem::MissingBackupFile(file.to_string()));
+            problems.push(Problem::MissingBackupFile(quoted(rest)));
+        } else if let Some((what, rest)) = ["checksum", "size"]
+            .into_iter()
+            .find_map(|w| Some((w, line.split_once(&format!("invalid {w} '"))?.1)))
+        {
+            problems.push(Problem::Invalid {
+                file: quoted(rest),
+                reason: format!("its {what} differs from the backup's manifest"),
+            });
         } else if let Some((_, rest)) = line.split_once("invalid result ") {
             let (file, reason) = rest.split_once(": ").unwrap_or((rest, "invalid"));
             problems.push(Problem::Invalid {
@@ -225,6 +233,7 @@ mod tests {
     fn the_verify_log_names_missing_and_corrupted_files() {
         let log = "P01   INFO: invalid result 15-1/0000000100000000/000000010000000000000003-65f3.gz: [29] raised from local-1 protocol: zlib threw error\n\
                    P01   INFO: file missing '20261203-213720F/pg_data/global/2964.gz'\n\
+                   P01   INFO: invalid checksum '20261207-181748F/pg_data/base/16384/2838.lz4'\n\
                    P00   INFO: stanza: ghostworks\n                                    status: error\n";
         assert_eq!(
             verify_problems(log),
@@ -234,6 +243,10 @@ mod tests {
                     reason: "[29] raised from local-1 protocol: zlib threw error".into()
                 },
                 Problem::MissingBackupFile("20261203-213720F/pg_data/global/2964.gz".into()),
+                Problem::Invalid {
+                    file: "20261207-181748F/pg_data/base/16384/2838.lz4".into(),
+                    reason: "its checksum differs from the backup's manifest".into()
+                },
             ]
         );
         assert!(verify_problems("status: ok\n").is_empty());

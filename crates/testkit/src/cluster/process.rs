@@ -127,11 +127,23 @@ pub fn kill(signal: &str, pid: u32) -> Result<()> {
     Ok(())
 }
 
-/// The last 30 lines of `log`, headed by its path.
+/// The last 40 lines of `log`, headed by its path. Patroni's tracebacks of health checks that
+/// HAProxy closed before reading the answer are left out: they would crowd out PostgreSQL's
+/// and Patroni's own messages.
 pub fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(30);
+    let mut lines = Vec::new();
+    let mut in_traceback = false;
+    for line in text.lines() {
+        if line.contains("Exception happened during processing of request") {
+            in_traceback = true;
+        } else if in_traceback && line.trim().is_empty() {
+            in_traceback = false;
+        } else if !in_traceback {
+            lines.push(line);
+        }
+    }
+    let from = lines.len().saturating_sub(40);
     format!("--- {} ---\n{}", log.display(), lines[from..].join("\n"))
 }
 
