@@ -123,7 +123,10 @@ impl Haproxy {
             &mut recreate_private_file(&candidate)?,
             self.config(live).as_bytes(),
         )?;
+        // Neither run gets the deployer's environment (the schema owner's URL, cloud keys):
+        // the configuration names everything HAProxy needs.
         let check = Command::new(&self.binary)
+            .env_clear()
             .args(["-c", "-q", "-f"])
             .arg(&candidate)
             .output()
@@ -144,6 +147,7 @@ impl Haproxy {
         // `daemon`: the started process forks the proxy and exits; the proxy leads its own
         // process group, so a Ctrl-C aimed at the deploy does not reach it.
         let started = Command::new(&self.binary)
+            .env_clear()
             .arg("-f")
             .arg(&config)
             .stdin(Stdio::null())
