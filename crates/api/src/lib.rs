@@ -193,7 +193,10 @@ pub fn router(state: AppState) -> Router {
         ])
         .max_age(std::time::Duration::from_secs(600));
     let body_limit = cfg.max_body_bytes;
-    let fault_ratio = cfg.fault_error_ratio;
+    let faults = middleware::Faults {
+        error_ratio: cfg.fault_error_ratio,
+        latency: cfg.fault_latency,
+    };
     #[allow(deprecated)] // TimeoutLayer::new: the status-code variant is not in every 0.6 release
     let timeout = TimeoutLayer::new(cfg.request_timeout);
     routes::routes(state.clone())
@@ -206,7 +209,7 @@ pub fn router(state: AppState) -> Router {
             middleware::security_headers,
         ))
         .layer(axum::middleware::from_fn(move |req, next| {
-            middleware::inject_faults(fault_ratio, req, next)
+            middleware::inject_faults(faults, req, next)
         }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

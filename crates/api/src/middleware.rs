@@ -297,14 +297,25 @@ pub async fn security_headers(
     response
 }
 
-/// Fails `ratio` of the `/api/` requests with 503 (health and metrics stay truthful): the
-/// configuration's `fault_error_ratio`, for rehearsing a deploy's automatic rollback.
-pub async fn inject_faults(ratio: Option<f64>, req: Request, next: Next) -> Response {
+/// Faults the configuration asks for (development only), for rehearsing a deploy's analysis.
+#[derive(Debug, Clone, Copy)]
+pub struct Faults {
+    pub error_ratio: Option<f64>,
+    pub latency: Option<std::time::Duration>,
+}
+
+/// Delays the `/api/` requests by `faults.latency` and fails `faults.error_ratio` of them with
+/// 503 (health and metrics stay truthful): for rehearsing a deploy's automatic rollback.
+pub async fn inject_faults(faults: Faults, req: Request, next: Next) -> Response {
     use rand::Rng;
-    match ratio {
-        Some(r)
-            if req.uri().path().starts_with("/api/") && rand::thread_rng().gen_bool(r.min(1.0)) =>
-        {
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    if let Some(delay) = faults.latency {
+        tokio::time::sleep(delay).await;
+    }
+    match faults.error_ratio {
+        Some(r) if rand::thread_rng().gen_bool(r.min(1.0)) => {
             let mut resp = Response::new(Body::from("injected fault"));
             *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             resp

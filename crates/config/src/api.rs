@@ -68,6 +68,10 @@ pub struct Config {
     /// rehearsing a deploy's automatic rollback. Development only: staging and production
     /// ignore the variable, and a value that is not a positive number means none.
     pub fault_error_ratio: Option<f64>,
+    /// A delay added to every `/api/` request (`GHOSTWORKS_FAULT_LATENCY_MS`), for rehearsing a
+    /// canary's latency analysis. Development builds and `GHOSTWORKS_ENV=development` only: a
+    /// release build never reads the variable.
+    pub fault_latency: Option<Duration>,
 }
 
 /// Secrets shipped in examples and templates; never acceptable outside development.
@@ -117,6 +121,7 @@ impl Config {
         let cookie_domain = r.raw("COOKIE_DOMAIN");
         let (max_body_bytes, request_timeout) = request_limits(&mut r);
         let fault_error_ratio = fault_error_ratio(&r, environment);
+        let fault_latency = fault_latency(&r, environment);
         r.finish(|| Config {
             common,
             bind,
@@ -144,6 +149,7 @@ impl Config {
             max_body_bytes,
             request_timeout,
             fault_error_ratio,
+            fault_latency,
         })
     }
 
@@ -388,6 +394,19 @@ fn cookies(r: &mut Reader<'_>, production: bool) -> (bool, SameSite) {
         r.error("COOKIE_SAMESITE: none requires COOKIE_SECURE=true (browsers reject it otherwise)");
     }
     (secure, samesite)
+}
+
+/// Compiled out of release builds (`cfg!` makes the branch constant), so no production binary
+/// can be slowed down by its environment.
+fn fault_latency(r: &Reader<'_>, environment: Environment) -> Option<Duration> {
+    if !cfg!(debug_assertions) || environment != Environment::Development {
+        return None;
+    }
+    r.raw("GHOSTWORKS_FAULT_LATENCY_MS")?
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
 }
 
 fn fault_error_ratio(r: &Reader<'_>, environment: Environment) -> Option<f64> {

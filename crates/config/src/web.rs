@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use crate::reader::Reader;
 use crate::{Common, ConfigErrors, TrustedProxies};
@@ -21,6 +22,9 @@ pub struct WebConfig {
     /// The proxies in front of this app (nginx) whose `X-Forwarded-For` names the browser;
     /// the browser's address is what the API's per-client limits count.
     pub trusted_proxies: TrustedProxies,
+    /// The deploy's state directory (`DEPLOY_STATE_DIR`), whose `rollout.json` the operations
+    /// page shows; optional.
+    pub deploy_state_dir: Option<PathBuf>,
 }
 
 /// PUBLIC_URL: https in production, http allowed elsewhere.
@@ -93,6 +97,7 @@ impl WebConfig {
             r.error("COOKIE_SECURE: must be true in production (session cookies only over HTTPS)");
         }
         let trusted_proxies = r.trusted_proxies();
+        let deploy_state_dir = r.raw("DEPLOY_STATE_DIR").map(PathBuf::from);
         r.finish(|| WebConfig {
             common,
             bind,
@@ -101,6 +106,7 @@ impl WebConfig {
             public_url,
             cookie_secure,
             trusted_proxies,
+            deploy_state_dir,
         })
     }
 
@@ -111,6 +117,13 @@ impl WebConfig {
             ("WEB_BIND", self.bind.to_string()),
             ("API_URL", self.api_url.clone()),
             ("WORKER_URL", self.worker_url.clone().unwrap_or_default()),
+            (
+                "DEPLOY_STATE_DIR",
+                self.deploy_state_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+            ),
             ("PUBLIC_URL", self.public_url.clone()),
             ("COOKIE_SECURE", self.cookie_secure.to_string()),
             ("TRUSTED_PROXIES", self.trusted_proxies.to_string()),

@@ -2,7 +2,8 @@
 //! a steady loopback load of reads and writes: a good release switches with zero failed
 //! requests and every acknowledged write kept; a release that never gets ready and one that
 //! answers 5% errors during the bake are both rolled back automatically, and the history says
-//! why.
+//! why. Behind HAProxy (`--proxy haproxy`), switches keep keep-alive clients' connections, and
+//! canaries walk their steps or are aborted by their analysis.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -125,10 +126,32 @@ struct Stage {
     nginx: Nginx,
     base: u16,
     state: tempfile::TempDir,
+    /// The api frontend's port of the deploy's HAProxy (the web app's is one above), when the
+    /// stage switches through it.
+    haproxy: Option<u16>,
+}
+
+/// Two free consecutive ports, below the ephemeral range (see [`free_base`]).
+fn free_pair() -> u16 {
+    loop {
+        let p = 20000 + rand_u16() % 12000;
+        if (0..2).all(|o| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok()) {
+            return p;
+        }
+    }
 }
 
 impl Stage {
     async fn new() -> Self {
+        Self::build(false).await
+    }
+
+    /// A stage whose deploys switch through an HAProxy they start (`--proxy haproxy`).
+    async fn behind_haproxy() -> Self {
+        Self::build(true).await
+    }
+
+    async fn build(haproxy: bool) -> Self {
         let db = services().database().await.unwrap();
         let base = free_base();
         let nginx = Nginx::start(base);
@@ -161,6 +184,7 @@ impl Stage {
             nginx,
             base,
             state,
+            haproxy: haproxy.then(free_pair),
         };
         let out = stage.ghostworks(&["seed", "--demo"], &[]);
         assert!(out.status.success(), "{}", text(&out));
@@ -184,38 +208,63 @@ impl Stage {
             .expect("binary runs")
     }
 
-    /// `ghostworks deploy` of `release` with test-sized timings.
-    fn deploy(&self, release: &Path, label: &str, extra: &[&str]) -> Output {
+    /// The options of a deploy and a rollback on this stage, with test-sized timings.
+    fn release_args(&self) -> Vec<String> {
         let s = self.state.path();
-        let base = self.base.to_string();
-        let upstreams = self.nginx.dir.path().display().to_string();
-        let pid = self.nginx.dir.path().join("nginx.pid");
-        let api = format!("api={}", s.join("api.env").display());
-        let worker = format!("worker={}", s.join("worker.env").display());
-        let web = format!("web={}", s.join("web.env").display());
         let mut args = vec![
-            "deploy",
-            "--release",
-            release.to_str().unwrap(),
-            "--label",
-            label,
-            "--base-port",
-            &base,
-            "--env-file",
-            &api,
-            "--env-file",
-            &worker,
-            "--env-file",
-            &web,
-            "--upstream-dir",
-            &upstreams,
-            "--nginx-pid-file",
-            pid.to_str().unwrap(),
-            "--drain-secs",
-            "1",
+            "--base-port".to_string(),
+            self.base.to_string(),
+            "--upstream-dir".into(),
+            self.nginx.dir.path().display().to_string(),
+            "--nginx-pid-file".into(),
+            self.nginx
+                .dir
+                .path()
+                .join("nginx.pid")
+                .display()
+                .to_string(),
+            "--drain-secs".into(),
+            "1".into(),
         ];
-        args.extend_from_slice(extra);
-        self.ghostworks(&args, &[])
+        for role in ["api", "worker", "web"] {
+            args.push("--env-file".into());
+            args.push(format!(
+                "{role}={}",
+                s.join(format!("{role}.env")).display()
+            ));
+        }
+        if let Some(port) = self.haproxy {
+            args.extend(["--proxy".into(), "haproxy".into()]);
+            args.extend(["--haproxy-port".into(), port.to_string()]);
+        }
+        args
+    }
+
+    /// `ghostworks deploy` of `release`.
+    fn deploy(&self, release: &Path, label: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "deploy".to_string(),
+            "--release".into(),
+            release.display().to_string(),
+            "--label".into(),
+            label.into(),
+        ];
+        args.extend(self.release_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ghostworks(&args, extra)
+    }
+
+    /// `ghostworks rollback` to the previous release.
+    fn rollback(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["rollback".to_string()];
+        args.extend(self.release_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ghostworks(&args, extra)
+    }
+
+    /// Where the load goes: the deploy's HAProxy, else nginx.
+    fn entry_port(&self) -> u16 {
+        self.haproxy.unwrap_or(self.nginx.port)
     }
 
     /// A release that is the real binary behind a wrapper script exporting `env` for `serve`.
@@ -240,6 +289,11 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
+        // The deploy's HAProxy outlives the deploy by design; the test stops it.
+        let haproxy = self.state.path().join("deploy/haproxy/haproxy.pid");
+        if let Ok(pid) = std::fs::read_to_string(haproxy) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
         // Whatever colour is still running belongs to this test.
         for colour in ["blue", "green"] {
             let file = self
@@ -267,27 +321,64 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// A steady, bounded load through nginx: each task alternates a write (create an artifact) and
-/// a read (list), counting failures and keeping the ids of acknowledged writes.
+/// The clients of a [`Load`].
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Tasks alternating a write (create an artifact) and a read (list), 20 ms apart.
+    mixed: usize,
+    /// Tasks reading back to back.
+    readers: usize,
+    /// Whether connections are reused (a client's pool) or one is opened per request.
+    keep_alive: bool,
+}
+
+impl Shape {
+    /// Four writers on fresh connections (see [`Load::start`]).
+    const FRESH: Shape = Shape {
+        mixed: 4,
+        readers: 0,
+        keep_alive: false,
+    };
+    /// Keep-alive readers and writers, the load a switch must not close a connection under.
+    const KEEP_ALIVE: Shape = Shape {
+        mixed: 2,
+        readers: 8,
+        keep_alive: true,
+    };
+    /// A lighter keep-alive load for canaries: the machine is not saturated, so latency
+    /// reflects the release rather than the queue.
+    const STEADY: Shape = Shape {
+        mixed: 2,
+        readers: 2,
+        keep_alive: true,
+    };
+}
+
+/// A steady, bounded load through the proxy: each task writes and reads (or only reads),
+/// counting failures and keeping the ids of acknowledged writes.
 struct Load {
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
     failures: Arc<Mutex<Vec<String>>>,
     acked: Arc<Mutex<Vec<String>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The listing URL and the bearer token, for other clients of the test.
+    url: String,
+    token: String,
 }
 
 impl Load {
-    async fn start(port: u16, concurrency: usize) -> Self {
+    async fn start(port: u16, shape: Shape) -> Self {
         let base = format!("http://127.0.0.1:{port}");
-        // One connection per request: an nginx reload closes idle keep-alive connections, and
-        // a request racing that close fails on any HTTP/1.1 client that does not retry
-        // (browsers retry, RFC 9112 9.3.1). Not reusing them makes every failure counted here
-        // one of the deploy's.
-        let http = ghostworks_telemetry::http_client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
+        // Fresh connections: an nginx reload closes idle keep-alive connections, and a request
+        // racing that close fails on any HTTP/1.1 client that does not retry (browsers retry,
+        // RFC 9112 9.3.1). Not reusing them makes every failure counted here one of the
+        // deploy's. Keep-alive: the bar for a switch that closes nothing (HAProxy's).
+        let mut http = ghostworks_telemetry::http_client::builder();
+        if !shape.keep_alive {
+            http = http.pool_max_idle_per_host(0);
+        }
+        let http = http.build().unwrap();
         let login = body(
             http.post(format!("{base}/api/v1/auth/login"))
                 .json(&json!({"email": "owner@acme.com", "password": "demo123"})),
@@ -307,9 +398,12 @@ impl Load {
             failures: Arc::new(Mutex::new(Vec::new())),
             acked: Arc::new(Mutex::new(Vec::new())),
             tasks: Vec::new(),
+            url: artifacts.clone(),
+            token: token.clone(),
         };
         let mut tasks = Vec::new();
-        for task in 0..concurrency {
+        for task in 0..shape.mixed + shape.readers {
+            let writes = task < shape.mixed;
             let (stop, requests, failures, acked) = (
                 load.stop.clone(),
                 load.requests.clone(),
@@ -321,19 +415,21 @@ impl Load {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let write = http
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .json(&json!({"name": format!("load {task}-{i}"), "tags": ["load"]}))
-                        .send()
-                        .await;
-                    requests.fetch_add(1, Ordering::Relaxed);
-                    match answer("POST", write, |s| s == 201).await {
-                        Ok(body) => acked
-                            .lock()
-                            .unwrap()
-                            .push(body["id"].as_str().unwrap_or_default().to_string()),
-                        Err(f) => failures.lock().unwrap().push(f),
+                    if writes {
+                        let write = http
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .json(&json!({"name": format!("load {task}-{i}"), "tags": ["load"]}))
+                            .send()
+                            .await;
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        match answer("POST", write, |s| s == 201).await {
+                            Ok(body) => acked
+                                .lock()
+                                .unwrap()
+                                .push(body["id"].as_str().unwrap_or_default().to_string()),
+                            Err(f) => failures.lock().unwrap().push(f),
+                        }
                     }
                     let read = http
                         .get(format!("{url}?limit=5"))
@@ -344,7 +440,9 @@ impl Load {
                     if let Err(f) = answer("GET", read, |s| s == 200).await {
                         failures.lock().unwrap().push(f);
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if writes {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 }
             }));
         }
@@ -415,7 +513,7 @@ async fn a_release_switches_under_load_without_a_failed_request() {
     let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1"])).await;
     assert!(out.status.success(), "{}", text(&out));
 
-    let load = Load::start(stage.nginx.port, 4).await;
+    let load = Load::start(stage.nginx.port, Shape::FRESH).await;
     let load_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let v2 = stage.wrapper("v2", "");
@@ -429,31 +527,7 @@ async fn a_release_switches_under_load_without_a_failed_request() {
 
     // And back to v1 through the same gated path.
     let s = stage.clone();
-    let out = blocking(move || {
-        s.ghostworks(
-            &["rollback"],
-            &[
-                "--base-port",
-                &s.base.to_string(),
-                "--env-file",
-                &format!("api={}", s.state.path().join("api.env").display()),
-                "--env-file",
-                &format!("worker={}", s.state.path().join("worker.env").display()),
-                "--env-file",
-                &format!("web={}", s.state.path().join("web.env").display()),
-                "--upstream-dir",
-                s.nginx.dir.path().to_str().unwrap(),
-                "--nginx-pid-file",
-                s.nginx.dir.path().join("nginx.pid").to_str().unwrap(),
-                "--bake-secs",
-                "2",
-                "--drain-secs",
-                "1",
-                "--skip-backup",
-            ],
-        )
-    })
-    .await;
+    let out = blocking(move || s.rollback(&["--bake-secs", "2", "--skip-backup"])).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("deployed v1"), "{}", text(&out));
     // The web role was deployed with it: nginx serves its pages from the live colour.
@@ -490,11 +564,8 @@ async fn a_release_switches_under_load_without_a_failed_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_releases_are_rolled_back_automatically() {
     let stage = Arc::new(Stage::new().await);
-    let v1 = PathBuf::from(BIN);
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let load = Load::start(stage.nginx.port, 4).await;
+    deploy_v1(&stage).await;
+    let load = Load::start(stage.nginx.port, Shape::FRESH).await;
 
     // Never ready: its api cannot reach Redis.
     let unready = stage.wrapper("unready", "export REDIS_URL=redis://127.0.0.1:1/0;");
@@ -589,6 +660,347 @@ async fn failing_releases_are_rolled_back_automatically() {
     assert_eq!(r.status(), 200);
 }
 
+/// Blue/green through HAProxy under a keep-alive load of reads and writes on reused
+/// connections: deploy, deploy and rollback, and not one request or connection fails; every
+/// acknowledged write is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn haproxy_switches_close_no_keep_alive_connection() {
+    let stage = Arc::new(Stage::behind_haproxy().await);
+    deploy_v1(&stage).await;
+
+    let load = Load::start(stage.entry_port(), Shape::KEEP_ALIVE).await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for label in ["v2", "v3"] {
+        let release = stage.wrapper(label, "");
+        let s = stage.clone();
+        let out =
+            blocking(move || s.deploy(&release, label, &["--bake-secs", "2", "--skip-backup"]))
+                .await;
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let s = stage.clone();
+    let out = blocking(move || s.rollback(&["--bake-secs", "2", "--skip-backup"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("deployed v2"), "{}", text(&out));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (requests, failures, acked) = load.finish().await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "keep-alive load through haproxy: {requests} requests in {secs:.1} s ({:.0}/s), \
+         {} writes acknowledged, {} failed",
+        requests as f64 / secs,
+        acked.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed of {requests}: {failures:#?}",
+        failures.len()
+    );
+    assert!(requests > 1000, "{requests} requests");
+    assert_all_present(&stage.db, &acked).await;
+    let history = stage.history();
+    assert_eq!(history.matches("succeeded").count(), 4, "{history}");
+}
+
+/// A browser: reads with the HAProxy cookie it adopted (the first one naming `colour`) and
+/// records which colour served each read from then on.
+fn browser(
+    load: &Load,
+    colour: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let (url, token) = (format!("{}?limit=1", load.url), load.token.clone());
+    tokio::spawn(async move {
+        let http = ghostworks_telemetry::http_client::client();
+        let mut cookie: Option<String> = None;
+        let mut served = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let mut r = http.get(&url).bearer_auth(&token);
+            if let Some(c) = &cookie {
+                r = r.header("cookie", c);
+            }
+            let r = match r.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    served.push(format!("failed: {e}"));
+                    break;
+                }
+            };
+            let header = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let by = header("x-ghostworks-colour");
+            let set = header("set-cookie");
+            if cookie.is_some() {
+                served.push(by);
+            } else if set.starts_with(&format!("GWCOLOR={colour};")) {
+                cookie = set.split(';').next().map(str::to_string);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        served
+    })
+}
+
+/// The history as JSON (`deploy history --json`).
+fn history_json(stage: &Stage) -> Vec<Value> {
+    let out = stage.ghostworks(&["deploy", "history", "--json"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The colour that serves a request without a cookie, asked `n` times.
+async fn serving(stage: &Stage, load: &Load, n: usize) -> Vec<String> {
+    let http = ghostworks_telemetry::http_client::client();
+    let mut colours = Vec::new();
+    for _ in 0..n {
+        let r = http
+            .get(format!("{}?limit=1", load.url))
+            .bearer_auth(&load.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "through port {}", stage.entry_port());
+        colours.push(
+            r.headers()["x-ghostworks-colour"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    colours
+}
+
+const CANARY: &[&str] = &[
+    "--strategy",
+    "canary",
+    "--steps",
+    "20,50,100",
+    "--step-secs",
+    "3",
+    "--min-step-requests",
+    "100",
+    "--inconclusive-max-secs",
+    "20",
+    "--skip-backup",
+];
+
+/// A good release walks every canary step to 100 % with no failed request, and a browser
+/// holding a colour's cookie stays on it while that colour takes traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_good_canary_walks_every_step_and_browsers_keep_their_colour() {
+    let stage = Arc::new(Stage::behind_haproxy().await);
+    deploy_v1(&stage).await;
+    let load = Load::start(stage.entry_port(), Shape::STEADY).await;
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (on_blue, on_green) = (
+        browser(&load, "blue", stop.clone()),
+        browser(&load, "green", stop.clone()),
+    );
+
+    let v2 = stage.wrapper("v2", "");
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v2, "v2", CANARY)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    stop.store(true, Ordering::Relaxed);
+    let (on_blue, on_green) = (on_blue.await.unwrap(), on_green.await.unwrap());
+    assert!(serving(&stage, &load, 5).await.iter().all(|c| c == "green"));
+    let (requests, failures, acked) = load.finish().await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "canary under load: {requests} requests in {secs:.1} s ({:.0}/s), {} failed",
+        requests as f64 / secs,
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_all_present(&stage.db, &acked).await;
+
+    let last = history_json(&stage).pop().unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&last["steps"]).unwrap());
+    assert_eq!(last["result"], "succeeded", "{last}");
+    assert_eq!(last["strategy"], "canary");
+    let steps = last["steps"].as_array().unwrap();
+    let percents: Vec<u64> = steps
+        .iter()
+        .map(|s| s["percent"].as_u64().unwrap())
+        .collect();
+    assert_eq!(percents, [20, 50, 100]);
+    assert!(steps.iter().all(|s| s["verdict"] == "pass"), "{last}");
+    assert!(last["config_hash"].as_str().unwrap().starts_with("sha256:"));
+    assert!(last["schema_before"].as_i64().is_some(), "{last}");
+    // What the operations page shows (DEPLOY_STATE_DIR): the finished rollout.
+    let rollout: Value = serde_json::from_slice(
+        &std::fs::read(stage.state.path().join("deploy/rollout.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&rollout["state"], &rollout["percent"], &rollout["canary"]),
+        (&json!("succeeded"), &json!(100), &json!("green"))
+    );
+    assert_eq!(rollout["steps"], last["steps"]);
+    // The canary's cookie kept its holder on green throughout; the stable one's kept blue
+    // until blue was retired, then moved once, to green.
+    assert!(
+        !on_green.is_empty() && on_green.iter().all(|c| c == "green"),
+        "{on_green:?}"
+    );
+    let moved = on_blue
+        .iter()
+        .position(|c| c == "green")
+        .unwrap_or(on_blue.len());
+    assert!(moved > 0, "{on_blue:?}");
+    assert!(
+        on_blue[..moved].iter().all(|c| c == "blue")
+            && on_blue[moved..].iter().all(|c| c == "green"),
+        "{on_blue:?}"
+    );
+}
+
+/// The first release, v1 (this build), on blue.
+async fn deploy_v1(stage: &Arc<Stage>) {
+    let v1 = PathBuf::from(BIN);
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Deploys `release` as a canary that its analysis must abort on `signal` (the end of a
+/// check's name); checks the clean return (the canary stopped, new sessions on blue, the
+/// history naming the step) and returns the steps the history recorded, the failed one last.
+async fn aborted_canary(
+    stage: &Arc<Stage>,
+    load: &Load,
+    release: PathBuf,
+    label: &'static str,
+    signal: &str,
+) -> Vec<Value> {
+    let s = stage.clone();
+    let out = blocking(move || s.deploy(&release, label, CANARY)).await;
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("failed at step `canary`") && t.contains(&format!("{signal} Fail")),
+        "{t}"
+    );
+    let last = history_json(stage).pop().unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&last["steps"]).unwrap());
+    assert_eq!(
+        (&last["result"], &last["failed_step"]),
+        (&json!("rolled_back"), &json!("canary"))
+    );
+    let steps = last["steps"].as_array().unwrap().clone();
+    let failed = steps.last().unwrap();
+    assert_eq!(failed["verdict"], "fail", "{failed}");
+    assert!(
+        failed["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["signal"].as_str().unwrap().ends_with(signal) && c["verdict"] == "fail"),
+        "{failed}"
+    );
+    assert!(!stage.state.path().join("deploy/green.pids.json").exists());
+    assert!(serving(stage, load, 10).await.iter().all(|c| c == "blue"));
+    let rollout: Value = serde_json::from_slice(
+        &std::fs::read(stage.state.path().join("deploy/rollout.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&rollout["state"], &rollout["percent"]),
+        (&json!("aborted"), &json!(0))
+    );
+    steps
+}
+
+/// A release slower than the live one (injected latency) is aborted at the first step, and
+/// one answering 2 % errors against none is aborted too: traffic back on the live colour, the
+/// canary stopped, the history naming the step, the signals and their values. A dry run of
+/// the analysis records the slow release's verdicts without acting on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn canaries_worse_than_the_live_release_are_aborted() {
+    let stage = Arc::new(Stage::behind_haproxy().await);
+    deploy_v1(&stage).await;
+    let load = Load::start(stage.entry_port(), Shape::STEADY).await;
+
+    let slow = stage.wrapper("slow", "export GHOSTWORKS_FAULT_LATENCY_MS=40;");
+    let steps = aborted_canary(&stage, &load, slow, "slow", "_ms").await;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0]["percent"], 20);
+    // The first latency check with enough observations fails it (p95 needs 100, p99 500).
+    let checks = steps[0]["checks"].as_array().unwrap();
+    for c in &checks[1..] {
+        eprintln!(
+            "slow canary: {} {:.1} ms against {:.1} ms ({:.1}x), {}",
+            c["signal"],
+            c["canary"].as_f64().unwrap(),
+            c["stable"].as_f64().unwrap(),
+            c["canary"].as_f64().unwrap() / c["stable"].as_f64().unwrap(),
+            c["verdict"]
+        );
+    }
+    eprintln!(
+        "slow canary: {} of {} requests in its step reached it",
+        steps[0]["canary_requests"],
+        steps[0]["canary_requests"].as_u64().unwrap()
+            + steps[0]["stable_requests"].as_u64().unwrap()
+    );
+    assert!(
+        load.failures_so_far().is_empty(),
+        "{:#?}",
+        load.failures_so_far()
+    );
+
+    let faulty = stage.wrapper("faulty", "export GHOSTWORKS_FAULT_ERROR_RATIO=0.02;");
+    aborted_canary(&stage, &load, faulty, "faulty", "error_ratio").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (requests, failures, acked) = load.finish().await;
+    // The only failures are the faulty canary's injected 503s.
+    assert!(
+        failures.iter().all(|f| f.contains(" 503 ")),
+        "{failures:#?}"
+    );
+
+    // A dry run of the analysis records the slow release's failed verdicts and walks on.
+    let load = Load::start(stage.entry_port(), Shape::STEADY).await;
+    let slow = stage.state.path().join("slow");
+    let s = stage.clone();
+    let out = blocking(move || {
+        let mut args = CANARY.to_vec();
+        args.push("--dry-run-analysis");
+        s.deploy(&slow, "slow", &args)
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let last = history_json(&stage).pop().unwrap();
+    assert_eq!(
+        (&last["result"], &last["dry_run_analysis"]),
+        (&json!("succeeded"), &json!(true))
+    );
+    let verdicts: Vec<&Value> = last["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["verdict"])
+        .collect();
+    assert_eq!(verdicts.len(), 3, "{last}");
+    assert_eq!(verdicts[0], "fail", "{last}");
+    assert!(serving(&stage, &load, 5).await.iter().all(|c| c == "green"));
+    assert!(load.finish().await.1.is_empty());
+    eprintln!(
+        "{} of {requests} requests failed (the faulty canary's)",
+        failures.len()
+    );
+    assert_all_present(&stage.db, &acked).await;
+}
+
 /// (pid, parent pid, process group) of every live process.
 fn processes() -> Vec<(u32, u32, u32)> {
     std::fs::read_dir("/proc")
@@ -620,10 +1032,7 @@ fn supervisor(stage: &Stage, colour: &str, role: &str) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crashed_api_is_restarted_and_a_stop_leaves_nothing_behind() {
     let stage = Arc::new(Stage::new().await);
-    let v1 = PathBuf::from(BIN);
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
-    assert!(out.status.success(), "{}", text(&out));
+    deploy_v1(&stage).await;
 
     let sup = supervisor(&stage, "blue", "api");
     let api = |ppid| processes().into_iter().find(|p| p.1 == ppid).map(|p| p.0);
@@ -698,10 +1107,7 @@ fn environ(pid: u32) -> HashMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deployed_roles_hold_their_env_file_and_the_allow_list_only() {
     let stage = Arc::new(Stage::new().await);
-    let v1 = PathBuf::from(BIN);
-    let s = stage.clone();
-    let out = blocking(move || s.deploy(&v1, "v1", &["--bake-secs", "1", "--skip-backup"])).await;
-    assert!(out.status.success(), "{}", text(&out));
+    deploy_v1(&stage).await;
 
     let live = processes();
     let path = std::env::var("PATH").unwrap();

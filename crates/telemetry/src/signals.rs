@@ -27,6 +27,20 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
 impl Signals {
     /// Reads the two families from Prometheus text; other series are ignored.
     pub fn parse(text: &str) -> Self {
+        Self::parse_where(text, |_| true)
+    }
+
+    /// [`Signals::parse`] of the traffic only: probes (`/health...`, `/metrics`) are left out.
+    /// A proxy's health checks reach both colours of a deploy at the same rate whatever their
+    /// share of the traffic, and are slower than most requests (they query the database), so
+    /// they would dominate a small canary's figures.
+    pub fn parse_traffic(text: &str) -> Self {
+        Self::parse_where(text, |endpoint| {
+            !(endpoint.starts_with("/health") || endpoint == "/metrics")
+        })
+    }
+
+    fn parse_where(text: &str, keep: impl Fn(&str) -> bool) -> Self {
         let mut s = Signals::default();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let Some((series, value)) = line.rsplit_once(' ') else {
@@ -39,6 +53,9 @@ impl Signals {
                 Some((n, rest)) => (n, rest.trim_end_matches('}')),
                 None => (series, ""),
             };
+            if !keep(label(labels, "endpoint").unwrap_or_default()) {
+                continue;
+            }
             match name {
                 "http_requests_total" => {
                     s.requests += value;
@@ -89,6 +106,11 @@ impl Signals {
         }
     }
 
+    /// Observations in the latency histogram.
+    pub fn observations(&self) -> f64 {
+        self.buckets.values().copied().fold(0.0, f64::max)
+    }
+
     pub fn error_ratio(&self) -> f64 {
         if self.requests > 0.0 {
             self.errors / self.requests
@@ -101,7 +123,7 @@ impl Signals {
     /// Prometheus' `histogram_quantile` does; `None` without observations. One in the `+Inf`
     /// bucket is reported as the highest finite bound.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let total = self.buckets.values().copied().fold(0.0, f64::max);
+        let total = self.observations();
         if total <= 0.0 {
             return None;
         }
@@ -163,6 +185,18 @@ http_request_duration_seconds_bucket{method="GET",endpoint="/a",le="+Inf"} 110
         assert_eq!(both.requests, 20.0);
         assert_eq!(both.since(&both).quantile(0.95), None);
         assert_eq!(Signals::default().error_ratio(), 0.0);
+    }
+
+    #[test]
+    fn traffic_leaves_probes_out() {
+        let text = "http_requests_total{endpoint=\"/health/ready\",status_code=\"503\"} 7\n\
+                    http_requests_total{endpoint=\"/metrics\",status_code=\"200\"} 3\n\
+                    http_requests_total{endpoint=\"/api/v1/x\",status_code=\"200\"} 5\n\
+                    http_request_duration_seconds_bucket{endpoint=\"/health/ready\",le=\"+Inf\"} 7\n\
+                    http_request_duration_seconds_bucket{endpoint=\"/api/v1/x\",le=\"+Inf\"} 5\n";
+        let t = Signals::parse_traffic(text);
+        assert_eq!((t.requests, t.errors, t.observations()), (5.0, 0.0, 5.0));
+        assert_eq!(Signals::parse(text).requests, 15.0);
     }
 
     #[test]

@@ -7,8 +7,11 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use ghostworks_config::{OpsConfig, S3Settings};
 
+use crate::deploy::analysis::Rules;
 use crate::deploy::runtime::{process, Common};
-use crate::deploy::{self, policy, Gates, Plan, Release, RuntimeArgs, State};
+use crate::deploy::{
+    self, policy, Canary, Gates, Inconclusive, Plan, Release, RuntimeArgs, State, Strategy,
+};
 use crate::storage::Destination;
 
 #[derive(Args)]
@@ -26,7 +29,11 @@ pub struct DeployArgs {
 #[derive(Subcommand)]
 pub enum DeployCommand {
     /// Every deploy and rollback, oldest first.
-    History,
+    History {
+        /// The entries as one JSON array (for CI: `.[-1].result`), canary steps included.
+        #[arg(long)]
+        json: bool,
+    },
     /// The live colour and release, and per role whether it runs, its pid and how often its
     /// supervisor restarted it.
     Status,
@@ -71,12 +78,96 @@ pub struct ReleaseArgs {
     /// org.opencontainers.image.version label) reports.
     #[arg(long)]
     pub label: Option<String>,
+    /// Who the history says ran the deploy; default: the login behind sudo, else the user.
+    #[arg(long, env = "GHOSTWORKS_DEPLOY_ACTOR")]
+    pub actor: Option<String>,
     // Last before the gates: each runtime's options come under their own heading, which clap
     // keeps for the options that follow.
     #[command(flatten)]
     pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub gates: GateArgs,
+    #[command(flatten)]
+    pub canary: CanaryArgs,
+}
+
+/// How traffic moves to the new colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrategyKind {
+    /// All at once, then the bake against fixed thresholds.
+    BlueGreen,
+    /// Weighted steps, each judged against the live colour (needs --proxy haproxy).
+    Canary,
+}
+
+/// A canary's steps and analysis.
+#[derive(Args)]
+#[command(next_help_heading = "Canary (--strategy canary)")]
+pub struct CanaryArgs {
+    #[arg(long, value_enum, default_value = "blue-green")]
+    pub strategy: StrategyKind,
+    /// The canary's share of new sessions at each step, in percent, rising to 100.
+    #[arg(long, value_delimiter = ',', default_value = "5,25,50,100")]
+    pub steps: Vec<u8>,
+    /// How long each step lasts before its analysis.
+    #[arg(long, default_value_t = 60)]
+    pub step_secs: u64,
+    /// Canary requests (and stable ones) a step needs before any verdict; p95 and p99 need
+    /// 100 and 500 observations at least.
+    #[arg(long, default_value_t = 200)]
+    pub min_step_requests: u64,
+    /// How far the canary's error ratio may exceed the stable colour's (absolute: 0.005 is
+    /// half a point), beyond which an exact one-sided test at 1 % decides.
+    #[arg(long, default_value_t = 0.005)]
+    pub error_margin: f64,
+    /// How much slower the canary's p95 and p99 may be than the stable colour's (1.0: twice
+    /// as slow) ...
+    #[arg(long, default_value_t = 1.0)]
+    pub latency_margin: f64,
+    /// ... and by how many milliseconds at least before that fails it.
+    #[arg(long, default_value_t = 20)]
+    pub latency_floor_ms: u64,
+    /// A step without enough traffic to judge: `wait` (up to --inconclusive-max-secs more,
+    /// then fail) or `fail` at once. Never a pass.
+    #[arg(long, value_enum, default_value = "wait")]
+    pub inconclusive: Inconclusive,
+    /// How much longer than --step-secs an inconclusive step may wait (--inconclusive wait).
+    #[arg(long, default_value_t = 120)]
+    pub inconclusive_max_secs: u64,
+    /// Record each step's verdict in the history without acting on it.
+    #[arg(long)]
+    pub dry_run_analysis: bool,
+}
+
+impl CanaryArgs {
+    fn strategy(&self) -> Result<Strategy> {
+        if self.strategy == StrategyKind::BlueGreen {
+            return Ok(Strategy::BlueGreen);
+        }
+        let s = &self.steps;
+        if s.last() != Some(&100) || s.windows(2).any(|w| w[0] >= w[1]) || s.contains(&0) {
+            anyhow::bail!("--steps: rising percentages ending at 100, e.g. 5,25,50,100");
+        }
+        if s.len() < 2 {
+            anyhow::bail!(
+                "--steps: at least one step below 100, where the stable colour still takes \
+                 traffic to compare with"
+            );
+        }
+        Ok(Strategy::Canary(Canary {
+            steps: s.clone(),
+            step: Duration::from_secs(self.step_secs),
+            rules: Rules {
+                min_requests: self.min_step_requests,
+                error_margin: self.error_margin,
+                latency_ratio: 1.0 + self.latency_margin,
+                latency_floor: Duration::from_millis(self.latency_floor_ms),
+            },
+            inconclusive: self.inconclusive,
+            max_wait: Duration::from_secs(self.inconclusive_max_secs),
+            dry_run: self.dry_run_analysis,
+        }))
+    }
 }
 
 /// The gates of a deploy.
@@ -156,7 +247,7 @@ fn who() -> String {
 /// `deploy`, `deploy history` or `deploy status`.
 pub async fn deploy(settings: &OpsConfig, s3: &S3Settings, args: DeployArgs) -> Result<()> {
     match args.command {
-        Some(DeployCommand::History) => history(&args.options),
+        Some(DeployCommand::History { json }) => history(&args.options, json),
         Some(DeployCommand::Status) => status(&args.options),
         None => {
             let release = args.release.context(
@@ -197,6 +288,13 @@ async fn release_with(
     args: &ReleaseArgs,
 ) -> Result<()> {
     let state = State::open(&args.state_dir)?;
+    let strategy = args.canary.strategy()?;
+    if matches!(strategy, Strategy::Canary(_)) && !args.runtime.splits_traffic() {
+        anyhow::bail!(
+            "--strategy canary needs weighted shares of the traffic: --runtime process with \
+             --proxy haproxy (the compose runtime and nginx switch all of it at once)"
+        );
+    }
     let plan = Plan {
         artifact,
         admin_url: admin,
@@ -206,7 +304,8 @@ async fn release_with(
             Some(Destination::parse(&args.backup_dir, s3).context("--backup-dir (BACKUP_DIR)")?)
         },
         gates: Gates::from(&args.gates),
-        by: who(),
+        strategy,
+        by: args.actor.clone().unwrap_or_else(who),
     };
     let e = deploy::deploy(runtime, &state, &plan).await?;
     println!(
@@ -221,8 +320,12 @@ async fn release_with(
     Ok(())
 }
 
-fn history(args: &ReleaseArgs) -> Result<()> {
+fn history(args: &ReleaseArgs, json: bool) -> Result<()> {
     let state = State::open(&args.state_dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state.history()?)?);
+        return Ok(());
+    }
     println!(
         "{:<20}  {:<12}  {:<6}  {:<12}  {:>6}  {:>7}  {:>9}  {:>11}  {:<8}  {:<12}  {:<19}  reason",
         "time",

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::analysis::StepReport;
 use super::Colour;
 
 /// What is deployed: a binary (process runtime) or an image tag (compose runtime).
@@ -46,6 +47,8 @@ pub enum Step {
     Ready,
     Switch,
     Bake,
+    /// A canary's weighted steps and their analysis (instead of the switch and the bake).
+    Canary,
 }
 
 impl Outcome {
@@ -68,6 +71,7 @@ impl Step {
             Step::Ready => "ready",
             Step::Switch => "switch",
             Step::Bake => "bake",
+            Step::Canary => "canary",
         }
     }
 }
@@ -90,7 +94,23 @@ pub struct HistoryEntry {
     pub time: DateTime<Utc>,
     pub release: Release,
     pub colour: Colour,
+    /// The schema version after the deploy.
     pub schema_version: i64,
+    /// The schema version before it (older entries have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_before: Option<i64>,
+    /// The sha256 of the roles' configuration (never a value of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// `canary` for a canary; none for blue/green.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// A canary's steps with their analysis, the failing one last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
+    /// The analysis only recorded verdicts (`--dry-run-analysis`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run_analysis: bool,
     pub result: Outcome,
     pub failed_step: Option<Step>,
     pub reason: Option<String>,
@@ -113,6 +133,22 @@ impl HistoryEntry {
 pub struct Active {
     pub colour: Colour,
     pub release: Release,
+}
+
+/// A canary in progress (or its end), as `STATE/rollout.json` holds it for the web app's
+/// operations page: no secret, so readable by the web role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rollout {
+    pub time: DateTime<Utc>,
+    pub version: String,
+    pub stable: Colour,
+    pub canary: Colour,
+    /// The canary's share of new sessions now.
+    pub percent: u8,
+    /// `running`, or how it ended: `succeeded`, `aborted`.
+    pub state: String,
+    /// The steps judged so far.
+    pub steps: Vec<StepReport>,
 }
 
 /// The state directory: history and the active colour.
@@ -145,6 +181,14 @@ impl State {
         let tmp = self.dir.join("active.json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(a)?)?;
         std::fs::rename(tmp, self.dir.join("active.json"))?;
+        Ok(())
+    }
+
+    /// Replaces `rollout.json` (a rename: a reader sees the old or the new file).
+    pub(crate) fn set_rollout(&self, r: &Rollout) -> Result<()> {
+        let tmp = self.dir.join("rollout.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(r)?)?;
+        std::fs::rename(tmp, self.dir.join("rollout.json"))?;
         Ok(())
     }
 
@@ -186,6 +230,11 @@ pub(crate) mod tests {
             },
             colour: Colour::Blue,
             schema_version: 2,
+            schema_before: None,
+            config_hash: None,
+            strategy: None,
+            steps: Vec::new(),
+            dry_run_analysis: false,
             result,
             failed_step: None,
             reason: None,

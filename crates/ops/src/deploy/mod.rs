@@ -11,10 +11,14 @@
 //! - [`history`]: the state directory (history, active colour);
 //! - [`policy`]: when contract migrations and rollbacks are allowed;
 //! - [`orchestrate`]: the gated steps;
-//! - [`runtime`]: how releases run (processes, Docker Compose), and [`nginx`] switching.
+//! - [`analysis`]: a canary step's verdict, the canary against the stable colour;
+//! - [`runtime`]: how releases run (processes, Docker Compose), and switching: [`nginx`]
+//!   (rewrite and reload) or [`haproxy`] (weights through its runtime API, no reload).
 
+pub mod analysis;
 pub mod component;
 mod exec;
+pub mod haproxy;
 pub mod history;
 pub mod nginx;
 pub mod orchestrate;
@@ -22,6 +26,6 @@ pub mod policy;
 pub mod runtime;
 
 pub use component::{Colour, Component, Instance, COMPONENTS};
-pub use history::{Active, HistoryEntry, Outcome, Release, State, Step};
-pub use orchestrate::{deploy, Gates, Plan};
+pub use history::{Active, HistoryEntry, Outcome, Release, Rollout, State, Step};
+pub use orchestrate::{deploy, Canary, Gates, Inconclusive, Plan, Strategy};
 pub use runtime::{Runtime, RuntimeArgs, RuntimeKind};

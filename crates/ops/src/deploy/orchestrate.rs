@@ -1,5 +1,6 @@
 //! One gated deploy: check, back up, migrate, start the new colour, wait for readiness,
-//! switch, bake; then drain and stop the old colour, or undo and record why.
+//! switch and bake (blue/green) or shift the traffic in weighted steps, each judged against the
+//! stable colour (canary); then drain and stop the old colour, or undo and record why.
 
 use std::time::{Duration, Instant};
 
@@ -7,8 +8,11 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use ghostworks_telemetry::signals::Signals;
 
+use super::analysis::{judge, Rules, StepReport, Verdict};
 use super::policy::contract_allowed;
-use super::{Active, Colour, HistoryEntry, Instance, Outcome, Release, Runtime, State, Step};
+use super::{
+    Active, Colour, HistoryEntry, Instance, Outcome, Release, Rollout, Runtime, State, Step,
+};
 use crate::migrate::{pending_contracts, schema_version};
 
 /// Thresholds and timings of a deploy.
@@ -26,6 +30,36 @@ pub struct Gates {
     pub rollback_window: Duration,
 }
 
+/// How traffic moves to the new colour.
+#[derive(Debug, Clone)]
+pub enum Strategy {
+    /// All at once, then a bake against fixed thresholds.
+    BlueGreen,
+    Canary(Canary),
+}
+
+/// What a step does when its analysis lacks traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Inconclusive {
+    /// The deploy fails at the step.
+    Fail,
+    /// The step goes on until the analysis can tell, up to --inconclusive-max-secs more,
+    /// then fails.
+    Wait,
+}
+
+/// A canary: its steps (shares of the new sessions, ending at 100) and its analysis.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub steps: Vec<u8>,
+    pub step: Duration,
+    pub rules: Rules,
+    pub inconclusive: Inconclusive,
+    pub max_wait: Duration,
+    /// Record the verdicts, never act on them.
+    pub dry_run: bool,
+}
+
 /// What the deploy needs besides the runtime.
 pub struct Plan<'a> {
     pub artifact: String,
@@ -33,6 +67,7 @@ pub struct Plan<'a> {
     pub admin_url: Option<&'a str>,
     pub backup_to: Option<crate::storage::Destination>,
     pub gates: Gates,
+    pub strategy: Strategy,
     pub by: String,
 }
 
@@ -48,8 +83,10 @@ fn step<T>(step: Step, r: Result<T>) -> std::result::Result<T, StepError> {
 /// How far a deploy got.
 struct Progress {
     release: Release,
-    /// Set once traffic is on the new colour.
+    /// Set once traffic (or a canary's first share of it) is on the new colour.
     switch_ms: Option<u64>,
+    schema_before: Option<i64>,
+    steps: Vec<StepReport>,
 }
 
 /// Runs one gated deploy of `plan.artifact`; records it in the history either way.
@@ -72,6 +109,8 @@ pub async fn deploy(
             digest: String::new(),
         },
         switch_ms: None,
+        schema_before: None,
+        steps: Vec::new(),
     };
     let outcome = steps(runtime, state, plan, active.as_ref(), colour, &mut progress).await;
     // The newest applied migration as the release sees it (0 when that cannot be read: the
@@ -85,6 +124,14 @@ pub async fn deploy(
         release: progress.release.clone(),
         colour,
         schema_version: schema,
+        schema_before: progress.schema_before,
+        config_hash: runtime.config_hash(),
+        strategy: match &plan.strategy {
+            Strategy::BlueGreen => None,
+            Strategy::Canary(_) => Some("canary".into()),
+        },
+        steps: progress.steps,
+        dry_run_analysis: matches!(&plan.strategy, Strategy::Canary(c) if c.dry_run),
         result: Outcome::Succeeded,
         failed_step: None,
         reason: None,
@@ -131,6 +178,7 @@ async fn steps(
         step(Step::Backup, crate::backup::create(url, dest).await)?;
     }
     let status = step(Step::Migrate, runtime.migration_status(release).await)?;
+    progress.schema_before = Some(schema_version(&status));
     let contracts = pending_contracts(&status);
     if !contracts.is_empty() {
         step(
@@ -150,10 +198,158 @@ async fn steps(
         Step::Ready,
         wait_ready(&instances, plan.gates.ready_timeout).await,
     )?;
-    let t = Instant::now();
-    step(Step::Switch, runtime.switch(colour).await)?;
-    progress.switch_ms = Some(t.elapsed().as_millis() as u64);
-    step(Step::Bake, bake(&instances, &plan.gates).await)
+    match &plan.strategy {
+        Strategy::BlueGreen => {
+            let t = Instant::now();
+            step(Step::Switch, runtime.switch(colour).await)?;
+            progress.switch_ms = Some(t.elapsed().as_millis() as u64);
+            step(Step::Bake, bake(&instances, &plan.gates).await)
+        }
+        Strategy::Canary(canary) => {
+            let stable = step(
+                Step::Canary,
+                active.map(|a| a.colour).context(
+                    "--strategy canary compares the new release with the live one, and nothing \
+                     is live yet: deploy the first release with --strategy blue-green",
+                ),
+            )?;
+            let mut live = Rollout {
+                time: Utc::now(),
+                version: progress.release.version.clone(),
+                stable,
+                canary: colour,
+                percent: 0,
+                state: "running".into(),
+                steps: Vec::new(),
+            };
+            let outcome = canary_steps(runtime, state, &mut live, canary, progress).await;
+            live.state = if outcome.is_ok() {
+                "succeeded"
+            } else {
+                "aborted"
+            }
+            .into();
+            if outcome.is_err() {
+                live.percent = 0;
+            }
+            show(state, &mut live);
+            outcome
+        }
+    }
+}
+
+/// A canary's steps: each shifts the traffic, then judges the window; a failed (or, by
+/// policy, inconclusive) step ends the deploy unless the analysis is a dry run.
+async fn canary_steps(
+    runtime: &mut dyn Runtime,
+    state: &State,
+    live: &mut Rollout,
+    canary: &Canary,
+    progress: &mut Progress,
+) -> std::result::Result<(), StepError> {
+    let (stable, colour) = (live.stable, live.canary);
+    let urls = |c: Colour| -> Result<Vec<String>> {
+        Ok(runtime
+            .serving(c)?
+            .iter()
+            .map(|i| format!("{}/metrics", i.base_url))
+            .collect())
+    };
+    let (new, old) = step(
+        Step::Canary,
+        urls(colour).and_then(|n| Ok((n, urls(stable)?))),
+    )?;
+    // The stable colour's last window with traffic: the baseline once it takes (almost) none.
+    let mut baseline: Option<Signals> = None;
+    for &percent in &canary.steps {
+        let t = Instant::now();
+        step(Step::Canary, runtime.shift(colour, percent).await)?;
+        progress
+            .switch_ms
+            .get_or_insert(t.elapsed().as_millis() as u64);
+        live.percent = percent;
+        show(state, live);
+        let report = step(
+            Step::Canary,
+            analyse(canary, percent, &new, &old, &mut baseline).await,
+        )?;
+        let verdict = report.verdict;
+        let described = report.describe();
+        eprintln!("{described}");
+        live.steps.push(report.clone());
+        show(state, live);
+        progress.steps.push(report);
+        if verdict != Verdict::Pass && !canary.dry_run {
+            return Err(StepError {
+                step: Step::Canary,
+                error: anyhow::anyhow!(described),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Publishes the rollout for the operations page. Best effort: a page that cannot be
+/// updated must not stop a deploy, so a failure is only reported.
+fn show(state: &State, live: &mut Rollout) {
+    live.time = Utc::now();
+    if let Err(e) = state.set_rollout(live) {
+        eprintln!("warning: cannot write the rollout for the operations page: {e:#}");
+    }
+}
+
+/// The summed traffic signals (probes left out) of the instances behind `urls`.
+async fn scrape(http: &reqwest::Client, urls: &[String]) -> Result<Signals> {
+    let mut total = Signals::default();
+    for u in urls {
+        let text = http.get(u).send().await?.error_for_status()?.text().await?;
+        total.add(&Signals::parse_traffic(&text));
+    }
+    Ok(total)
+}
+
+/// One step's window: both colours scraped at its start and every half second from its end
+/// until the verdict is conclusive or the policy stops waiting.
+async fn analyse(
+    canary: &Canary,
+    percent: u8,
+    new: &[String],
+    old: &[String],
+    baseline: &mut Option<Signals>,
+) -> Result<StepReport> {
+    let http = client();
+    let (new_start, old_start) = (scrape(&http, new).await?, scrape(&http, old).await?);
+    let started = Instant::now();
+    tokio::time::sleep(canary.step).await;
+    let give_up = canary.step
+        + match canary.inconclusive {
+            Inconclusive::Fail => Duration::ZERO,
+            Inconclusive::Wait => canary.max_wait,
+        };
+    loop {
+        let c = scrape(&http, new).await?.since(&new_start);
+        let s = scrape(&http, old).await?.since(&old_start);
+        let enough = s.requests >= canary.rules.min_requests as f64;
+        let base = match (&*baseline, enough) {
+            (Some(b), false) => b.clone(),
+            _ => s.clone(),
+        };
+        let (verdict, checks) = judge(&c, &base, &canary.rules);
+        if verdict != Verdict::Inconclusive || started.elapsed() >= give_up {
+            if enough {
+                *baseline = Some(s);
+            }
+            return Ok(StepReport {
+                percent,
+                secs: started.elapsed().as_secs_f64(),
+                canary_requests: c.requests as u64,
+                stable_requests: base.requests as u64,
+                verdict,
+                checks,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// After a good bake: the new colour becomes the active one, and the old one drains and stops.
@@ -271,19 +467,11 @@ async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
         .filter(|i| i.component.upstream.is_some())
         .map(|i| format!("{}/metrics", i.base_url))
         .collect();
-    let scrape = || async {
-        let mut total = Signals::default();
-        for u in &urls {
-            let text = http.get(u).send().await?.error_for_status()?.text().await?;
-            total.add(&Signals::parse(&text));
-        }
-        anyhow::Ok(total)
-    };
-    let start = scrape().await?;
+    let start = scrape(&http, &urls).await?;
     let deadline = Instant::now() + gates.bake;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let window = scrape().await?.since(&start);
+        let window = scrape(&http, &urls).await?.since(&start);
         if window.requests >= gates.min_requests as f64 {
             let ratio = window.error_ratio();
             if ratio > gates.max_error_ratio {

@@ -186,6 +186,13 @@ fn series(points: &[Point], f: impl Fn(&Point) -> f64) -> Vec<f64> {
 }
 
 pub async fn ops(session: Session) -> Markup {
+    let rollout = match &session.web().config.deploy_state_dir {
+        Some(dir) => tokio::fs::read(dir.join("rollout.json"))
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
+        None => None,
+    };
     let points = session.web().samples.points();
     let rate = series(&points, |p| p.rate);
     let errors = series(&points, |p| p.error_pct);
@@ -209,9 +216,63 @@ pub async fn ops(session: Session) -> Markup {
                     (chart("Error rate (5xx)", "%", &[("errors", &errors)]))
                     (chart("Latency", "ms", &[("p50", &p50), ("p95", &p95), ("p99", &p99)]))
                 }
+                @if let Some(r) = &rollout { (rollout_view(r)) }
             }
         },
     )
+}
+
+/// The deploy's canary (`rollout.json`): the shares of new sessions, and each judged step's
+/// signals per colour with the verdict.
+fn rollout_view(r: &Value) -> Markup {
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let percent = r["percent"].as_u64().unwrap_or(0);
+    let steps = r["steps"].as_array().cloned().unwrap_or_default();
+    let check = |step: &Value, signal: &str| -> String {
+        let c = step["checks"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["signal"] == signal))
+            .cloned()
+            .unwrap_or_default();
+        let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+        if signal == "error_ratio" {
+            format!(
+                "{:.2}% / {:.2}%",
+                f(&c["canary"]) * 100.0,
+                f(&c["stable"]) * 100.0
+            )
+        } else {
+            format!("{:.1} / {:.1}", f(&c["canary"]), f(&c["stable"]))
+        }
+    };
+    html! {
+        h2 { "Rollout" }
+        p role="status" {
+            "Release " (text(&r["version"])) " (" (text(&r["canary"])) "): " (text(&r["state"]))
+            ", " (percent) "% of new sessions, " (text(&r["stable"])) " " (100 - percent.min(100))
+            "%; updated " (text(&r["time"])) "."
+        }
+        table {
+            caption class="hint" { "Canary / stable over each step's window" }
+            thead { tr {
+                th scope="col" { "Share" } th scope="col" { "Verdict" }
+                th scope="col" { "Requests" } th scope="col" { "Errors" }
+                th scope="col" { "p95 ms" } th scope="col" { "p99 ms" }
+            } }
+            tbody {
+                @for s in &steps {
+                    tr {
+                        td { (s["percent"].as_u64().unwrap_or(0)) "%" }
+                        td { (text(&s["verdict"])) }
+                        td { (s["canary_requests"].as_u64().unwrap_or(0)) " / " (s["stable_requests"].as_u64().unwrap_or(0)) }
+                        td { (check(s, "error_ratio")) }
+                        td { (check(s, "p95_ms")) }
+                        td { (check(s, "p99_ms")) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub async fn live() -> Json<Value> {
@@ -249,6 +310,25 @@ pub async fn not_found() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollout_shows_its_shares_and_each_steps_signals_per_colour() {
+        let r = json!({
+            "time": "2026-12-07T18:00:00Z", "version": "1.5.0", "stable": "blue",
+            "canary": "green", "percent": 25, "state": "running",
+            "steps": [{"percent": 5, "secs": 60.0, "canary_requests": 210, "stable_requests": 3990,
+                "verdict": "pass", "checks": [
+                    {"signal": "error_ratio", "canary": 0.004, "stable": 0.001, "verdict": "pass"},
+                    {"signal": "p95_ms", "canary": 21.5, "stable": 20.0, "verdict": "pass"},
+                    {"signal": "p99_ms", "canary": 48.0, "stable": 45.0, "verdict": "inconclusive"}]}]
+        });
+        let html = rollout_view(&r).into_string();
+        assert!(
+            html.contains("Release 1.5.0 (green): running, 25% of new sessions, blue 75%"),
+            "{html}"
+        );
+        assert!(html.contains("<td>5%</td><td>pass</td><td>210 / 3990</td><td>0.40% / 0.10%</td><td>21.5 / 20.0</td><td>48.0 / 45.0</td>"), "{html}");
+    }
 
     #[test]
     fn jobs_are_summed_by_status() {

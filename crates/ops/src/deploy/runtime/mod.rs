@@ -7,7 +7,7 @@ pub mod process;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use async_trait::async_trait;
 use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
 
@@ -30,10 +30,27 @@ pub trait Runtime: Send {
     async fn migrate(&mut self, release: &Release) -> Result<()>;
     /// Starts every component of `colour` from `release`.
     async fn start(&mut self, colour: Colour, release: &Release) -> Result<Vec<Instance>>;
-    /// Points nginx at `colour` and reloads it gracefully.
+    /// Sends all the traffic to `colour`: by its proxy's runtime API where the runtime has
+    /// one (no connection closed), else by rewriting nginx's upstreams and reloading it.
     async fn switch(&mut self, colour: Colour) -> Result<()>;
     /// Stops `colour` gracefully (in-flight requests and jobs finish first).
     async fn stop(&mut self, colour: Colour) -> Result<()>;
+    /// Gives `to` `percent` of the new sessions and the other colour the rest, without
+    /// closing a connection: a canary's steps. A runtime that can only switch all the
+    /// traffic at once refuses.
+    async fn shift(&mut self, to: Colour, percent: u8) -> Result<()> {
+        let _ = (to, percent);
+        bail!("this runtime switches all the traffic at once; a canary needs --proxy haproxy")
+    }
+    /// The instances of `colour` that take traffic, whose signals a canary compares.
+    fn serving(&self, colour: Colour) -> Result<Vec<Instance>> {
+        let _ = colour;
+        bail!("this runtime cannot tell where a colour's instances answer")
+    }
+    /// A hash of the release's configuration (never its content), for the history.
+    fn config_hash(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What every runtime is built from besides its own options.
@@ -107,6 +124,13 @@ impl RuntimeArgs {
             RuntimeKind::Process => Box::new(ProcessRuntime::new(&o.process, common)?),
             RuntimeKind::Compose => Box::new(ComposeRuntime::new(&o.compose, common)),
         })
+    }
+
+    /// Whether the chosen runtime can give a colour a share of the traffic (a canary's
+    /// steps): only the process runtime behind its HAProxy.
+    pub fn splits_traffic(&self) -> bool {
+        let o = &self.0;
+        o.kind == RuntimeKind::Process && o.process.proxy == process::ProxyKind::Haproxy
     }
 
     /// An option of another runtime given on the command line.
@@ -194,6 +218,15 @@ mod tests {
                 && refused.contains("--runtime is compose"),
             "{refused}"
         );
+        // Only the process runtime behind its HAProxy splits traffic, as a canary needs.
+        let split = |args: &[&str]| {
+            let d = Deploy::try_parse_from(std::iter::once("deploy").chain(args.iter().copied()));
+            d.map(|d| d.runtime.splits_traffic()).unwrap()
+        };
+        assert!(split(&["--proxy", "haproxy"]));
+        assert!(!split(&[]));
+        assert!(!split(&["--runtime", "compose"]));
+
         let refused = parse(&["--compose-file", "a.yml"]).err().expect("refused");
         assert!(
             refused.contains("--compose-file is an option of the compose runtime"),

@@ -1,8 +1,9 @@
 //! The process runtime: each role of a colour runs as a `ghostworks` process of the release's
 //! binary on this host (the VM alternative of ADR-0004), on the colour's ports, logging to the
-//! state directory, under a `ghostworks supervise` process that restarts it when it crashes;
-//! nginx on the same host is switched by rewriting its upstream file and sending its master
-//! SIGHUP.
+//! state directory, under a `ghostworks supervise` process that restarts it when it crashes.
+//! Traffic is switched by the proxy chosen with `--proxy`: nginx on the same host, by
+//! rewriting its upstream files and sending its master SIGHUP, or an HAProxy the deploy owns,
+//! through its runtime API (no reload, and weighted shares for a canary).
 
 pub mod environment;
 pub mod supervise;
@@ -14,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::{Common, Runtime};
 use crate::deploy::component::{self, port, Colour, Component, Instance, COMPONENTS};
 use crate::deploy::exec::run_ok;
-use crate::deploy::{nginx, Release};
+use crate::deploy::haproxy::Haproxy;
+use crate::deploy::{nginx, Release, State};
 use crate::migrate::Migration;
 use environment::Environments;
 
@@ -38,9 +40,22 @@ pub struct ProcessArgs {
     /// and SSL_CERT_DIR: never DATABASE_ADMIN_URL or AWS_* keys.
     #[arg(long = "env-file", value_name = "ROLE=FILE")]
     pub env_files: Vec<String>,
-    /// nginx's pid file; the master is sent SIGHUP to reload.
+    /// nginx's pid file; the master is sent SIGHUP to reload (--proxy nginx).
     #[arg(long, default_value = "/run/nginx.pid")]
     pub nginx_pid_file: PathBuf,
+    /// What moves traffic between the colours. `nginx`: its upstream files are rewritten and
+    /// it is reloaded, which closes idle keep-alive connections. `haproxy`: an HAProxy the
+    /// deploy starts and owns, between nginx (the TLS and static edge) and the colours, whose
+    /// server weights change at run time without a reload; needed by --strategy canary.
+    #[arg(long, value_enum, default_value = "nginx")]
+    pub proxy: ProxyKind,
+    /// --proxy haproxy: the api's frontend listens on 127.0.0.1 on this port, the web app's
+    /// one above; nginx's upstream files point at them once.
+    #[arg(long, default_value_t = 8090)]
+    pub haproxy_port: u16,
+    /// --proxy haproxy: the HAProxy binary (2.6 or newer).
+    #[arg(long, default_value = "/usr/sbin/haproxy")]
+    pub haproxy_binary: PathBuf,
     /// The git commit of the release, for the history (the compose runtime reads the image's
     /// org.opencontainers.image.revision label).
     #[arg(long, env = "GIT_SHA", default_value = "unknown")]
@@ -51,14 +66,28 @@ pub struct ProcessArgs {
     pub supervise_max_failures: u32,
 }
 
+/// What switches traffic between the colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyKind {
+    Nginx,
+    Haproxy,
+}
+
+enum Proxy {
+    Nginx {
+        /// Where nginx.conf includes the `upstream-NAME.conf` files from.
+        upstream_dir: PathBuf,
+        pid_file: PathBuf,
+    },
+    Haproxy(Haproxy),
+}
+
 pub struct ProcessRuntime {
     admin_url: String,
     base_port: u16,
     /// What each process of the release starts with.
     env: Environments,
-    /// Where nginx.conf includes the `upstream-NAME.conf` files from.
-    upstream_dir: PathBuf,
-    nginx_pid_file: PathBuf,
+    proxy: Proxy,
     state_dir: PathBuf,
     git_sha: String,
     /// Overrides the version the binary reports (`--label`).
@@ -106,8 +135,18 @@ impl ProcessRuntime {
             admin_url: admin_url.to_string(),
             base_port: args.base_port,
             env: Environments::new(ghostworks_config::process_vars(), &args.env_files)?,
-            upstream_dir: common.upstream_dir,
-            nginx_pid_file: args.nginx_pid_file.clone(),
+            proxy: match args.proxy {
+                ProxyKind::Nginx => Proxy::Nginx {
+                    upstream_dir: common.upstream_dir,
+                    pid_file: args.nginx_pid_file.clone(),
+                },
+                ProxyKind::Haproxy => Proxy::Haproxy(Haproxy::new(
+                    args.haproxy_binary.clone(),
+                    &common.state_dir,
+                    args.haproxy_port,
+                    args.base_port,
+                )),
+            },
             state_dir: common.state_dir,
             git_sha: common
                 .earlier
@@ -306,18 +345,30 @@ impl Runtime for ProcessRuntime {
             });
         }
         std::fs::write(self.pids_file(colour), serde_json::to_vec(&pids)?)?;
+        if let Proxy::Haproxy(h) = &self.proxy {
+            let live = State::open(&self.state_dir)?.active()?.map(|a| a.colour);
+            h.ensure_running(live).await?;
+            h.prepare(colour).await?;
+        }
         Ok(instances)
     }
 
     async fn switch(&mut self, colour: Colour) -> Result<()> {
-        nginx::write_upstreams(&self.upstream_dir, colour, |r| {
+        let (upstream_dir, pid_file) = match &self.proxy {
+            Proxy::Haproxy(h) => return h.shift(colour.other(), colour, 100).await,
+            Proxy::Nginx {
+                upstream_dir,
+                pid_file,
+            } => (upstream_dir, pid_file),
+        };
+        nginx::write_upstreams(upstream_dir, colour, |r| {
             Ok(format!("127.0.0.1:{}", port(self.base_port, colour, r)))
         })?;
-        let master: u32 = std::fs::read_to_string(&self.nginx_pid_file)
+        let master: u32 = std::fs::read_to_string(pid_file)
             .with_context(|| {
                 format!(
                     "--nginx-pid-file: cannot read {}; is nginx running?",
-                    self.nginx_pid_file.display()
+                    pid_file.display()
                 )
             })?
             .trim()
@@ -326,11 +377,39 @@ impl Runtime for ProcessRuntime {
         nginx::reload(master, async { signal(master.into(), "-HUP") }).await
     }
 
+    async fn shift(&mut self, to: Colour, percent: u8) -> Result<()> {
+        match &self.proxy {
+            Proxy::Haproxy(h) => h.shift(to.other(), to, percent).await,
+            Proxy::Nginx { .. } => {
+                bail!("--proxy nginx switches all the traffic at once; a canary needs --proxy haproxy")
+            }
+        }
+    }
+
+    fn serving(&self, colour: Colour) -> Result<Vec<Instance>> {
+        Ok(COMPONENTS
+            .iter()
+            .filter(|c| c.upstream.is_some())
+            .map(|c| Instance {
+                component: *c,
+                base_url: format!("http://127.0.0.1:{}", port(self.base_port, colour, c)),
+            })
+            .collect())
+    }
+
+    fn config_hash(&self) -> Option<String> {
+        Some(self.env.hash())
+    }
+
     async fn stop(&mut self, colour: Colour) -> Result<()> {
         let file = self.pids_file(colour);
         let Ok(bytes) = std::fs::read(&file) else {
             return Ok(());
         };
+        // No new request or cookie holder reaches it from here on.
+        if let Proxy::Haproxy(h) = &self.proxy {
+            h.retire(colour).await?;
+        }
         let pids: Vec<Pid> = serde_json::from_slice(&bytes).unwrap_or_default();
         // The supervisor forwards SIGTERM to the component and exits after it.
         for p in &pids {

@@ -66,6 +66,23 @@ impl Environments {
         }
         c
     }
+
+    /// The sha256 of the roles' env files as read (roles and keys in order), for the release
+    /// ledger: it tells two deploys' configurations apart without recording any value.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut roles: Vec<_> = self.roles.iter().collect();
+        roles.sort_by_key(|(name, _)| *name);
+        for (name, env) in roles {
+            let mut vars: Vec<_> = env.iter().collect();
+            vars.sort();
+            for (k, v) in vars {
+                h.update(format!("{name}\0{k}\0{v}\n"));
+            }
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
 }
 
 /// `--env-file ROLE=FILE` options: the environment of each component.
