@@ -40,9 +40,9 @@ etcd3:
   hosts: ${PATRONI_ETCD3_HOSTS}
 bootstrap:
   dcs:
-    ttl: ${PATRONI_TTL:-15}
-    loop_wait: ${PATRONI_LOOP_WAIT:-2}
-    retry_timeout: ${PATRONI_RETRY_TIMEOUT:-5}
+    ttl: ${PATRONI_TTL:-30}
+    loop_wait: ${PATRONI_LOOP_WAIT:-10}
+    retry_timeout: ${PATRONI_RETRY_TIMEOUT:-10}
     maximum_lag_on_failover: 1048576
     synchronous_mode: true
     synchronous_mode_strict: true
