@@ -1100,11 +1100,14 @@ unavailable="$(cut -d' ' -f1 "$OUT_DIR"/*.log | grep -c '^503$' || true)"
 bad="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/list.log" | grep -cvE '^(200|503)$' || true)"
 bad=$((bad + $(grep -cvE '^(201 |503)' "$OUT_DIR/write.log" || true)))
 codes="$(cut -d' ' -f1 "$OUT_DIR"/*.log | sort | uniq -c | tr -s ' \n' ' ')"
+# The bound is wider than the process-level failover test's 30 s: a killed
+# container's address does not refuse connections but times out, which Patroni's
+# leader race and HAProxy's checks wait out (measured 26 s on 2 cores).
 failed_over() { # another node leads, and writes came back within the bound
     [ -n "$new_primary" ] && [ "$new_primary" != "$old_primary" ] \
-        && awk -v t="${written_again:-999}" 'BEGIN { exit !(t < 30) }'
+        && awk -v t="${written_again:-999}" 'BEGIN { exit !(t < 45) }'
 }
-check "HA: a standby took over ($old_primary -> ${new_primary:-none}) and writes came back ${written_again:-never} s after the kill (bound 30 s)" \
+check "HA: a standby took over ($old_primary -> ${new_primary:-none}) and writes came back ${written_again:-never} s after the kill (bound 45 s)" \
     failed_over
 check "HA: every failed answer was a 503 ($reads reads, $writes writes, $unavailable 503s; answers:$codes)" \
     test "$bad" = 0 -a "$writes" -gt 5
