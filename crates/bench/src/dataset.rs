@@ -36,7 +36,7 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// The dataset: 1,000 workspaces, 1M artifacts (100k in the largest), 10k users.
+    /// The target dataset: 1,000 workspaces, 1M artifacts (100k in the largest), 10k users.
     pub fn full() -> Self {
         Spec {
             workspaces: 1000,

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::load::{OpenLoop, Results, Scenario, SEARCH_LOAD_CLIENTS};
 
-/// The target for a get's p99 while the slowest search runs beside it.
+/// The target for a get's p99 while the slowest search runs beside it.
 const GET_P99_TARGET_MS: u32 = 10;
 
 fn row(out: &mut String, name: &str, s: &Scenario) {

@@ -19,7 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_ghostworks");
 const PASSWORD: &str = "Str0ng!Passw0rd";
 /// The load's client timeout: a request unanswered for this long counts as a failure.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
-/// The bound on the time from a loss to writes served again.
+/// The bound on the time from a loss to writes served again (docs/high-availability.md).
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 
 fn free_addr() -> String {
