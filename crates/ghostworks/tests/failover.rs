@@ -243,6 +243,7 @@ async fn recovery(
     // Backends outlive a killed postmaster for a moment: a write counts as "again" only
     // after one has failed.
     let mut write_failed = false;
+    let mut last_write = String::new();
     loop {
         let primary = tokio::task::block_in_place(|| cluster.primary());
         if primary_after.is_none() && primary.is_some_and(|p| Some(p) != except) {
@@ -251,7 +252,12 @@ async fn recovery(
         if writes_after.is_none() {
             let r = s.client.post(&s.path).bearer_auth(&s.token);
             let r = r.json(&json!({"name": "probe"})).send().await;
-            match r.is_ok_and(|r| r.status().as_u16() == 201) {
+            let created = r.as_ref().is_ok_and(|r| r.status().as_u16() == 201);
+            last_write = match r {
+                Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => format!("{e:?}"),
+            };
+            match created {
                 true if write_failed => writes_after = Some(lost.elapsed()),
                 true => {}
                 false => write_failed = true,
@@ -273,7 +279,7 @@ async fn recovery(
         }
         assert!(
             lost.elapsed() < RECOVERY_BOUND,
-            "not recovered within {RECOVERY_BOUND:?} of the loss: primary after {primary_after:?}, writes after {writes_after:?}\n{:?}\n{}",
+            "not recovered within {RECOVERY_BOUND:?} of the loss: primary after {primary_after:?}, writes after {writes_after:?}, the last write answered {last_write}\n{:?}\n{}",
             cluster.members(),
             cluster.logs()
         );
