@@ -19,6 +19,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_ghostworks");
 const PASSWORD: &str = "Str0ng!Passw0rd";
 /// The load's client timeout: a request unanswered for this long counts as a failure.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long backends of a killed postmaster may go on answering.
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 /// The bound on the time from a loss to writes served again (docs/high-availability.md).
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 
@@ -241,7 +243,7 @@ async fn recovery(
 ) -> Recovery {
     let (mut primary_after, mut writes_after, mut saw_not_ready) = (None, None, false);
     // Backends outlive a killed postmaster for a moment: a write counts as "again" only
-    // after one has failed.
+    // after one has failed, or past ORPHAN_GRACE when none did.
     let mut write_failed = false;
     let mut last_write = String::new();
     loop {
@@ -259,6 +261,10 @@ async fn recovery(
             };
             match created {
                 true if write_failed => writes_after = Some(lost.elapsed()),
+                // No probe write failed: the loss was too short for the probe to meet it. A
+                // write then counts once no backend of a killed postmaster can still be
+                // answering (they exit when they notice its death).
+                true if lost.elapsed() > ORPHAN_GRACE => writes_after = Some(lost.elapsed()),
                 true => {}
                 false => write_failed = true,
             }
