@@ -69,8 +69,17 @@ pub struct Cluster {
 impl Cluster {
     /// Starts etcd, three Patroni nodes and HAProxy, waits until there is a primary with a
     /// synchronous standby behind HAProxy's write port, and creates [`DATABASE`]. Blocking:
-    /// call it from a plain thread or `spawn_blocking`.
+    /// call it from a plain thread or `spawn_blocking`. A cluster whose first bootstrap fails
+    /// (seen: the first node's PostgreSQL not starting) is removed and started once more, in a
+    /// new directory on new ports; the first failure is printed.
     pub fn start() -> Result<Cluster> {
+        Self::start_once().or_else(|first| {
+            eprintln!("the cluster did not start, starting a new one: {first:#}");
+            Self::start_once()
+        })
+    }
+
+    fn start_once() -> Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("ghostworks-cluster-")
             .tempdir()?
