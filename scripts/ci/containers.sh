@@ -677,14 +677,17 @@ mail_for() { # EMAIL: the sink's JSON line for the newest message to EMAIL
         | jq -Rc --arg to "$1" 'fromjson? | select(.event == "message" and (.rcpt_to | index($to)))' \
         | tail -n 1
 }
+await_verification_mail() { # EMAIL: sets `mail` (the sink's line, within 60 s) and its `link`
+    mail=""
+    for _ in $(seq 1 120); do
+        mail="$(mail_for "$1")"
+        [ -z "$mail" ] || break
+        sleep 0.5
+    done
+    link="$(jq -r '[.links[] | select(contains("/verify-email?"))][0] // empty' <<<"${mail:-null}" 2>/dev/null || true)"
+}
 mail_t0=$(date +%s)
-mail=""
-for _ in $(seq 1 120); do
-    mail="$(mail_for "$email")"
-    [ -z "$mail" ] || break
-    sleep 0.5
-done
-link="$(jq -r '[.links[] | select(contains("/verify-email?"))][0] // empty' <<<"${mail:-null}" 2>/dev/null || true)"
+await_verification_mail "$email"
 verification_token=""
 [[ "$link" != *verification_token=* ]] || verification_token="${link##*verification_token=}"
 if [ -n "$verification_token" ]; then
@@ -1043,9 +1046,7 @@ check "Patroni: one primary and a synchronous standby" synchronous_cluster
 r="$(rand)"; email="ci-ha-${r:0:12}@example.com"
 req POST /api/v1/auth/register "{\"email\":\"$email\",\"password\":\"$password\",\"first_name\":\"Ci\",\"last_name\":\"Ha\"}"
 expect "HA: register" 202
-mail=""
-for _ in $(seq 1 120); do mail="$(mail_for "$email")"; [ -z "$mail" ] || break; sleep 0.5; done
-link="$(jq -r '[.links[] | select(contains("/verify-email?"))][0] // empty' <<<"${mail:-null}" 2>/dev/null || true)"
+await_verification_mail "$email"
 req POST "/api/v1/auth/verify-email?verification_token=${link##*verification_token=}"
 expect "HA: verify the account with the e-mailed token" 200
 req POST /api/v1/auth/login "{\"email\":\"$email\",\"password\":\"$password\"}"
