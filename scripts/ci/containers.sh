@@ -27,6 +27,12 @@
 #      steady load through nginx (the stack's image as blue, a next release
 #      as green, a rollback to blue): zero failed requests, every acknowledged
 #      write present, the history, and Prometheus finding the new colour;
+#   7b. a canary through the compose runtime's HAProxy (docker-compose.canary.yml,
+#      `--proxy haproxy --strategy canary --steps 10,50,100`) under a steady
+#      keep-alive load from several source addresses (scripts/ci/canary_load.py):
+#      every step passes, zero failed requests, every acknowledged write
+#      present, a browser's GWCOLOR cookie keeps it on one colour, then a
+#      gapless blue/green rollback through HAProxy;
 #   8. the high-availability variant (docker-compose.ha.yml: three Patroni
 #      nodes, etcd, HAProxy as `postgres`) from scratch: the primary's
 #      container is killed under load; writes come back within 30 s, only
@@ -41,7 +47,10 @@
 # stack uses <prefix>.87.0/24 and <prefix>.96.0/20), DEBIAN_MIRROR,
 # GHOSTWORKS_CI_BINARY (package this release binary instead of building one),
 # GHOSTWORKS_CI_KEEP=1 (leave the stack and dockerd running for debugging;
-# stop them with `scripts/ci/containers.sh --stop`).
+# stop them with `scripts/ci/containers.sh --stop`), GHOSTWORKS_CI_DEPLOYS_ONLY=1
+# (steps 1-5 and the deploys, 7 and 7b: skips the isolation checks of 6 and the
+# high-availability variant of 8, to iterate on deploys), GHOSTWORKS_CI_CANARY_RATE
+# (the canary's read load, requests a second; default 150).
 # `scripts/ci/containers.sh --purge` deletes the cache directory.
 set -Eeuo pipefail
 umask 022
@@ -110,7 +119,8 @@ step() { CURRENT_STEP="$1"; log "== $1"; }
 
 docker() { command "$DOCKER_BIN" "$@"; }
 # An empty --env-file: a developer's .env in the checkout must not leak in.
-# The stack's Compose files; step 8 adds docker-compose.ha.yml.
+# The stack's Compose files; step 7b adds docker-compose.canary.yml, step 8
+# replaces it with docker-compose.ha.yml.
 COMPOSE_FILES=(docker-compose.yml docker-compose.prod.yml docker-compose.ci.yml)
 compose_args() {
     printf '%s\0' -p "$PROJECT" --project-directory "$ROOT" --env-file "$WORK/compose.env"
@@ -752,9 +762,12 @@ done
 if [ -n "$limited" ]; then pass "429 from $limited after $i login attempts"; else fail "rate limit 429" "no 429 in 20 attempts"; fi
 
 # ---------------------------------------------------------------------------
-step "6. isolation and hardening"
 frontend_net="${PROJECT}_frontend"
 backend_net="${PROJECT}_backend"
+if [ "${GHOSTWORKS_CI_DEPLOYS_ONLY:-0}" = 1 ]; then
+    log "GHOSTWORKS_CI_DEPLOYS_ONLY=1: skipping step 6"
+else
+step "6. isolation and hardening"
 check "backend network is internal" test "$(docker network inspect -f '{{.Internal}}' "$backend_net")" = true
 for s in postgres redis; do
     id="$(container_of "$s")"
@@ -847,6 +860,7 @@ compose stop -t 90 worker >"$WORK/stop.log" 2>&1 || true
 stop_secs=$(($(date +%s) - stop_t0))
 check "worker exits 0 on SIGTERM (graceful, ${stop_secs} s)" \
     test "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$worker_id")" = "exited 0"
+fi
 
 # ---------------------------------------------------------------------------
 step "7. blue/green deploys through the compose runtime, under load"
@@ -983,6 +997,139 @@ if [ "$deploy_ok" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------------------
+step "7b. canary through the compose runtime's HAProxy, under load"
+# docker-compose.canary.yml adds the haproxy service; the deploy writes its
+# configuration and admin socket into GHOSTWORKS_HAPROXY_DIR and starts it.
+# Blue is live (the rollback above). First a blue/green deploy of the next
+# release through HAProxy, which points nginx at HAProxy (its one reload,
+# under step 7's kind of load: a new connection per request); then, under a
+# keep-alive load, the stack's image goes blue in steps of 10, 50 and 100 % of
+# the new sessions, each judged against green; then a rollback to green, a
+# gapless blue/green switch by weights.
+COMPOSE_FILES+=(docker-compose.canary.yml)
+export GHOSTWORKS_HAPROXY_DIR="$WORK/haproxy"
+CANARY_RATE="${GHOSTWORKS_CI_CANARY_RATE:-150}"
+gw_canary() { # deploy|rollback [ARGS...] through HAProxy
+    gw_deploy "$@" --compose-file "$ROOT/docker-compose.canary.yml" --proxy haproxy
+}
+# nginx limits requests per client address (20 r/s for the API, 20 r/s for
+# pages), and so does the API: the load comes from several addresses of this
+# host on the frontend bridge, straight to nginx's address there.
+frontend_bridge="br-$(docker network inspect -f '{{.Id}}' "$frontend_net" | cut -c1-12)"
+load_addresses=()
+for i in $(seq 201 208); do
+    ip addr add "${SUBNET_PREFIX}.87.$i/32" dev "$frontend_bridge" 2>/dev/null || true
+    load_addresses+=("${SUBNET_PREFIX}.87.$i")
+done
+takeover_t0=$(date +%s)
+: >"$OUT_DIR/write.log"
+rm -f "$WORK/load.stop"
+load_pids=()
+for kind in workspace page list write; do
+    : >"$OUT_DIR/$kind.log"
+    load_loop "$kind" & load_pids+=($!)
+done
+if gw_canary deploy --release "$next_image" >"$WORK/takeover.log" 2>&1; then
+    pass "ghostworks deploy --proxy haproxy: nginx now routes through HAProxy ($(($(date +%s) - takeover_t0)) s): $(tail -n 1 "$WORK/takeover.log")"
+else
+    fail "ghostworks deploy --proxy haproxy (takeover)" "$(tail -c 900 "$WORK/takeover.log" | tr '\n' ' ')"
+fi
+touch "$WORK/load.stop"
+wait "${load_pids[@]}" || true
+bad="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/page.log" "$OUT_DIR/list.log" | grep -cv '^200$' || true)"
+bad=$((bad + $(grep -cv '^201 ' "$OUT_DIR/write.log" || true)))
+check "zero failed requests while nginx is pointed at HAProxy ($(cat "$OUT_DIR"/*.log | wc -l) requests)" test "$bad" = 0
+CANARY_DIR="$WORK/canary-load"; mkdir -p "$CANARY_DIR"
+rm -f "$WORK/canary.stop" "$WORK/canary.stop.browsers"
+python3 "$ROOT/scripts/ci/canary_load.py" "$GHOSTWORKS_NGINX_IP" 8080 "$token" "$ws" \
+    "$CANARY_DIR" "$WORK/canary.stop" "$CANARY_RATE" "${load_addresses[@]}" \
+    >"$CANARY_DIR/load.log" 2>&1 &
+canary_load_pid=$!
+sleep 3
+load1="$(cut -d' ' -f1 /proc/loadavg)"
+canary_t0=$(date +%s)
+# Half of what the first step (10 %, 10 s) sends the canary.
+min_step=$((CANARY_RATE * 10 * 10 / 100 / 2))
+if gw_canary deploy --release "$GHOSTWORKS_IMAGE" --strategy canary --steps 10,50,100 --step-secs 10 \
+    --min-step-requests "$min_step" --inconclusive wait --inconclusive-max-secs 120 \
+    >"$WORK/canary.log" 2>&1; then
+    pass "ghostworks deploy --strategy canary through HAProxy ($(($(date +%s) - canary_t0)) s): $(tail -n 1 "$WORK/canary.log")"
+    canary_ok=1
+else
+    fail "ghostworks deploy --strategy canary through HAProxy" "$(tail -c 900 "$WORK/canary.log" | tr '\n' ' ')"
+    canary_ok=0
+fi
+load2="$(cut -d' ' -f1 /proc/loadavg)"
+touch "$WORK/canary.stop.browsers"
+log "canary deploy output:"; cat "$WORK/canary.log"
+# A blue/green switch back to green through HAProxy: weights only, no reload.
+if [ "$canary_ok" = 1 ]; then
+    rollback_t0=$(date +%s)
+    if gw_canary rollback >"$WORK/canary-rollback.log" 2>&1; then
+        pass "ghostworks rollback through HAProxy ($(($(date +%s) - rollback_t0)) s): $(tail -n 1 "$WORK/canary-rollback.log")"
+    else
+        fail "ghostworks rollback through HAProxy" "$(tail -c 600 "$WORK/canary-rollback.log" | tr '\n' ' ')"
+    fi
+fi
+sleep 2
+touch "$WORK/canary.stop"
+wait "$canary_load_pid" || true
+for a in "${load_addresses[@]}"; do ip addr del "$a/32" dev "$frontend_bridge" 2>/dev/null || true; done
+log "canary load: $(cat "$CANARY_DIR/summary.json" 2>/dev/null); load average $load1 before, $load2 after the canary"
+canary_load_clean() {
+    jq -e '(.codes | keys - ["200", "201"]) == [] and .requests > 1000' "$CANARY_DIR/summary.json"
+}
+check "zero failed requests during the canary and the rollback ($(jq -r '.requests' "$CANARY_DIR/summary.json" 2>/dev/null) requests; answers: $(jq -c '.codes' "$CANARY_DIR/summary.json" 2>/dev/null))" \
+    canary_load_clean
+canary_acked_present() {
+    local offset=0 more=true
+    : >"$WORK/listed.ids"
+    while [ "$more" = true ]; do
+        req GET "/api/v1/workspaces/$ws/artifacts?limit=100&offset=$offset" "" "$token"
+        [ "$STATUS" = 200 ] || return 1
+        jq -r '.items[].id' <<<"$BODY" >>"$WORK/listed.ids"
+        more="$(jq -r '.has_more' <<<"$BODY")"
+        offset=$((offset + 100))
+    done
+    test -s "$CANARY_DIR/acked.ids" && test -z "$(comm -23 <(sort "$CANARY_DIR/acked.ids") <(sort "$WORK/listed.ids"))"
+}
+check "every write acknowledged during the canary is present ($(wc -l <"$CANARY_DIR/acked.ids" 2>/dev/null) writes)" canary_acked_present
+# A browser's colours in order during the canary, runs of one colour counted
+# once: one colour, or green (the stable one) until it was retired at the end,
+# then blue; never back and forth.
+sticky_browsers() {
+    jq -e 'map(reduce .[] as $c ([]; if length > 0 and .[-1] == $c then . else . + [$c] end))
+        | all(. == ["blue"] or . == ["green"] or . == ["green", "blue"])' "$CANARY_DIR/browsers.json"
+}
+if [ "$canary_ok" = 1 ]; then
+    "$binary" deploy history --json --state-dir "$WORK/deploy-state" >"$WORK/history.json" 2>&1 || true
+    canary_entry() { jq -c '[.[] | select(.strategy == "canary")] | last' "$WORK/history.json"; }
+    log "canary in the history: $(canary_entry)"
+    check "deploy history --json: the canary's steps 10, 50, 100 each with verdict pass" \
+        jq -e '[.[] | select(.strategy == "canary")] | last
+            | .result == "succeeded" and ([.steps[].percent] == [10, 50, 100])
+              and all(.steps[]; .verdict == "pass")' "$WORK/history.json"
+    check "a GWCOLOR cookie keeps a browser on one colour (never back to the stable one): $(jq -c 'map_values(group_by(.) | map("\(.[0]) \(length)"))' "$CANARY_DIR/browsers.json" 2>/dev/null)" \
+        sticky_browsers
+    check "nginx routes through HAProxy" \
+        grep -q '^server haproxy:3000 ' "$GHOSTWORKS_NGINX_CONF_DIR/upstream-web.conf" \
+        -a "$(grep -c '^server haproxy:8000 ' "$GHOSTWORKS_NGINX_CONF_DIR/upstream-api.conf")" = 1
+    haproxy_id="$(container_of haproxy)"
+    check "haproxy: 997:997, read-only, CapDrop ALL, no-new-privileges, no published port" \
+        test "$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}} {{len .HostConfig.PortBindings}}' "$haproxy_id")" \
+        = '997:997 true ["ALL"] ["no-new-privileges:true"] 0'
+    check "haproxy's admin socket: 0600 in a 0700 directory of its user" \
+        test "$(stat -c '%a %u' "$GHOSTWORKS_HAPROXY_DIR" "$GHOSTWORKS_HAPROXY_DIR/admin.sock" | tr '\n' ' ')" = "700 997 600 997 "
+fi
+
+if [ "${GHOSTWORKS_CI_DEPLOYS_ONLY:-0}" = 1 ]; then
+    log "GHOSTWORKS_CI_DEPLOYS_ONLY=1: skipping step 8"
+    step "9. done"
+    [ ${#FAILED[@]} -eq 0 ] || exit 1
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------
 step "8. high availability: a Patroni cluster behind HAProxy loses its primary under load"
 # The same project again, with docker-compose.ha.yml on top: `postgres` is now
 # HAProxy in front of three Patroni nodes (synchronous replication, etcd
@@ -992,7 +1139,7 @@ step "8. high availability: a Patroni cluster behind HAProxy loses its primary u
 # acknowledged write is lost, and the old primary rejoins as a standby.
 compose down -v --remove-orphans --timeout 10 >"$WORK/down.log" 2>&1 \
     || { cat "$WORK/down.log"; die "ha: down" "compose down -v of the single-server stack"; }
-COMPOSE_FILES+=(docker-compose.ha.yml)
+COMPOSE_FILES=(docker-compose.yml docker-compose.prod.yml docker-compose.ci.yml docker-compose.ha.yml)
 fresh_nginx_conf
 printf '%s' "$(rand)" >"$GHOSTWORKS_SECRETS_DIR/pg_replication_password"
 printf '%s' "$(rand)" >"$GHOSTWORKS_SECRETS_DIR/pg_rewind_password"

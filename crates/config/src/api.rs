@@ -65,8 +65,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     /// The share of `/api/` requests to fail with 503 (`GHOSTWORKS_FAULT_ERROR_RATIO`), for
-    /// rehearsing a deploy's automatic rollback. Development only: staging and production
-    /// ignore the variable, and a value that is not a positive number means none.
+    /// rehearsing a deploy's automatic rollback. Development builds and
+    /// `GHOSTWORKS_ENV=development` only: a release build never reads the variable, and a value
+    /// that is not a positive number means none.
     pub fault_error_ratio: Option<f64>,
     /// A delay added to every `/api/` request (`GHOSTWORKS_FAULT_LATENCY_MS`), for rehearsing a
     /// canary's latency analysis. Development builds and `GHOSTWORKS_ENV=development` only: a
@@ -396,10 +397,13 @@ fn cookies(r: &mut Reader<'_>, production: bool) -> (bool, SameSite) {
     (secure, samesite)
 }
 
-/// Compiled out of release builds (`cfg!` makes the branch constant), so no production binary
-/// can be slowed down by its environment.
+/// The fault settings exist only in development builds: a release build compiles the
+/// functions below without their bodies (they return none and read nothing), so no production
+/// binary can be slowed down or made to fail by its environment, whatever `GHOSTWORKS_ENV`
+/// says.
+#[cfg(debug_assertions)]
 fn fault_latency(r: &Reader<'_>, environment: Environment) -> Option<Duration> {
-    if !cfg!(debug_assertions) || environment != Environment::Development {
+    if environment != Environment::Development {
         return None;
     }
     r.raw("GHOSTWORKS_FAULT_LATENCY_MS")?
@@ -409,6 +413,7 @@ fn fault_latency(r: &Reader<'_>, environment: Environment) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
+#[cfg(debug_assertions)]
 fn fault_error_ratio(r: &Reader<'_>, environment: Environment) -> Option<f64> {
     if environment != Environment::Development {
         return None;
@@ -417,4 +422,14 @@ fn fault_error_ratio(r: &Reader<'_>, environment: Environment) -> Option<f64> {
         .parse::<f64>()
         .ok()
         .filter(|ratio| *ratio > 0.0)
+}
+
+#[cfg(not(debug_assertions))]
+fn fault_latency(_: &Reader<'_>, _: Environment) -> Option<Duration> {
+    None
+}
+
+#[cfg(not(debug_assertions))]
+fn fault_error_ratio(_: &Reader<'_>, _: Environment) -> Option<f64> {
+    None
 }

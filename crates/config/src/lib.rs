@@ -124,6 +124,26 @@ mod tests {
     }
 
     #[test]
+    fn faults_are_injected_only_by_development_builds_in_development() {
+        let faulty = |env: &str| {
+            let mut v = vars(BASE);
+            v.insert("GHOSTWORKS_ENV".into(), env.into());
+            v.insert("GHOSTWORKS_FAULT_ERROR_RATIO".into(), "0.05".into());
+            v.insert("GHOSTWORKS_FAULT_LATENCY_MS".into(), "40".into());
+            Config::from_vars(&v).map(|c| (c.fault_error_ratio, c.fault_latency))
+        };
+        // `cargo test --release` runs this against the release build's configuration, which
+        // has no fault settings to read.
+        let dev = faulty("development").unwrap();
+        if cfg!(debug_assertions) {
+            assert_eq!(dev, (Some(0.05), Some(Duration::from_millis(40))));
+        } else {
+            assert_eq!(dev, (None, None));
+        }
+        assert_eq!(faulty("staging").unwrap(), (None, None));
+    }
+
+    #[test]
     fn telemetry_settings_are_validated_and_default_to_metrics_without_traces() {
         let c = Config::from_vars(&vars(BASE)).unwrap();
         assert_eq!(c.common.otel_endpoint, None);

@@ -114,6 +114,27 @@ const COMBOS: &[Combo] = &[
         stack: Stack::Prod,
     },
     Combo {
+        label: "production with weighted switches",
+        files: &[
+            "docker-compose.yml",
+            "docker-compose.prod.yml",
+            "docker-compose.canary.yml",
+        ],
+        env_file: Some(".env.production"),
+        stack: Stack::Prod,
+    },
+    Combo {
+        label: "ci container stage with weighted switches",
+        files: &[
+            "docker-compose.yml",
+            "docker-compose.prod.yml",
+            "docker-compose.ci.yml",
+            "docker-compose.canary.yml",
+        ],
+        env_file: Some(".env.production"),
+        stack: Stack::Prod,
+    },
+    Combo {
         label: "high availability",
         files: &[
             "docker-compose.yml",
@@ -654,6 +675,49 @@ fn prod_rules(model: &Value, svcs: &[(&str, &Value)], v: &mut Vec<String>) {
         }
         if s["privileged"] == true {
             v.push(format!("{name}: must not be privileged"));
+        }
+    }
+
+    // The deploy's HAProxy (docker-compose.canary.yml) moves all the traffic: hardened like the
+    // roles, reachable only from the frontend network, and its runtime API only through the
+    // admin socket in the directory of the host it mounts.
+    let haproxy = &model["services"]["haproxy"];
+    if !haproxy.is_null() {
+        if haproxy["read_only"] != true {
+            v.push("haproxy: read_only must be true".into());
+        }
+        if haproxy["user"]
+            .as_str()
+            .is_none_or(|u| u.is_empty() || u.starts_with("0:") || u == "0" || u == "root")
+        {
+            v.push(format!(
+                "haproxy: must run as a non-root user (is {})",
+                haproxy["user"]
+            ));
+        }
+        if haproxy["ports"].as_array().is_some_and(|p| !p.is_empty()) {
+            v.push("haproxy: must not publish ports (its runtime API is a socket)".into());
+        }
+        if haproxy["networks"]
+            .as_object()
+            .is_none_or(|n| n.keys().any(|k| k != "frontend"))
+        {
+            v.push("haproxy: must be attached to the frontend network only".into());
+        }
+        let mounted = haproxy["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| {
+                m["type"] == "bind"
+                    && m["target"] == "/etc/haproxy/ghostworks"
+                    && m["read_only"] != true
+            });
+        if !mounted {
+            v.push(
+                "haproxy: must mount a directory of the host read-write at /etc/haproxy/ghostworks (configuration and admin socket)"
+                    .into(),
+            );
         }
     }
 
@@ -2053,6 +2117,39 @@ fn compose_rules_reject_insecure_production_changes() {
         "web: must be attached to the frontend network only",
         "web: must join the frontend network with the alias ghostworks-web",
         "web: depends_on api must have condition service_healthy",
+    ] {
+        assert_flags(&v, needle);
+    }
+
+    // The deploy's HAProxy, in the production stack with weighted switches.
+    let combo = COMBOS
+        .iter()
+        .find(|c| c.label == "production with weighted switches")
+        .unwrap();
+    let json = run_ok(
+        &mut env.command(combo, &["config", "--format", "json"]),
+        "compose production with weighted switches as JSON",
+    );
+    let mut m: Value = serde_json::from_str(&json).unwrap();
+    assert_no_violations(
+        "unmodified weighted switches",
+        &compose_rules(Stack::Prod, &m),
+    );
+    let h = &mut m["services"]["haproxy"];
+    h["read_only"] = false.into();
+    h["user"] = "0:0".into();
+    h["ports"] = serde_json::json!([{"target": 9999, "published": "9999"}]);
+    h["networks"]["backend"] = Value::Null;
+    h["volumes"][0]["read_only"] = true.into();
+    h["cap_drop"] = serde_json::json!([]);
+    let v = compose_rules(Stack::Prod, &m);
+    for needle in [
+        "haproxy: read_only must be true",
+        "haproxy: must run as a non-root user",
+        "haproxy: must not publish ports",
+        "haproxy: must be attached to the frontend network only",
+        "haproxy: must mount a directory of the host read-write",
+        "haproxy: cap_drop must contain ALL",
     ] {
         assert_flags(&v, needle);
     }

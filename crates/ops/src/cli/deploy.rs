@@ -291,8 +291,8 @@ async fn release_with(
     let strategy = args.canary.strategy()?;
     if matches!(strategy, Strategy::Canary(_)) && !args.runtime.splits_traffic() {
         anyhow::bail!(
-            "--strategy canary needs weighted shares of the traffic: --runtime process with \
-             --proxy haproxy (the compose runtime and nginx switch all of it at once)"
+            "--strategy canary needs weighted shares of the traffic: --proxy haproxy, with the \
+             process or the compose runtime (nginx switches all of it at once)"
         );
     }
     let plan = Plan {

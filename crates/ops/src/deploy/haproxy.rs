@@ -1,7 +1,8 @@
-//! Switching through HAProxy's runtime API, for the process runtime's `--proxy haproxy`: the
-//! deploy owns an HAProxy process with one backend per upstream (`api`, `web`), each holding a
-//! `blue` and a `green` server, and moves traffic by changing their weights and states over
-//! the admin socket. Nothing is reloaded, so no client connection is ever closed by a switch
+//! Switching through HAProxy's runtime API, for `--proxy haproxy`: the deploy owns an HAProxy
+//! with one backend per upstream (`api`, `web`), each holding a `blue` and a `green` server,
+//! and moves traffic by changing their weights and states over the admin socket. It runs as a
+//! daemon on this host (process runtime) or as a service of the Compose project (compose
+//! runtime); only its configuration's addresses differ. Nothing is reloaded, so no client connection is ever closed by a switch
 //! (an nginx reload closes its old workers' keep-alive connections, and a request racing that
 //! close fails). A shift of weights is also how a canary takes its share of the traffic.
 
@@ -21,16 +22,32 @@ pub const COOKIE: &str = "GWCOLOR";
 /// The weight of a colour that takes all the traffic (HAProxy allows 0 to 256).
 const FULL: u16 = 100;
 
-/// The HAProxy a deploy owns: its files live in the state directory.
+/// The HAProxy a deploy owns: its configuration and admin socket live in `dir`.
 pub struct Haproxy {
-    binary: PathBuf,
     dir: PathBuf,
-    /// Where the api's frontend listens; the web app's listens one port above.
-    port: u16,
-    /// The colours' ports are computed from it as the runtime starts them.
-    base_port: u16,
+    placement: Placement,
 }
 
+/// Where HAProxy runs, which decides how its configuration names things.
+enum Placement {
+    /// A daemon on this host, started by the deploy.
+    Host {
+        binary: PathBuf,
+        /// Where the api's frontend listens on 127.0.0.1; the web app's listens one above.
+        port: u16,
+        /// The colours' loopback ports are computed from it as the runtime starts them.
+        base_port: u16,
+    },
+    /// A service of a Compose project with `dir` mounted at `mount`. Each frontend listens on
+    /// its component's own port, so nginx's upstream names HAProxy where it named the
+    /// component; a colour is reached by service name (`api-blue:8000`) through Docker's DNS,
+    /// re-resolved every second, since a colour's containers are recreated with new addresses.
+    Service {
+        mount: PathBuf,
+        /// Each upstream's port.
+        ports: Vec<(&'static str, u16)>,
+    },
+}
 /// A server of a backend as `show stat` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerState {
@@ -42,13 +59,30 @@ pub struct ServerState {
 }
 
 impl Haproxy {
+    /// A daemon on this host, with its files in `STATE/haproxy`.
     pub fn new(binary: PathBuf, state_dir: &Path, port: u16, base_port: u16) -> Self {
         Self {
-            binary,
             dir: state_dir.join("haproxy"),
-            port,
-            base_port,
+            placement: Placement::Host {
+                binary,
+                port,
+                base_port,
+            },
         }
+    }
+
+    /// A service of a Compose project: `dir` on this host is mounted at `mount` in its
+    /// container, and `ports` are the upstreams' ports.
+    pub fn service(dir: PathBuf, mount: PathBuf, ports: Vec<(&'static str, u16)>) -> Self {
+        Self {
+            dir,
+            placement: Placement::Service { mount, ports },
+        }
+    }
+
+    /// The directory holding the configuration and the admin socket, on this host.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn file(&self, name: &str) -> PathBuf {
@@ -67,12 +101,35 @@ impl Haproxy {
     /// The configuration: `live` (the active colour, if any) takes all the traffic, the other
     /// colour starts in maintenance. From then on only the runtime API changes the weights.
     fn config(&self, live: Option<Colour>) -> String {
-        let d = self.dir.display();
+        let (global, resolvers, default_server) = match &self.placement {
+            Placement::Host { .. } => {
+                let d = self.dir.display();
+                (
+                    format!(
+                        "  daemon\n  pidfile {d}/haproxy.pid\n\
+                         \x20 stats socket {d}/admin.sock mode 600 level admin\n"
+                    ),
+                    String::new(),
+                    "",
+                )
+            }
+            Placement::Service { mount, .. } => (
+                format!(
+                    "  stats socket {}/admin.sock mode 600 level admin\n",
+                    mount.display()
+                ),
+                "resolvers docker\n  nameserver dns 127.0.0.11:53\n\
+                 \x20 timeout resolve 1s\n  timeout retry 1s\n\
+                 \x20 hold valid 2s\n  hold obsolete 2s\n  hold nx 2s\n\n"
+                    .to_string(),
+                // A colour without containers has no address yet: it waits in maintenance.
+                " resolvers docker resolve-prefer ipv4 init-addr libc,none",
+            ),
+        };
         let mut c = format!(
             "# Written by `ghostworks deploy --proxy haproxy`; the deploy changes weights at run time.\n\
-             global\n  daemon\n  pidfile {d}/haproxy.pid\n\
-             \x20 stats socket {d}/admin.sock mode 600 level admin\n\
-             \n\
+             global\n{global}\n\
+             {resolvers}\
              defaults\n  mode http\n  option http-keep-alive\n\
              \x20 timeout connect 2s\n  timeout client 75s\n  timeout server 60s\n\
              \x20 timeout http-keep-alive 75s\n\
@@ -80,22 +137,37 @@ impl Haproxy {
              \x20 retries 3\n  option redispatch 1\n\n"
         );
         for (i, (name, comp)) in component::upstreams().enumerate() {
+            let bind = match &self.placement {
+                Placement::Host { port, .. } => format!("127.0.0.1:{}", port + i as u16),
+                Placement::Service { .. } => format!(":{}", self.service_port(name)),
+            };
             c.push_str(&format!(
-                "frontend {name}\n  bind 127.0.0.1:{}\n  default_backend {name}\n\n\
+                "frontend {name}\n  bind {bind}\n  default_backend {name}\n\n\
                  backend {name}\n  balance roundrobin\n\
                  \x20 cookie {COOKIE} insert indirect nocache\n\
                  \x20 http-response set-header X-Ghostworks-Colour %[srv_name]\n\
                  \x20 option httpchk GET {}\n  http-check expect status 200\n\
-                 \x20 default-server inter 500ms fall 2 rise 1\n",
-                self.port + i as u16,
+                 \x20 default-server inter 500ms fall 2 rise 1{default_server}\n",
                 comp.ready_path
             ));
             for colour in [Colour::Blue, Colour::Green] {
                 let on = live == Some(colour);
+                let address = match &self.placement {
+                    Placement::Host { base_port, .. } => {
+                        format!("127.0.0.1:{}", port(*base_port, colour, comp))
+                    }
+                    Placement::Service { .. } => {
+                        format!(
+                            "{}-{}:{}",
+                            comp.name,
+                            colour.as_str(),
+                            self.service_port(name)
+                        )
+                    }
+                };
                 c.push_str(&format!(
-                    "  server {0} 127.0.0.1:{1} weight {2} cookie {0} check{3}\n",
+                    "  server {0} {address} weight {1} cookie {0} check{2}\n",
                     colour.as_str(),
-                    port(self.base_port, colour, comp),
                     if on { FULL } else { 0 },
                     if on { "" } else { " disabled" }
                 ));
@@ -105,48 +177,100 @@ impl Haproxy {
         c
     }
 
-    /// Whether the HAProxy of this state directory answers on its socket.
-    async fn answers(&self) -> bool {
+    /// An upstream's port in the Compose project (its component's own).
+    fn service_port(&self, upstream: &str) -> u16 {
+        match &self.placement {
+            Placement::Service { ports, .. } => ports
+                .iter()
+                .find(|(n, _)| *n == upstream)
+                .map_or(0, |(_, p)| *p),
+            Placement::Host { .. } => 0,
+        }
+    }
+
+    /// Whether the HAProxy of this directory answers on its socket.
+    pub async fn answers(&self) -> bool {
         self.command("show info").await.is_ok()
     }
 
-    /// Starts HAProxy unless it runs: the configuration (0600, like everything of the state
-    /// directory that names its layout) is checked with `haproxy -c` before it replaces the
-    /// previous one.
-    pub async fn ensure_running(&self, live: Option<Colour>) -> Result<()> {
-        if self.answers().await {
-            return Ok(());
-        }
+    /// Writes the configuration for `live` as `haproxy.cfg.new` (0600, like everything of the
+    /// state directory that names its layout), has `check` accept it (HAProxy's `-c`, given
+    /// the file's path as HAProxy sees it), then renames it over `haproxy.cfg`.
+    pub async fn write_config<F, Fut>(&self, live: Option<Colour>, check: F) -> Result<PathBuf>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         create_private_dir(&self.dir)?;
         let candidate = self.file("haproxy.cfg.new");
         std::io::Write::write_all(
             &mut recreate_private_file(&candidate)?,
             self.config(live).as_bytes(),
         )?;
-        // Neither run gets the deployer's environment (the schema owner's URL, cloud keys):
-        // the configuration names everything HAProxy needs.
-        let check = Command::new(&self.binary)
-            .env_clear()
-            .args(["-c", "-q", "-f"])
-            .arg(&candidate)
-            .output()
-            .with_context(|| format!("--haproxy-binary: cannot run {}", self.binary.display()))?;
-        if !check.status.success() {
-            bail!(
-                "haproxy -c refused the configuration {}: {}",
-                candidate.display(),
-                String::from_utf8_lossy(&check.stderr).trim()
-            );
-        }
+        let seen = match &self.placement {
+            Placement::Host { .. } => candidate.clone(),
+            Placement::Service { mount, .. } => mount.join("haproxy.cfg.new"),
+        };
+        check(seen).await.with_context(|| {
+            format!(
+                "haproxy -c refused the configuration {}",
+                candidate.display()
+            )
+        })?;
         let config = self.file("haproxy.cfg");
         std::fs::rename(&candidate, &config)?;
+        Ok(config)
+    }
+
+    /// Waits until HAProxy answers on its socket, `timeout` after its start at most.
+    pub async fn wait_answering(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.answers().await {
+            if Instant::now() > deadline {
+                bail!(
+                    "haproxy does not answer on {} {timeout:?} after its start",
+                    self.socket().display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts HAProxy on this host unless it runs, its configuration checked with `haproxy -c`
+    /// before it replaces the previous one.
+    pub async fn ensure_running(&self, live: Option<Colour>) -> Result<()> {
+        if self.answers().await {
+            return Ok(());
+        }
+        let Placement::Host { binary, .. } = &self.placement else {
+            bail!("this HAProxy is a Compose service: the compose runtime starts it");
+        };
+        // Neither run gets the deployer's environment (the schema owner's URL, cloud keys):
+        // the configuration names everything HAProxy needs.
+        let config = self
+            .write_config(live, |candidate| async move {
+                let check = Command::new(binary)
+                    .env_clear()
+                    .args(["-c", "-q", "-f"])
+                    .arg(&candidate)
+                    .output()
+                    .with_context(|| {
+                        format!("--haproxy-binary: cannot run {}", binary.display())
+                    })?;
+                if !check.status.success() {
+                    bail!("{}", String::from_utf8_lossy(&check.stderr).trim());
+                }
+                Ok(())
+            })
+            .await?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.file("haproxy.log"))?;
         // `daemon`: the started process forks the proxy and exits; the proxy leads its own
         // process group, so a Ctrl-C aimed at the deploy does not reach it.
-        let started = Command::new(&self.binary)
+        let started = Command::new(binary)
             .env_clear()
             .arg("-f")
             .arg(&config)
@@ -162,17 +286,7 @@ impl Haproxy {
                 self.file("haproxy.log").display()
             );
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.answers().await {
-            if Instant::now() > deadline {
-                bail!(
-                    "haproxy does not answer on {} 5 s after its start",
-                    self.socket().display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        self.wait_answering(Duration::from_secs(5)).await
     }
 
     /// One command on the admin socket; its answer. HAProxy answers the `set` commands with
@@ -317,5 +431,28 @@ mod tests {
         assert!(c.contains("server green 127.0.0.1:8101 weight 100 cookie green check\n"));
         assert!(c.contains("server green 127.0.0.1:8121 weight 100 cookie green check\n"));
         assert!(c.contains("option httpchk GET /health/ready"));
+        assert!(c.contains("  daemon\n  pidfile /s/haproxy/haproxy.pid\n"));
+        assert!(!c.contains("resolvers"));
+    }
+
+    #[test]
+    fn a_compose_service_listens_on_the_components_ports_and_finds_colours_by_name() {
+        let h = Haproxy::service(
+            "/var/lib/gw/haproxy".into(),
+            "/etc/haproxy/ghostworks".into(),
+            vec![("api", 8000), ("web", 3000)],
+        );
+        let c = h.config(Some(Colour::Blue));
+        // The socket as the container sees it; this host reaches it in the mounted directory.
+        assert!(c.contains("stats socket /etc/haproxy/ghostworks/admin.sock mode 600 level admin"));
+        assert_eq!(h.socket(), Path::new("/var/lib/gw/haproxy/admin.sock"));
+        // In the foreground, the container's main process: no daemon, no pid file.
+        assert!(!c.contains("daemon") && !c.contains("pidfile"));
+        assert!(c.contains("bind :8000\n  default_backend api"));
+        assert!(c.contains("bind :3000\n  default_backend web"));
+        assert!(c.contains("server blue api-blue:8000 weight 100 cookie blue check\n"));
+        assert!(c.contains("server green web-green:3000 weight 0 cookie green check disabled\n"));
+        assert!(c.contains("nameserver dns 127.0.0.11:53"));
+        assert!(c.contains("resolvers docker resolve-prefer ipv4 init-addr libc,none"));
     }
 }

@@ -16,20 +16,42 @@ pub fn write_upstreams(
     colour: Colour,
     server: impl Fn(&Component) -> Result<String>,
 ) -> Result<()> {
+    write_upstreams_to(dir, &format!("The {} colour", colour.as_str()), server)
+}
+
+/// Points every upstream at `server(c)`, described by `what` in the file's comment.
+pub fn write_upstreams_to(
+    dir: &Path,
+    what: &str,
+    server: impl Fn(&Component) -> Result<String>,
+) -> Result<()> {
     for (name, c) in component::upstreams() {
         write_upstream(
             &dir.join(format!("upstream-{name}.conf")),
-            colour,
+            what,
             &server(c)?,
         )?;
     }
     Ok(())
 }
 
-/// Writes the upstream server of `colour` to `file` (a rename, so nginx never reads half a
-/// file). `resolve` keeps names re-resolved through Docker's DNS when the current file asks
-/// for it (nginx >= 1.27.3).
-fn write_upstream(file: &Path, colour: Colour, server: &str) -> Result<()> {
+/// Whether every upstream file already names `server(c)` as its server.
+pub fn points_at(dir: &Path, server: impl Fn(&Component) -> Result<String>) -> Result<bool> {
+    for (name, c) in component::upstreams() {
+        let text =
+            std::fs::read_to_string(dir.join(format!("upstream-{name}.conf"))).unwrap_or_default();
+        let wanted = format!("server {} ", server(c)?);
+        if !text.lines().any(|l| l.trim_start().starts_with(&wanted)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Writes the upstream server to `file` (a rename, so nginx never reads half a file).
+/// `resolve` keeps names re-resolved through Docker's DNS when the current file asks for it
+/// (nginx >= 1.27.3).
+fn write_upstream(file: &Path, what: &str, server: &str) -> Result<()> {
     let resolve = std::fs::read_to_string(file)
         .map(|t| {
             t.lines()
@@ -37,8 +59,7 @@ fn write_upstream(file: &Path, colour: Colour, server: &str) -> Result<()> {
         })
         .unwrap_or(false);
     let body = format!(
-        "# The {} colour, written by `ghostworks deploy`.\nserver {server} max_fails=3 fail_timeout=10s{};\n",
-        colour.as_str(),
+        "# {what}, written by `ghostworks deploy`.\nserver {server} max_fails=3 fail_timeout=10s{};\n",
         if resolve { " resolve" } else { "" }
     );
     let dir = file.parent().unwrap_or(Path::new("."));
@@ -74,4 +95,28 @@ pub async fn reload(master: u32, hup: impl std::future::Future<Output = Result<(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_point_at_a_colour_or_at_the_proxy_that_chooses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let colour = |c: &Component| Ok(format!("{}-blue:8000", c.name));
+        let proxy = |c: &Component| Ok(format!("haproxy:{}", c.port_offset + 8000));
+        assert!(!points_at(dir.path(), proxy).unwrap());
+        write_upstreams(dir.path(), Colour::Blue, colour).unwrap();
+        assert!(points_at(dir.path(), colour).unwrap());
+        assert!(!points_at(dir.path(), proxy).unwrap());
+        write_upstreams_to(dir.path(), "HAProxy, which chooses the colour", proxy).unwrap();
+        assert!(points_at(dir.path(), proxy).unwrap());
+        let web = std::fs::read_to_string(dir.path().join("upstream-web.conf")).unwrap();
+        assert!(
+            web.starts_with("# HAProxy, which chooses the colour, written by"),
+            "{web}"
+        );
+        assert!(web.contains("\nserver haproxy:8020 max_fails=3"), "{web}");
+    }
 }

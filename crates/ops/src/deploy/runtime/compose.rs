@@ -8,26 +8,33 @@
 //! several files. The one-off containers (configuration check, migrations) run the base
 //! services with `GHOSTWORKS_IMAGE` set to the release's tag, which is how the Compose files
 //! name the image. nginx, a service of the same project, is switched by rewriting the upstream
-//! file in its mounted configuration directory and sending its master SIGHUP.
+//! file in its mounted configuration directory and sending its master SIGHUP; with `--proxy
+//! haproxy`, nginx points once at an HAProxy service of the project (docker-compose.canary.yml)
+//! whose weights the deploy moves through its admin socket, in a directory of this host
+//! mounted into it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use clap::Args;
 use serde_json::Value;
 
-use super::{Common, Runtime};
+use super::{Common, ProxyKind, Runtime};
 use crate::deploy::component::{self, Colour, Component, Instance, COMPONENTS};
 use crate::deploy::exec::run_ok;
-use crate::deploy::{nginx, Release};
+use crate::deploy::haproxy::Haproxy;
+use crate::deploy::{nginx, Release, State};
 use crate::migrate::Migration;
 
 /// How the Compose files name the ghostworks image.
 const IMAGE_VAR: &str = "GHOSTWORKS_IMAGE";
+/// Where the HAProxy service mounts the directory holding its configuration and admin socket.
+const HAPROXY_MOUNT: &str = "/etc/haproxy/ghostworks";
 
 /// The options of `--runtime compose`.
 #[derive(Args)]
@@ -52,6 +59,10 @@ pub struct ComposeArgs {
     /// The nginx service.
     #[arg(long, default_value = "nginx")]
     pub nginx_service: String,
+    /// --proxy haproxy: the HAProxy service (docker-compose.canary.yml), which mounts a
+    /// directory of this host at /etc/haproxy/ghostworks for its configuration and admin socket.
+    #[arg(long, default_value = "haproxy")]
+    pub haproxy_service: String,
 }
 
 pub struct ComposeRuntime {
@@ -67,6 +78,11 @@ pub struct ComposeRuntime {
     /// The directory mounted into the nginx service, holding its `upstream-NAME.conf` files.
     upstream_dir: PathBuf,
     nginx_service: String,
+    /// What moves traffic between the colours.
+    proxy: ProxyKind,
+    haproxy_service: String,
+    /// Where each colour's upstream instances answer, found as the new colour starts.
+    serving: BTreeMap<&'static str, Vec<Instance>>,
     /// Overrides the version the image's labels report (`--label`).
     label: Option<String>,
     /// The resolved project, read once: the files do not change during a deploy, and
@@ -85,7 +101,7 @@ fn service(component: &str, colour: Colour) -> String {
 
 impl ComposeRuntime {
     /// The runtime of `args`; the project is read on first use.
-    pub fn new(args: &ComposeArgs, common: Common<'_>) -> Self {
+    pub fn new(args: &ComposeArgs, proxy: ProxyKind, common: Common<'_>) -> Self {
         Self {
             docker: args.docker.clone(),
             project: args.compose_project.clone(),
@@ -94,6 +110,9 @@ impl ComposeRuntime {
             state_dir: common.state_dir,
             upstream_dir: common.upstream_dir,
             nginx_service: args.nginx_service.clone(),
+            proxy,
+            haproxy_service: args.haproxy_service.clone(),
+            serving: BTreeMap::new(),
             label: common.label,
             model: OnceLock::new(),
         }
@@ -216,6 +235,191 @@ impl ComposeRuntime {
             })
     }
 
+    /// The project's HAProxy service: the directory of this host it mounts at
+    /// [`HAPROXY_MOUNT`], and the upstreams' ports, where its frontends listen.
+    fn haproxy(&self, model: &Value) -> Result<Haproxy> {
+        let name = &self.haproxy_service;
+        let svc = &model["services"][name];
+        if !svc.is_object() {
+            bail!(
+                "--proxy haproxy: the project has no `{name}` service; add \
+                 docker-compose.canary.yml to the --compose-file list"
+            );
+        }
+        let dir = svc["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["type"] == "bind" && v["target"] == HAPROXY_MOUNT)
+            .and_then(|v| v["source"].as_str())
+            .with_context(|| {
+                format!("--proxy haproxy: the `{name}` service mounts no directory of this host at {HAPROXY_MOUNT}")
+            })?;
+        let ports = component::upstreams()
+            .map(|(upstream, c)| Ok((upstream, Self::port(model, c)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Haproxy::service(dir.into(), HAPROXY_MOUNT.into(), ports))
+    }
+
+    /// The HAProxy service's `user` (UID:GID): it must own its directory and configuration,
+    /// which are private to it.
+    fn haproxy_owner(&self, model: &Value) -> Result<(u32, u32)> {
+        let name = &self.haproxy_service;
+        model["services"][name]["user"]
+            .as_str()
+            .and_then(|u| {
+                let (uid, gid) = u.split_once(':')?;
+                Some((uid.parse().ok()?, gid.parse().ok()?))
+            })
+            .with_context(|| {
+                format!("--proxy haproxy: the `{name}` service sets no numeric `user: UID:GID`")
+            })
+    }
+
+    /// Writes HAProxy's configuration for `live`, owned by its service's user; `check` runs
+    /// `haproxy -c` on it first, in a container of the service's image without a network.
+    async fn haproxy_config(&self, h: &Haproxy, live: Option<Colour>, check: bool) -> Result<()> {
+        let model = self.model().await?;
+        let (uid, gid) = self.haproxy_owner(model)?;
+        let image = model["services"][&self.haproxy_service]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let own = |p: &Path| {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                .with_context(|| format!("cannot give {} to {uid}:{gid}", p.display()))
+        };
+        let own = &own;
+        let config = h
+            .write_config(live, |seen| async move {
+                own(h.dir())?;
+                own(&h.dir().join("haproxy.cfg.new"))?;
+                if !check {
+                    return Ok(());
+                }
+                let mut c = self.docker();
+                c.args(["run", "--rm", "--network", "none", "--read-only"])
+                    .args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
+                    .arg("--user")
+                    .arg(format!("{uid}:{gid}"))
+                    .arg("-v")
+                    .arg(format!("{}:{HAPROXY_MOUNT}:ro", h.dir().display()))
+                    .args(["--entrypoint", "haproxy", &image, "-c", "-q", "-f"])
+                    .arg(seen);
+                run_ok(c, "haproxy -c").await.map(|_| ())
+            })
+            .await?;
+        own(&config)
+    }
+
+    /// The project's HAProxy, started (with `live` taking all the traffic) unless it answers.
+    async fn ensure_haproxy(&self, live: Option<Colour>) -> Result<Haproxy> {
+        let h = self.haproxy(self.model().await?)?;
+        if h.answers().await {
+            return Ok(h);
+        }
+        self.haproxy_config(&h, live, true).await?;
+        let mut c = self.compose(true);
+        c.args([
+            "up",
+            "-d",
+            "--no-deps",
+            "--force-recreate",
+            &self.haproxy_service,
+        ]);
+        run_ok(c, &format!("starting {}", self.haproxy_service)).await?;
+        h.wait_answering(Duration::from_secs(30)).await?;
+        // A new container may have a new address, which an nginx without `resolve` on its
+        // upstream servers learns only from a reload.
+        if nginx::points_at(&self.upstream_dir, |c| self.through_haproxy(c))? {
+            self.point_nginx("HAProxy, which chooses the colour", |c| {
+                self.through_haproxy(c)
+            })
+            .await?;
+        }
+        Ok(h)
+    }
+
+    /// nginx's upstream server for component `c` when HAProxy chooses the colour.
+    fn through_haproxy(&self, c: &Component) -> Result<String> {
+        let model = self.model.get().context("the project is read first")?;
+        Ok(format!(
+            "{}:{}",
+            self.haproxy_service,
+            Self::port(model, c)?
+        ))
+    }
+
+    /// Rewrites nginx's upstream files to `server(c)` and reloads it (or starts it, on a
+    /// first deploy).
+    async fn point_nginx(
+        &self,
+        what: &str,
+        server: impl Fn(&Component) -> Result<String>,
+    ) -> Result<()> {
+        nginx::write_upstreams_to(&self.upstream_dir, what, server)?;
+        // nginx's master as this host sees it (docker reports 0 for a stopped container).
+        let running = match self.container(&self.nginx_service).await? {
+            Some(id) => {
+                let mut c = self.docker();
+                c.args(["inspect", "-f", "{{.State.Pid}}", &id]);
+                let pid: u32 = run_ok(c, "docker inspect")
+                    .await?
+                    .trim()
+                    .parse()
+                    .context("docker inspect: nginx's pid")?;
+                (pid != 0).then_some((id, pid))
+            }
+            None => None,
+        };
+        let Some((id, master)) = running else {
+            // A first deploy: nginx starts on the new upstream.
+            let mut c = self.compose(true);
+            c.args(["up", "-d", "--no-deps", "--wait", &self.nginx_service]);
+            return run_ok(c, "starting nginx").await.map(|_| ());
+        };
+        let mut c = self.docker();
+        c.args(["kill", "-s", "HUP", &id]);
+        nginx::reload(master, async {
+            run_ok(c, "docker kill -s HUP nginx").await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Once traffic goes through HAProxy: nginx's upstreams name it instead of a colour. Only
+    /// the first time reloads nginx; HAProxy moves the traffic from then on.
+    async fn route_through_haproxy(&self) -> Result<()> {
+        self.model().await?;
+        if nginx::points_at(&self.upstream_dir, |c| self.through_haproxy(c))? {
+            return Ok(());
+        }
+        self.point_nginx("HAProxy, which chooses the colour", |c| {
+            self.through_haproxy(c)
+        })
+        .await
+    }
+
+    /// Where `colour`'s upstream instances answer, when its containers run.
+    async fn find_serving(&self, colour: Colour) -> Result<Option<Vec<Instance>>> {
+        let model = self.model().await?;
+        let mut found = Vec::new();
+        for (_, c) in component::upstreams() {
+            let name = service(c.name, colour);
+            let Some(id) = self.container(&name).await? else {
+                return Ok(None);
+            };
+            found.push(Instance {
+                component: *c,
+                base_url: format!(
+                    "http://{}:{}",
+                    self.address(&id, &name).await?,
+                    Self::port(model, c)?
+                ),
+            });
+        }
+        Ok(Some(found))
+    }
+
     async fn container(&self, service: &str) -> Result<Option<String>> {
         let mut c = self.compose(true);
         c.args(["ps", "-q", service]);
@@ -314,6 +518,10 @@ impl Runtime for ComposeRuntime {
             digest: image_id(&image),
         };
         let model = self.model().await?;
+        if self.proxy == ProxyKind::Haproxy {
+            self.haproxy(model)?;
+            self.haproxy_owner(model)?;
+        }
         for c in COMPONENTS {
             Self::port(model, c)?;
             self.run(
@@ -378,50 +586,69 @@ impl Runtime for ComposeRuntime {
                 ),
             });
         }
+        if self.proxy == ProxyKind::Haproxy {
+            let live = State::open(&self.state_dir)?.active()?.map(|a| a.colour);
+            let h = self.ensure_haproxy(live).await?;
+            h.prepare(colour).await?;
+            let new: Vec<Instance> = instances
+                .iter()
+                .filter(|i| i.component.upstream.is_some())
+                .cloned()
+                .collect();
+            self.serving.insert(colour.as_str(), new);
+            if let Some(old) = self.find_serving(colour.other()).await? {
+                self.serving.insert(colour.other().as_str(), old);
+            }
+        }
         Ok(instances)
     }
 
     async fn switch(&mut self, colour: Colour) -> Result<()> {
         let model = self.model().await?;
-        nginx::write_upstreams(&self.upstream_dir, colour, |c| {
+        if self.proxy == ProxyKind::Haproxy {
+            let h = self.haproxy(model)?;
+            h.shift(colour.other(), colour, 100).await?;
+            // A restarted HAProxy comes back with the configuration's weights.
+            self.haproxy_config(&h, Some(colour), false).await?;
+            return self.route_through_haproxy().await;
+        }
+        self.point_nginx(&format!("The {} colour", colour.as_str()), |c| {
             Ok(format!(
                 "{}:{}",
                 service(c.name, colour),
                 Self::port(model, c)?
             ))
-        })?;
-        // nginx's master as this host sees it (docker reports 0 for a stopped container).
-        let running = match self.container(&self.nginx_service).await? {
-            Some(id) => {
-                let mut c = self.docker();
-                c.args(["inspect", "-f", "{{.State.Pid}}", &id]);
-                let pid: u32 = run_ok(c, "docker inspect")
-                    .await?
-                    .trim()
-                    .parse()
-                    .context("docker inspect: nginx's pid")?;
-                (pid != 0).then_some((id, pid))
-            }
-            None => None,
-        };
-        let Some((id, master)) = running else {
-            // A first deploy: nginx starts on the new upstream.
-            let mut c = self.compose(true);
-            c.args(["up", "-d", "--no-deps", "--wait", &self.nginx_service]);
-            return run_ok(c, "starting nginx").await.map(|_| ());
-        };
-        let mut c = self.docker();
-        c.args(["kill", "-s", "HUP", &id]);
-        nginx::reload(master, async {
-            run_ok(c, "docker kill -s HUP nginx").await.map(|_| ())
         })
         .await
+    }
+
+    async fn shift(&mut self, to: Colour, percent: u8) -> Result<()> {
+        if self.proxy != ProxyKind::Haproxy {
+            bail!("--proxy nginx switches all the traffic at once; a canary needs --proxy haproxy");
+        }
+        self.haproxy(self.model().await?)?
+            .shift(to.other(), to, percent)
+            .await?;
+        self.route_through_haproxy().await
+    }
+
+    fn serving(&self, colour: Colour) -> Result<Vec<Instance>> {
+        self.serving.get(colour.as_str()).cloned().with_context(|| {
+            format!(
+                "{} has no running containers this deploy found",
+                colour.as_str()
+            )
+        })
     }
 
     async fn stop(&mut self, colour: Colour) -> Result<()> {
         let mut images = self.images()?;
         if !images.contains_key(colour.as_str()) {
             return Ok(());
+        }
+        if self.proxy == ProxyKind::Haproxy {
+            // No new request or cookie holder reaches it from here on.
+            self.haproxy(self.model().await?)?.retire(colour).await?;
         }
         let services: Vec<String> = COMPONENTS.iter().map(|c| service(c.name, colour)).collect();
         // `stop` honours each service's stop_grace_period: the worker finishes its jobs.
@@ -456,6 +683,69 @@ mod tests {
             ComposeRuntime::dependencies(&model),
             vec!["postgres".to_string(), "redis".to_string()]
         );
+    }
+
+    fn runtime(proxy: ProxyKind) -> ComposeRuntime {
+        let args = ComposeArgs {
+            compose_files: Vec::new(),
+            compose_project: None,
+            compose_env_file: None,
+            nginx_service: "nginx".into(),
+            haproxy_service: "haproxy".into(),
+        };
+        ComposeRuntime::new(
+            &args,
+            proxy,
+            Common {
+                state_dir: "/s".into(),
+                upstream_dir: "/u".into(),
+                label: None,
+                admin_url: None,
+                earlier: None,
+            },
+        )
+    }
+
+    #[test]
+    fn haproxy_is_found_by_its_mounted_directory_and_runs_as_its_user() {
+        let rt = runtime(ProxyKind::Haproxy);
+        let model = serde_json::json!({"services": {
+            "api": {"environment": {"GHOSTWORKS_BIND": "0.0.0.0:8000"}},
+            "web": {"environment": {"WEB_BIND": "0.0.0.0:3000"}},
+            "haproxy": {"user": "997:997", "volumes": [
+                {"type": "volume", "source": "x", "target": "/data"},
+                {"type": "bind", "source": "/var/lib/gw/haproxy", "target": HAPROXY_MOUNT},
+            ]},
+        }});
+        let h = rt.haproxy(&model).unwrap();
+        assert_eq!(h.dir(), Path::new("/var/lib/gw/haproxy"));
+        assert_eq!(rt.haproxy_owner(&model).unwrap(), (997, 997));
+
+        let mut unmounted = model.clone();
+        unmounted["services"]["haproxy"]["volumes"] = serde_json::json!([]);
+        let e = rt.haproxy(&unmounted).err().expect("refused").to_string();
+        assert!(
+            e.contains("mounts no directory of this host at /etc/haproxy/ghostworks"),
+            "{e}"
+        );
+        let mut root = model.clone();
+        root["services"]["haproxy"]["user"] = "root".into();
+        assert!(rt.haproxy_owner(&root).is_err());
+        let mut missing = model;
+        missing["services"]
+            .as_object_mut()
+            .unwrap()
+            .remove("haproxy");
+        let e = rt.haproxy(&missing).err().expect("refused").to_string();
+        assert!(e.contains("docker-compose.canary.yml"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn without_haproxy_the_traffic_moves_all_at_once() {
+        let mut rt = runtime(ProxyKind::Nginx);
+        let e = rt.shift(Colour::Green, 10).await.unwrap_err().to_string();
+        assert!(e.contains("a canary needs --proxy haproxy"), "{e}");
+        assert!(rt.serving(Colour::Green).is_err());
     }
 
     #[test]

@@ -67,6 +67,13 @@ pub struct Common<'a> {
     pub earlier: Option<&'a Release>,
 }
 
+/// What switches traffic between the colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyKind {
+    Nginx,
+    Haproxy,
+}
+
 /// How a release runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {
@@ -88,6 +95,13 @@ pub struct RuntimeOptions {
         default_value = "process"
     )]
     pub kind: RuntimeKind,
+    /// What moves traffic between the colours (process and compose runtimes). `nginx`: its
+    /// upstream files are rewritten and it is reloaded, which closes idle keep-alive
+    /// connections. `haproxy`: an HAProxy the deploy owns, between nginx (the TLS and static
+    /// edge) and the colours, whose server weights change at run time without a reload;
+    /// needed by --strategy canary.
+    #[arg(long, value_enum, default_value = "nginx")]
+    pub proxy: ProxyKind,
     #[command(flatten)]
     pub process: ProcessArgs,
     #[command(flatten)]
@@ -121,16 +135,15 @@ impl RuntimeArgs {
     pub fn build(&self, common: Common<'_>) -> Result<Box<dyn Runtime>> {
         let o = &self.0;
         Ok(match o.kind {
-            RuntimeKind::Process => Box::new(ProcessRuntime::new(&o.process, common)?),
-            RuntimeKind::Compose => Box::new(ComposeRuntime::new(&o.compose, common)),
+            RuntimeKind::Process => Box::new(ProcessRuntime::new(&o.process, o.proxy, common)?),
+            RuntimeKind::Compose => Box::new(ComposeRuntime::new(&o.compose, o.proxy, common)),
         })
     }
 
     /// Whether the chosen runtime can give a colour a share of the traffic (a canary's
-    /// steps): only the process runtime behind its HAProxy.
+    /// steps): the process and compose runtimes behind their HAProxy.
     pub fn splits_traffic(&self) -> bool {
-        let o = &self.0;
-        o.kind == RuntimeKind::Process && o.process.proxy == process::ProxyKind::Haproxy
+        self.0.proxy == ProxyKind::Haproxy
     }
 
     /// An option of another runtime given on the command line.
@@ -218,7 +231,7 @@ mod tests {
                 && refused.contains("--runtime is compose"),
             "{refused}"
         );
-        // Only the process runtime behind its HAProxy splits traffic, as a canary needs.
+        // Only a runtime behind its HAProxy splits traffic, as a canary needs.
         let split = |args: &[&str]| {
             let d = Deploy::try_parse_from(std::iter::once("deploy").chain(args.iter().copied()));
             d.map(|d| d.runtime.splits_traffic()).unwrap()
@@ -226,6 +239,22 @@ mod tests {
         assert!(split(&["--proxy", "haproxy"]));
         assert!(!split(&[]));
         assert!(!split(&["--runtime", "compose"]));
+        assert!(split(&["--runtime", "compose", "--proxy", "haproxy"]));
+        // The process runtime's own HAProxy options stay its own.
+        let refused = parse(&[
+            "--runtime",
+            "compose",
+            "--proxy",
+            "haproxy",
+            "--haproxy-port",
+            "1",
+        ])
+        .err()
+        .expect("refused");
+        assert!(
+            refused.contains("--haproxy-port is an option of the process runtime"),
+            "{refused}"
+        );
 
         let refused = parse(&["--compose-file", "a.yml"]).err().expect("refused");
         assert!(

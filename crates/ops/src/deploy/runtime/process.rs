@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::{Common, Runtime};
+use super::{Common, ProxyKind, Runtime};
 use crate::deploy::component::{self, port, Colour, Component, Instance, COMPONENTS};
 use crate::deploy::exec::run_ok;
 use crate::deploy::haproxy::Haproxy;
@@ -43,12 +43,6 @@ pub struct ProcessArgs {
     /// nginx's pid file; the master is sent SIGHUP to reload (--proxy nginx).
     #[arg(long, default_value = "/run/nginx.pid")]
     pub nginx_pid_file: PathBuf,
-    /// What moves traffic between the colours. `nginx`: its upstream files are rewritten and
-    /// it is reloaded, which closes idle keep-alive connections. `haproxy`: an HAProxy the
-    /// deploy starts and owns, between nginx (the TLS and static edge) and the colours, whose
-    /// server weights change at run time without a reload; needed by --strategy canary.
-    #[arg(long, value_enum, default_value = "nginx")]
-    pub proxy: ProxyKind,
     /// --proxy haproxy: the api's frontend listens on 127.0.0.1 on this port, the web app's
     /// one above; nginx's upstream files point at them once.
     #[arg(long, default_value_t = 8090)]
@@ -64,13 +58,6 @@ pub struct ProcessArgs {
     /// a row, each within 30 s of its start (its --max-failures).
     #[arg(long, default_value_t = supervise::DEFAULT_MAX_FAILURES, value_parser = clap::value_parser!(u32).range(1..))]
     pub supervise_max_failures: u32,
-}
-
-/// What switches traffic between the colours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProxyKind {
-    Nginx,
-    Haproxy,
 }
 
 enum Proxy {
@@ -126,7 +113,7 @@ pub struct ComponentStatus {
 
 impl ProcessRuntime {
     /// The runtime of `args`; the schema owner's URL is required, since it migrates.
-    pub fn new(args: &ProcessArgs, common: Common<'_>) -> Result<Self> {
+    pub fn new(args: &ProcessArgs, proxy: ProxyKind, common: Common<'_>) -> Result<Self> {
         let admin_url = common.admin_url.context(
             "DATABASE_ADMIN_URL (or DATABASE_ADMIN_URL_FILE) is not set: the process runtime \
              migrates as the schema owner",
@@ -135,7 +122,7 @@ impl ProcessRuntime {
             admin_url: admin_url.to_string(),
             base_port: args.base_port,
             env: Environments::new(ghostworks_config::process_vars(), &args.env_files)?,
-            proxy: match args.proxy {
+            proxy: match proxy {
                 ProxyKind::Nginx => Proxy::Nginx {
                     upstream_dir: common.upstream_dir,
                     pid_file: args.nginx_pid_file.clone(),
