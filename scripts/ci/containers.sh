@@ -935,8 +935,8 @@ bad=$((bad + $(grep -cv '^201 ' "$OUT_DIR/write.log" || true)))
 codes="$(cut -d' ' -f1 "$OUT_DIR"/*.log | sort | uniq -c | tr -s ' \n' ' ')"
 check "zero failed requests during the deploys ($reads reads, $writes writes; answers:$codes)" \
     test "$bad" = 0 -a "$reads" -gt 100 -a "$writes" -gt 10
-# Every acknowledged write is there afterwards.
-acked_present() {
+# ids_listed FILE: every artifact id in FILE (and it has some) is in the workspace.
+ids_listed() {
     local offset=0 more=true
     : >"$WORK/listed.ids"
     while [ "$more" = true ]; do
@@ -946,8 +946,12 @@ acked_present() {
         more="$(jq -r '.has_more' <<<"$BODY")"
         offset=$((offset + 100))
     done
-    awk '$1 == 201 { print $2 }' "$OUT_DIR/write.log" | sort >"$WORK/acked.ids"
-    test -z "$(comm -23 "$WORK/acked.ids" <(sort "$WORK/listed.ids"))"
+    test -s "$1" && test -z "$(comm -23 <(sort "$1") <(sort "$WORK/listed.ids"))"
+}
+# Every acknowledged write is there afterwards.
+acked_present() {
+    awk '$1 == 201 { print $2 }' "$OUT_DIR/write.log" >"$WORK/acked.ids"
+    ids_listed "$WORK/acked.ids"
 }
 check "every acknowledged write is present after the deploys" acked_present
 if [ "$deploy_ok" = 1 ]; then
@@ -1081,19 +1085,8 @@ canary_load_clean() {
 }
 check "zero failed requests during the canary and the rollback ($(jq -r '.requests' "$CANARY_DIR/summary.json" 2>/dev/null) requests; answers: $(jq -c '.codes' "$CANARY_DIR/summary.json" 2>/dev/null))" \
     canary_load_clean
-canary_acked_present() {
-    local offset=0 more=true
-    : >"$WORK/listed.ids"
-    while [ "$more" = true ]; do
-        req GET "/api/v1/workspaces/$ws/artifacts?limit=100&offset=$offset" "" "$token"
-        [ "$STATUS" = 200 ] || return 1
-        jq -r '.items[].id' <<<"$BODY" >>"$WORK/listed.ids"
-        more="$(jq -r '.has_more' <<<"$BODY")"
-        offset=$((offset + 100))
-    done
-    test -s "$CANARY_DIR/acked.ids" && test -z "$(comm -23 <(sort "$CANARY_DIR/acked.ids") <(sort "$WORK/listed.ids"))"
-}
-check "every write acknowledged during the canary is present ($(wc -l <"$CANARY_DIR/acked.ids" 2>/dev/null) writes)" canary_acked_present
+check "every write acknowledged during the canary is present ($(wc -l <"$CANARY_DIR/acked.ids" 2>/dev/null) writes)" \
+    ids_listed "$CANARY_DIR/acked.ids"
 # A browser's colours in order during the canary, runs of one colour counted
 # once: one colour, or green (the stable one) until it was retired at the end,
 # then blue; never back and forth.

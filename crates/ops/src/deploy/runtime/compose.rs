@@ -399,23 +399,31 @@ impl ComposeRuntime {
         .await
     }
 
+    /// Where component `c` of `colour` answers, when its container exists.
+    async fn instance(&self, c: &Component, colour: Colour) -> Result<Option<Instance>> {
+        let model = self.model().await?;
+        let name = service(c.name, colour);
+        let Some(id) = self.container(&name).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Instance {
+            component: *c,
+            base_url: format!(
+                "http://{}:{}",
+                self.address(&id, &name).await?,
+                Self::port(model, c)?
+            ),
+        }))
+    }
+
     /// Where `colour`'s upstream instances answer, when its containers run.
     async fn find_serving(&self, colour: Colour) -> Result<Option<Vec<Instance>>> {
-        let model = self.model().await?;
         let mut found = Vec::new();
         for (_, c) in component::upstreams() {
-            let name = service(c.name, colour);
-            let Some(id) = self.container(&name).await? else {
+            let Some(i) = self.instance(c, colour).await? else {
                 return Ok(None);
             };
-            found.push(Instance {
-                component: *c,
-                base_url: format!(
-                    "http://{}:{}",
-                    self.address(&id, &name).await?,
-                    Self::port(model, c)?
-                ),
-            });
+            found.push(i);
         }
         Ok(Some(found))
     }
@@ -569,22 +577,11 @@ impl Runtime for ComposeRuntime {
         c.args(["up", "-d", "--no-deps", "--force-recreate"])
             .args(&services);
         run_ok(c, &format!("docker compose up {}", services.join(" "))).await?;
-        let model = self.model().await?;
         let mut instances = Vec::new();
         for c in COMPONENTS {
-            let name = service(c.name, colour);
-            let id = self
-                .container(&name)
-                .await?
-                .with_context(|| format!("{name}: no container after `up`"))?;
-            instances.push(Instance {
-                component: *c,
-                base_url: format!(
-                    "http://{}:{}",
-                    self.address(&id, &name).await?,
-                    Self::port(model, c)?
-                ),
-            });
+            instances.push(self.instance(c, colour).await?.with_context(|| {
+                format!("{}: no container after `up`", service(c.name, colour))
+            })?);
         }
         if self.proxy == ProxyKind::Haproxy {
             let live = State::open(&self.state_dir)?.active()?.map(|a| a.colour);
@@ -688,6 +685,7 @@ mod tests {
     fn runtime(proxy: ProxyKind) -> ComposeRuntime {
         let args = ComposeArgs {
             compose_files: Vec::new(),
+            docker: "docker".into(),
             compose_project: None,
             compose_env_file: None,
             nginx_service: "nginx".into(),
