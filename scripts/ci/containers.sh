@@ -1013,8 +1013,11 @@ step "7b. canary through the compose runtime's HAProxy, under load"
 COMPOSE_FILES+=(docker-compose.canary.yml)
 export GHOSTWORKS_HAPROXY_DIR="$WORK/haproxy"
 CANARY_RATE="${GHOSTWORKS_CI_CANARY_RATE:-150}"
+# The bake's fixed p95 bound (500 ms) is for release builds on a quiet machine;
+# this step's blue/green deploys bake under a few hundred requests a second,
+# and the stage may run the debug build next to other builds.
 gw_canary() { # deploy|rollback [ARGS...] through HAProxy
-    gw_deploy "$@" --compose-file "$ROOT/docker-compose.canary.yml" --proxy haproxy
+    gw_deploy "$@" --compose-file "$ROOT/docker-compose.canary.yml" --proxy haproxy --max-p95-ms 2000
 }
 # nginx limits requests per client address (20 r/s for the API, 20 r/s for
 # pages), and so does the API: the load comes from several addresses of this
@@ -1088,11 +1091,13 @@ check "zero failed requests during the canary and the rollback ($(jq -r '.reques
 check "every write acknowledged during the canary is present ($(wc -l <"$CANARY_DIR/acked.ids" 2>/dev/null) writes)" \
     ids_listed "$CANARY_DIR/acked.ids"
 # A browser's colours in order during the canary, runs of one colour counted
-# once: one colour, or green (the stable one) until it was retired at the end,
-# then blue; never back and forth.
-sticky_browsers() {
-    jq -e 'map(reduce .[] as $c ([]; if length > 0 and .[-1] == $c then . else . + [$c] end))
-        | all(. == ["blue"] or . == ["green"] or . == ["green", "blue"])' "$CANARY_DIR/browsers.json"
+# once: one colour, or the stable one until it was retired at the end, then
+# the canary (CANARY, the colour the canary deployed); never back and forth.
+sticky_browsers() { # CANARY
+    local stable=blue
+    [ "$1" != blue ] || stable=green
+    jq -e --arg s "$stable" --arg c "$1" 'map(reduce .[] as $x ([]; if length > 0 and .[-1] == $x then . else . + [$x] end))
+        | all(. == [$s] or . == [$c] or . == [$s, $c])' "$CANARY_DIR/browsers.json"
 }
 if [ "$canary_ok" = 1 ]; then
     "$binary" deploy history --json --state-dir "$WORK/deploy-state" >"$WORK/history.json" 2>&1 || true
@@ -1103,7 +1108,7 @@ if [ "$canary_ok" = 1 ]; then
             | .result == "succeeded" and ([.steps[].percent] == [10, 50, 100])
               and all(.steps[]; .verdict == "pass")' "$WORK/history.json"
     check "a GWCOLOR cookie keeps a browser on one colour (never back to the stable one): $(jq -c 'map_values(group_by(.) | map("\(.[0]) \(length)"))' "$CANARY_DIR/browsers.json" 2>/dev/null)" \
-        sticky_browsers
+        sticky_browsers "$(jq -r '[.[] | select(.strategy == "canary")] | last | .colour' "$WORK/history.json")"
     check "nginx routes through HAProxy" \
         grep -q '^server haproxy:3000 ' "$GHOSTWORKS_NGINX_CONF_DIR/upstream-web.conf" \
         -a "$(grep -c '^server haproxy:8000 ' "$GHOSTWORKS_NGINX_CONF_DIR/upstream-api.conf")" = 1
