@@ -13,8 +13,9 @@ The browsers stop when STOP_FILE.browsers exists, the rest when STOP_FILE does;
 then it writes OUT_DIR/summary.json, OUT_DIR/acked.ids
 (the ids of the acknowledged writes) and OUT_DIR/browsers.json.
 
-usage: canary_load.py HOST PORT TOKEN WORKSPACE OUT_DIR STOP_FILE RATE ADDRESS...
-RATE is the total read rate aimed at (requests a second).
+usage: canary_load.py HOST PORT TOKEN_FILE WORKSPACE OUT_DIR STOP_FILE RATE ADDRESS...
+TOKEN_FILE holds the access token; RATE is the total read rate aimed at
+(requests a second).
 """
 import http.client
 import json
@@ -24,7 +25,9 @@ import threading
 import time
 from collections import Counter
 
-host, port, token, ws, out_dir, stop_file, rate = sys.argv[1:8]
+host, port, token_file, ws, out_dir, stop_file, rate = sys.argv[1:8]
+with open(token_file) as f:
+    token = f.read().strip()
 addresses = sys.argv[8:]
 port, rate = int(port), float(rate)
 lock = threading.Lock()

@@ -245,6 +245,11 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
+    # The canary's load generator, when a failure left it running.
+    if [ -n "${canary_load_pid:-}" ] && kill -0 "$canary_load_pid" 2>/dev/null; then
+        touch "$WORK/canary.stop" "$WORK/canary.stop.browsers"
+        kill "$canary_load_pid" 2>/dev/null
+    fi
     if [ "$rc" -ne 0 ] && [ "$STACK_STARTED" = 1 ]; then
         dump_stack_logs
     fi
@@ -1048,9 +1053,11 @@ bad=$((bad + $(grep -cv '^201 ' "$OUT_DIR/write.log" || true)))
 check "zero failed requests while nginx is pointed at HAProxy ($(cat "$OUT_DIR"/*.log | wc -l) requests)" test "$bad" = 0
 CANARY_DIR="$WORK/canary-load"; mkdir -p "$CANARY_DIR"
 rm -f "$WORK/canary.stop" "$WORK/canary.stop.browsers"
-python3 "$ROOT/scripts/ci/canary_load.py" "$GHOSTWORKS_NGINX_IP" 8080 "$token" "$ws" \
+# The access token in a 0600 file, not on a command line.
+(umask 077; printf '%s' "$token" >"$WORK/canary.token")
+python3 "$ROOT/scripts/ci/canary_load.py" "$GHOSTWORKS_NGINX_IP" 8080 "$WORK/canary.token" "$ws" \
     "$CANARY_DIR" "$WORK/canary.stop" "$CANARY_RATE" "${load_addresses[@]}" \
-    >"$CANARY_DIR/load.log" 2>&1 &
+    >"$CANARY_DIR/load.log" 2>&1 9>&- &
 canary_load_pid=$!
 sleep 3
 load1="$(cut -d' ' -f1 /proc/loadavg)"
