@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use clap::Args;
 use serde_json::Value;
 
-use super::{Common, ProxyKind, Runtime};
+use super::{image_release, Common, ProxyKind, Runtime};
 use crate::deploy::component::{self, Colour, Component, Instance, COMPONENTS};
 use crate::deploy::exec::run_ok;
 use crate::deploy::haproxy::Haproxy;
@@ -53,9 +53,6 @@ pub struct ComposeArgs {
     /// Compose's --env-file for interpolating the files.
     #[arg(long)]
     pub compose_env_file: Option<PathBuf>,
-    /// The docker CLI (with the Compose plugin).
-    #[arg(long, env = "DOCKER", default_value = "docker")]
-    pub docker: PathBuf,
     /// The nginx service.
     #[arg(long, default_value = "nginx")]
     pub nginx_service: String,
@@ -101,9 +98,9 @@ fn service(component: &str, colour: Colour) -> String {
 
 impl ComposeRuntime {
     /// The runtime of `args`; the project is read on first use.
-    pub fn new(args: &ComposeArgs, proxy: ProxyKind, common: Common<'_>) -> Self {
+    pub fn new(args: &ComposeArgs, docker: PathBuf, proxy: ProxyKind, common: Common<'_>) -> Self {
         Self {
-            docker: args.docker.clone(),
+            docker,
             project: args.compose_project.clone(),
             files: args.compose_files.clone(),
             env_file: args.compose_env_file.clone(),
@@ -513,18 +510,7 @@ impl Runtime for ComposeRuntime {
 
     async fn check(&mut self, artifact: &str) -> Result<Release> {
         let image = self.inspect(artifact).await?;
-        let label = |k: &str| image["Config"]["Labels"][k].as_str().map(String::from);
-        let release = Release {
-            artifact: artifact.to_string(),
-            version: self
-                .label
-                .clone()
-                .or_else(|| label("org.opencontainers.image.version"))
-                .or_else(|| artifact.rsplit_once(':').map(|(_, t)| t.to_string()))
-                .unwrap_or_else(|| "unknown".into()),
-            git_sha: label("org.opencontainers.image.revision").unwrap_or_else(|| "unknown".into()),
-            digest: image_id(&image),
-        };
+        let release = image_release(&image, artifact, self.label.clone(), image_id(&image));
         let model = self.model().await?;
         if self.proxy == ProxyKind::Haproxy {
             self.haproxy(model)?;
@@ -685,7 +671,6 @@ mod tests {
     fn runtime(proxy: ProxyKind) -> ComposeRuntime {
         let args = ComposeArgs {
             compose_files: Vec::new(),
-            docker: "docker".into(),
             compose_project: None,
             compose_env_file: None,
             nginx_service: "nginx".into(),
@@ -693,6 +678,7 @@ mod tests {
         };
         ComposeRuntime::new(
             &args,
+            "docker".into(),
             proxy,
             Common {
                 state_dir: "/s".into(),
