@@ -624,6 +624,12 @@ git_sha="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
 build_image "$GHOSTWORKS_IMAGE" "$WORK/app-context" -f "$ROOT/deploy/Dockerfile.prebuilt" \
     --build-arg "VERSION=${version:-0.0.0-dev}" --build-arg "GIT_SHA=$git_sha" \
     --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+# A second release for the deploy drills (steps 7 and 9): the same binary
+# labelled as the next version (a new image id).
+next_image="${GHOSTWORKS_IMAGE%:*}:ci-next"
+build_image "$next_image" "$WORK/app-context" -f "$ROOT/deploy/Dockerfile.prebuilt" \
+    --build-arg "VERSION=${version:-0.0.0-dev}-next" --build-arg "GIT_SHA=$git_sha" \
+    --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 binary_bytes="$(stat -c %s "$binary")"
 image_bytes="$(docker image inspect -f '{{.Size}}' "$GHOSTWORKS_IMAGE")"
 base_bytes="$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")"
@@ -961,11 +967,6 @@ check "worker exits 0 on SIGTERM (graceful, ${stop_secs} s)" \
 
 # ---------------------------------------------------------------------------
 step "7. blue/green deploys through the compose runtime, under load"
-# A second release: the same binary labelled as the next version (a new image id).
-next_image="${GHOSTWORKS_IMAGE%:*}:ci-next"
-build_image "$next_image" "$WORK/app-context" -f "$ROOT/deploy/Dockerfile.prebuilt" \
-    --build-arg "VERSION=${version:-0.0.0-dev}-next" --build-arg "GIT_SHA=$git_sha" \
-    --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 gw_deploy() { # deploy|rollback [ARGS...]: the host's ghostworks drives `docker compose`
     local verb="$1"; shift
     "$binary" "$verb" --runtime compose --docker "$DOCKER_BIN" --compose-project "$PROJECT" \
