@@ -219,9 +219,22 @@ stack_env=(
     GHOSTWORKS_ENV_FILE="$(realpath --relative-to="$ROOT" "$SWARM_DIR/app.env")"
     GHOSTWORKS_FRONTEND_SUBNET="$SWARM_FRONTEND_SUBNET" GHOSTWORKS_HTTP_PORT="$SWARM_HTTP_PORT"
 )
+stack_files=(-c "$ROOT/deploy/swarm/docker-stack.yml" -c "$ROOT/deploy/swarm/docker-stack.ci.yml")
+# The stack's migrate is a replicated-job, which Debian 12's docker CLI (20.10)
+# does not know in stack files (it does in `docker service`); a newer CLI on
+# PATH (e.g. Docker's own packages) does, against the same 20.10 engines.
+swarm_cli=""
+for c in "$(type -P docker || true)" "$DOCKER_BIN"; do
+    if [ -n "$c" ] && env "${stack_env[@]}" "$c" stack config "${stack_files[@]}" 2>/dev/null | grep -q 'mode: replicated-job'; then
+        swarm_cli="$c"
+        break
+    fi
+done
+[ -n "$swarm_cli" ] || die "swarm: docker CLI" "no docker CLI renders the stack's replicated-job (\`docker stack config\`): Debian 12's docker.io CLI is 20.10; install a docker CLI >= 24 on PATH"
+log "stack CLI: $swarm_cli $("$swarm_cli" version -f '{{.Client.Version}}' 2>/dev/null)"
 stack_deploy() {
-    env "${stack_env[@]}" "$DOCKER_BIN" stack deploy --resolve-image never --prune \
-        -c "$ROOT/deploy/swarm/docker-stack.yml" -c "$ROOT/deploy/swarm/docker-stack.ci.yml" "$SWARM_STACK"
+    env "${stack_env[@]}" "$swarm_cli" stack deploy --detach=true --resolve-image never --prune \
+        "${stack_files[@]}" "$SWARM_STACK"
 }
 svc() { echo "${SWARM_STACK}_$1"; }
 # running_tasks SERVICE: its tasks whose desired and current state are running.
@@ -316,7 +329,7 @@ load_figures() {
 spec_image() { docker service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$(svc "$1")"; }
 update_state() { docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "$(svc "$1")"; }
 service_update() { # SERVICE IMAGE: a rolling update, waited for
-    docker service update --detach=false --quiet --no-resolve-image --image "$2" "$(svc "$1")"
+    "$swarm_cli" service update --detach=false --quiet --no-resolve-image --image "$2" "$(svc "$1")"
 }
 
 # a. A rolling update to the next release: migrate again, then api, worker, web.
@@ -439,7 +452,7 @@ check "swarm c: every acknowledged write is present" acked_present
 load_start "$SWARM_DIR/load-d" workspace page list write
 sleep 3
 scale_t0=$(date +%s.%N)
-docker service scale --detach=false "$(svc api)=4" >"$WORK/scale.log" 2>&1 \
+"$swarm_cli" service scale --detach=false "$(svc api)=4" >"$WORK/scale.log" 2>&1 \
     || fail "swarm d: scale api to 4" "$(tail -c 300 "$WORK/scale.log")"
 wait_for 90 converged api 4 || true
 scale_secs="$(since "$scale_t0")"
