@@ -272,7 +272,7 @@ check "backend overlay is internal" test "$(docker network inspect -f '{{.Intern
 check "every service uses endpoint_mode dnsrr" test -z "$(docker service ls -q | xargs "$DOCKER_BIN" service inspect \
     -f '{{.Spec.Name}} {{.Spec.EndpointSpec.Mode}}' | grep -v ' dnsrr$')"
 check "the edge is published in host mode only" \
-    test "$(docker service inspect -f '{{range .Endpoint.Ports}}{{.PublishMode}}:{{.PublishedPort}} {{end}}' "$(svc edge)")" = "host:$SWARM_HTTP_PORT "
+    test "$(docker service inspect -f '{{range .Spec.EndpointSpec.Ports}}{{.PublishMode}}:{{.PublishedPort}} {{end}}' "$(svc edge)")" = "host:$SWARM_HTTP_PORT "
 hardened_spec() { # SERVICE: user, read-only root, dropped capabilities as the Compose files have them
     docker service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.User}} {{.Spec.TaskTemplate.ContainerSpec.ReadOnly}} {{json .Spec.TaskTemplate.ContainerSpec.CapabilityDrop}}' "$(svc "$1")"
 }
@@ -281,9 +281,13 @@ for s in api worker web migrate; do
 done
 task_container() { docker ps -q --filter "label=com.docker.swarm.service.name=$(svc "$1")" | head -n 1; }
 # A task on the manager is inspected through the manager's own engine.
-for s in postgres redis; do
-    check "$s task: no-new-privileges from the node's daemon.json, CapDrop ALL" \
-        test "$(docker inspect -f '{{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}}' "$(task_container "$s")")" = '["ALL"] ["no-new-privileges"]'
+no_new_privs() { # SERVICE: CapDrop ALL, and NoNewPrivs (from the node's daemon.json) on its process
+    local c; c="$(task_container "$1")"
+    test "$(docker inspect -f '{{json .HostConfig.CapDrop}}' "$c")" = '["ALL"]' \
+        && docker exec "$c" grep -Eq '^NoNewPrivs:[[:space:]]+1$' /proc/1/status
+}
+for s in postgres redis edge; do
+    check "$s task: CapDrop ALL, no-new-privileges from the node's daemon.json" no_new_privs "$s"
 done
 
 # ---------------------------------------------------------------------------
