@@ -370,18 +370,17 @@ check "swarm a: every acknowledged write is present" acked_present
 unhealthy_ref="$SWARM_REGISTRY/ghostworks:ci-unhealthy"
 load_start "$SWARM_DIR/load-b" workspace page list write
 rollback_t0=$(date +%s.%N)
-if service_update api "$unhealthy_ref" >"$WORK/update.log" 2>&1; then
-    fail "swarm b: the unhealthy release is refused" "docker service update exited 0"
-else
-    pass "swarm b: docker service update of the unhealthy release exited non-zero: $(grep -m 1 -i 'roll' "$WORK/update.log" | head -c 200)"
-fi
+# `docker service update --detach=false` exits 0 even when Swarm rolled the
+# update back (CLI 28.2 against 20.10 engines): the service's UpdateStatus tells.
+service_update api "$unhealthy_ref" >"$WORK/update.log" 2>&1 && update_rc=0 || update_rc=$?
+log "swarm b: docker service update of the unhealthy release returned $update_rc"
 rolled_back() { [ "$(update_state api)" = rollback_completed ] && converged api 2; }
 wait_for 120 rolled_back || true
 rollback_secs="$(since "$rollback_t0")"
 load_stop
 load_figures
 failures_b=$bad
-check "swarm b: UpdateStatus rollback_completed, api back on ci-next in $rollback_secs s" \
+check "swarm b: UpdateStatus rollback_completed, api back on ci-next in $rollback_secs s ($(docker service inspect -f '{{.UpdateStatus.Message}}' "$(svc api)" 2>/dev/null))" \
     test "$(update_state api) $(spec_image api)" = "rollback_completed $next_ref"
 check "swarm b: no api task of the unhealthy release left running" \
     test -z "$(docker service ps --filter desired-state=running --format '{{.Image}}' "$(svc api)" | grep -F ci-unhealthy)"
@@ -444,7 +443,7 @@ failures_c=$bad
 log "swarm c: failed requests during the node loss: $bad ($reads reads, $writes writes; answers:$codes)"
 if [ "$bad" -gt 0 ]; then
     log "swarm c: the failed answers, in order:"
-    grep -vhE '^(200|201 .*)$' "$OUT_DIR"/*.log | sort | uniq -c | head -n 20
+    grep -vE '^(200|201 .*)$' "$OUT_DIR"/*.log | sed "s|^$OUT_DIR/||" | sort | uniq -c | head -n 20
 fi
 # A killed node's tasks stop answering without closing their connections: the
 # requests in flight to them at the kill time out. The bound: 5% of the requests.
