@@ -22,7 +22,8 @@
 #     next release (zero failed requests, every acknowledged write kept); a
 #     release failing its health check (Swarm rolls it back); a worker node's
 #     engine killed (its tasks rescheduled, failures counted and bounded, the
-#     queued jobs all done); api scaled to 4 (zero failed requests).
+#     queued jobs all done); api scaled to 4 (zero failed requests); the
+#     other worker node drained (zero failed requests).
 # Swarm's virtual IPs and its ingress routing mesh need IPVS, which a kernel
 # may lack: every service uses endpoint_mode dnsrr and the entry point is
 # published in host mode on the manager.
@@ -467,11 +468,35 @@ check "swarm d: api runs 4 tasks ($scale_secs s)" converged api 4
 check "swarm d: zero failed requests while api scaled to 4 ($reads reads, $writes writes; answers:$codes)" \
     test "$bad" = 0 -a "$reads" -gt 30
 
-SWARM_FIGURES="stack up ${stack_up} s; rolling update ${update_secs} s (failures ${failures_a}); unhealthy release rolled back in ${rollback_secs} s (failures ${failures_b}); node loss: down after ${down_secs} s, rescheduled after ${reschedule_secs} s (failures ${failures_c}); scale api 2->4 ${scale_secs} s (failures ${failures_d}); step $(($(date +%s) - SWARM_T0)) s"
+# e. The remaining worker node drained under load (maintenance): its tasks move
+# to the manager, gracefully stopped.
+drained=worker1
+[ "$victim" != worker1 ] || drained=worker2
+load_start "$SWARM_DIR/load-e" workspace page list write
+sleep 3
+drain_t0=$(date +%s.%N)
+docker node update --availability drain "$drained" >/dev/null || fail "swarm e: drain $drained" "docker node update"
+moved() {
+    converged api 4 && converged worker 2 && converged web 2 \
+        && [[ " $(tasks_on api)$(tasks_on worker)$(tasks_on web)" != *" $drained "* ]]
+}
+wait_for 120 moved || true
+drain_secs="$(since "$drain_t0")"
+sleep 3
+load_stop
+load_figures
+failures_e=$bad
+check "swarm e: $drained drained, its tasks on the manager in $drain_secs s" moved
+check "swarm e: zero failed requests while $drained was drained ($reads reads, $writes writes; answers:$codes)" \
+    test "$bad" = 0 -a "$reads" -gt 30
+check "swarm e: every acknowledged write is present" acked_present
+docker node update --availability active "$drained" >/dev/null || true
+
+SWARM_FIGURES="stack up ${stack_up} s; rolling update ${update_secs} s (failures ${failures_a}); unhealthy release rolled back in ${rollback_secs} s (failures ${failures_b}); node loss: down after ${down_secs} s, rescheduled after ${reschedule_secs} s (failures ${failures_c}); scale api 2->4 ${scale_secs} s (failures ${failures_d}); drain ${drain_secs} s (failures ${failures_e}); step $(($(date +%s) - SWARM_T0)) s"
 log "swarm figures: $SWARM_FIGURES"
 pass "swarm figures: $SWARM_FIGURES"
 mkdir -p "$CI_DIR" 2>/dev/null
-printf '{"stack_up_s": %s, "update_s": %s, "update_failures": %s, "rollback_s": %s, "rollback_failures": %s, "node_down_s": %s, "reschedule_s": %s, "node_loss_failures": %s, "scale_s": %s, "scale_failures": %s, "step_s": %s}\n' \
+printf '{"stack_up_s": %s, "update_s": %s, "update_failures": %s, "rollback_s": %s, "rollback_failures": %s, "node_down_s": %s, "reschedule_s": %s, "node_loss_failures": %s, "scale_s": %s, "scale_failures": %s, "drain_s": %s, "drain_failures": %s, "step_s": %s}\n' \
     "$stack_up" "$update_secs" "$failures_a" "$rollback_secs" "$failures_b" "$down_secs" "$reschedule_secs" \
-    "$failures_c" "$scale_secs" "$failures_d" "$(($(date +%s) - SWARM_T0))" >"$CI_DIR/swarm.json" 2>/dev/null || true
+    "$failures_c" "$scale_secs" "$failures_d" "$drain_secs" "$failures_e" "$(($(date +%s) - SWARM_T0))" >"$CI_DIR/swarm.json" 2>/dev/null || true
 export DOCKER_HOST="$OUTER_HOST"
