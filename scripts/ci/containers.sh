@@ -257,6 +257,7 @@ cleanup() {
     if [ "${GHOSTWORKS_CI_KEEP:-0}" = 1 ] && [ "$DOCKERD_STARTED" = 1 ]; then
         log "GHOSTWORKS_CI_KEEP=1: leaving the stack up (DOCKER_HOST=unix://$SOCKET,"
         log "  nginx on 127.0.0.1:${GHOSTWORKS_HTTP_PORT:-?}); stop with: $0 --stop"
+        [ -z "${SWARM_MANAGER_HOST:-}" ] || log "  the swarm's manager: DOCKER_HOST=$SWARM_MANAGER_HOST, its edge: $BASE"
     else
         if [ "$DOCKERD_STARTED" = 1 ]; then
             step "teardown"

@@ -161,8 +161,8 @@ for n in worker1 worker2; do
 done
 rm -f "$SWARM_DIR/join.json"
 unset join_token
-DOCKER_HOST="unix://$(node_socket manager)"
-export DOCKER_HOST
+SWARM_MANAGER_HOST="unix://$(node_socket manager)"
+export DOCKER_HOST="$SWARM_MANAGER_HOST"
 nodes_ready() { test "$(docker node ls --format '{{.Status}} {{.Availability}}' | grep -c '^Ready Active$')" = 3; }
 wait_for 60 nodes_ready || die "swarm: nodes" "not 3 Ready nodes: $(docker node ls 2>&1 | tr '\n' ' ')"
 manager_id="$(docker node ls --filter role=manager -q)"
