@@ -442,6 +442,8 @@ async fn metrics_label_requests_by_route_template() {
         .unwrap_or_else(|| panic!("no build info: {text}"));
     assert!(info.contains(r#"service="ghostworks-api""#), "{info}");
     assert!(info.contains(r#"git_sha=""#), "{info}");
+    let host = ghostworks_telemetry::signals::host(&text).expect("a host label");
+    assert!(!host.is_empty(), "{info}");
 }
 
 #[tokio::test]

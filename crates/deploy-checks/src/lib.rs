@@ -42,6 +42,9 @@ pub fn install_hint(tool: &str) -> &'static str {
             "apt-get install prometheus  (install-deps.sh extracts only promtool and prometheus)"
         }
         "pgbackrest" => "apt-get install pgbackrest",
+        "docker" => {
+            "a docker CLI >= 25 for `docker stack config` (Debian 12's docker.io 20.10 has none)"
+        }
         "s3s-fs" => "cargo install --locked s3s-fs --version 0.14.1 --features binary",
         _ => "see scripts/install-deps.sh",
     }

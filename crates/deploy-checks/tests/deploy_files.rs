@@ -2249,3 +2249,187 @@ fn k8s_rules_reject_insecure_web_changes() {
         assert_flags(&v, needle);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Docker Swarm: the stack file against the production Compose files
+
+const SWARM_STACK: &str = "deploy/swarm/docker-stack.yml";
+
+/// Settings of a service that must be the same in the Swarm stack as in production Compose.
+const SWARM_SAME: &[&str] = &[
+    "user",
+    "read_only",
+    "cap_drop",
+    "tmpfs",
+    "stop_grace_period",
+];
+
+/// Compose settings Swarm cannot apply, and what takes their place in a swarm.
+const SWARM_UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "security_opt",
+        "Swarm services take no security options: every node's daemon.json sets \
+         no-new-privileges for all its containers (deploy/images/swarm-node)",
+    ),
+    (
+        "depends_on",
+        "Swarm starts services in no order: the API and the worker wait for the database \
+         by their readiness and restart policy, the migrate job runs before a deploy",
+    ),
+    (
+        "shm_size",
+        "not a service option in Swarm: PostgreSQL's shared memory is a tmpfs mount on /dev/shm",
+    ),
+];
+
+/// Environment variables whose value differs in a swarm, and why.
+const SWARM_ENV: &[(&str, &str)] = &[(
+    "TRUSTED_PROXIES",
+    "the swarm's frontend overlay has its own subnet, whose members (the entry point, api and \
+     web tasks) are all the stack's",
+)];
+
+/// The services of a rendered model, by name.
+fn service_map(model: &Value) -> BTreeMap<String, Value> {
+    model["services"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// A service's secrets by source name (Compose renders objects, the stack file may use names).
+fn secret_names(svc: &Value) -> BTreeSet<String> {
+    svc["secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().or_else(|| s["source"].as_str()))
+        .map(String::from)
+        .collect()
+}
+
+/// What differs between the stack's services and production Compose's, beyond the listed
+/// exceptions.
+fn swarm_drift(compose: &Value, stack: &Value) -> Vec<String> {
+    let mut v = Vec::new();
+    let stack = service_map(stack);
+    for (name, c) in service_map(compose) {
+        let Some(s) = stack.get(&name) else {
+            continue;
+        };
+        for key in SWARM_SAME {
+            if c[key] != s[key] {
+                v.push(format!(
+                    "{name}.{key}: Compose has {}, the stack {}",
+                    c[key], s[key]
+                ));
+            }
+        }
+        for (key, _) in SWARM_UNSUPPORTED {
+            if !s[key].is_null() {
+                v.push(format!(
+                    "{name}.{key}: Swarm ignores it; say how the stack replaces it instead"
+                ));
+            }
+        }
+        if secret_names(&c) != secret_names(s) {
+            v.push(format!(
+                "{name}.secrets: Compose mounts {:?}, the stack {:?}",
+                secret_names(&c),
+                secret_names(s)
+            ));
+        }
+        let env = |svc: &Value| -> BTreeMap<String, String> {
+            svc["environment"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        };
+        let (ce, se) = (env(&c), env(s));
+        for var in ce.keys().chain(se.keys()).collect::<BTreeSet<_>>() {
+            if SWARM_ENV.iter().any(|(k, _)| k == var) {
+                if ce.contains_key(var) != se.contains_key(var) {
+                    v.push(format!("{name}: {var} is set in one file only"));
+                }
+                continue;
+            }
+            if ce.get(var) != se.get(var) {
+                v.push(format!(
+                    "{name}: {var} is {:?} in Compose, {:?} in the stack",
+                    ce.get(var),
+                    se.get(var)
+                ));
+            }
+        }
+    }
+    v
+}
+
+/// The stack file as `docker stack deploy` reads it (env files read, variables interpolated).
+fn render_stack() -> Value {
+    let text = run_ok(
+        Command::new(require_tool("docker"))
+            .current_dir(repo_root())
+            .env("GHOSTWORKS_ENV_FILE", ".env.production")
+            .args(["stack", "config", "-c", SWARM_STACK]),
+        &format!("docker stack config -c {SWARM_STACK}"),
+    );
+    yaml_docs(&text)
+        .expect("docker stack config: YAML")
+        .into_iter()
+        .next()
+        .expect("one document")
+}
+
+#[test]
+fn swarm_stack_matches_production_compose() {
+    let env = ComposeEnv::new();
+    let production = COMBOS.iter().find(|c| c.label == "production").unwrap();
+    let json = run_ok(
+        &mut env.command(production, &["config", "--format", "json"]),
+        "compose production as JSON",
+    );
+    let compose: Value = serde_json::from_str(&json).expect("compose config JSON");
+    let stack = render_stack();
+    for svc in ["postgres", "redis", "migrate", "api", "worker", "web"] {
+        assert!(
+            !stack["services"][svc].is_null(),
+            "{SWARM_STACK}: no `{svc}` service"
+        );
+    }
+    assert_no_violations(
+        &format!("{SWARM_STACK} against production Compose"),
+        &swarm_drift(&compose, &stack),
+    );
+}
+
+#[test]
+fn swarm_drift_is_caught() {
+    let compose = serde_json::json!({"services": {"api": {
+        "user": "1001:1001", "read_only": true, "cap_drop": ["ALL"],
+        "secrets": [{"source": "jwt_secret", "target": "/run/secrets/jwt_secret"}],
+        "environment": {"A": "1", "TRUSTED_PROXIES": "172.28.0.0/24"}}}});
+    let same = serde_json::json!({"services": {"api": {
+        "user": "1001:1001", "read_only": true, "cap_drop": ["ALL"],
+        "secrets": ["jwt_secret"],
+        "environment": {"A": "1", "TRUSTED_PROXIES": "10.0.9.0/24"}}}});
+    assert_eq!(swarm_drift(&compose, &same), Vec::<String>::new());
+    let drifted = serde_json::json!({"services": {"api": {
+        "user": "0", "read_only": false, "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "secrets": ["jwt_secret", "database_admin_url"],
+        "environment": {"A": "2"}}}});
+    let v = swarm_drift(&compose, &drifted);
+    for needle in [
+        "api.user",
+        "api.read_only",
+        "api.security_opt",
+        "api.secrets",
+        "A is",
+        "TRUSTED_PROXIES is set in one file only",
+    ] {
+        assert_flags(&v, needle);
+    }
+}

@@ -24,6 +24,14 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The `host` label of `ghostworks_build_info` in Prometheus text: which replica answered a
+/// scrape that went through a load balancer.
+pub fn host(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("ghostworks_build_info{"))
+        .find_map(|rest| label(rest.split_once('}')?.0, "host").map(String::from))
+}
+
 impl Signals {
     /// Reads the two families from Prometheus text; other series are ignored.
     pub fn parse(text: &str) -> Self {
@@ -152,6 +160,14 @@ impl Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_is_read_from_the_build_info() {
+        let text = "# TYPE ghostworks_build_info gauge\n\
+            ghostworks_build_info{version=\"0.1.0\",git_sha=\"abc\",service=\"ghostworks-api\",host=\"3f2a9c1d\"} 1\n";
+        assert_eq!(host(text).as_deref(), Some("3f2a9c1d"));
+        assert_eq!(host(BEFORE), None);
+    }
 
     const BEFORE: &str = r#"# HELP http_requests_total x
 http_requests_total{method="GET",endpoint="/a",status_code="200"} 10

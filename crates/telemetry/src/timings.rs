@@ -88,14 +88,29 @@ where
     }
 }
 
-/// `ghostworks_build_info{version, git_sha, service} 1` for a role's registry.
+/// `ghostworks_build_info{version, git_sha, service, host} 1` for a role's registry. `host`
+/// tells replicas apart when one address reaches several (a Swarm service behind its entry
+/// point, whose container hostnames are unique per task); a deploy's bake sums their
+/// counters per host.
 pub fn build_info(service: &str) -> IntGaugeVec {
     let info = IntGaugeVec::new(
         Opts::new("ghostworks_build_info", "Build of this process"),
-        &["version", "git_sha", "service"],
+        &["version", "git_sha", "service", "host"],
     )
     .expect("valid gauge");
-    info.with_label_values(&[env!("CARGO_PKG_VERSION"), crate::GIT_SHA, service])
-        .set(1);
+    info.with_label_values(&[
+        env!("CARGO_PKG_VERSION"),
+        crate::GIT_SHA,
+        service,
+        &hostname(),
+    ])
+    .set(1);
     info
+}
+
+/// This machine's (or container's) hostname; empty when the kernel does not say.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }

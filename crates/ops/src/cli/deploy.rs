@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use ghostworks_config::{OpsConfig, S3Settings};
 
 use crate::deploy::analysis::Rules;
-use crate::deploy::runtime::{process, Common};
+use crate::deploy::runtime::swarm::SwarmRuntime;
+use crate::deploy::runtime::{process, Common, RuntimeKind};
 use crate::deploy::{
     self, policy, Canary, Gates, Inconclusive, Plan, Release, RuntimeArgs, State, Strategy,
 };
@@ -18,8 +19,8 @@ use crate::storage::Destination;
 pub struct DeployArgs {
     #[command(subcommand)]
     pub command: Option<DeployCommand>,
-    /// The release: the path of its ghostworks binary (process runtime), or its image tag
-    /// (compose runtime).
+    /// The release: the path of its ghostworks binary (process runtime), its image tag
+    /// (compose runtime), or its image in a registry (swarm runtime).
     #[arg(long)]
     pub release: Option<String>,
     #[command(flatten)]
@@ -35,7 +36,8 @@ pub enum DeployCommand {
         json: bool,
     },
     /// The live colour and release, and per role whether it runs, its pid and how often its
-    /// supervisor restarted it.
+    /// supervisor restarted it (with --runtime swarm: the stack's services, their tasks,
+    /// image and last update).
     Status,
 }
 
@@ -248,11 +250,14 @@ fn who() -> String {
 pub async fn deploy(settings: &OpsConfig, s3: &S3Settings, args: DeployArgs) -> Result<()> {
     match args.command {
         Some(DeployCommand::History { json }) => history(&args.options, json),
+        Some(DeployCommand::Status) if args.options.runtime.0.kind == RuntimeKind::Swarm => {
+            swarm_status(&args.options).await
+        }
         Some(DeployCommand::Status) => status(&args.options),
         None => {
             let release = args.release.context(
-                "--release: missing; pass the path of the binary (process runtime) or the image \
-                 tag (compose runtime)",
+                "--release: missing; pass the path of the binary (process runtime), the image \
+                 tag (compose runtime) or the image in a registry (swarm runtime)",
             )?;
             let admin = super::optional_admin_url(settings)?;
             let admin = admin.as_deref();
@@ -359,6 +364,39 @@ fn history(args: &ReleaseArgs, json: bool) -> Result<()> {
                 (Some(s), Some(r)) => format!("{s}: {r}"),
                 _ => String::new(),
             }
+        );
+    }
+    Ok(())
+}
+
+/// `deploy status --runtime swarm`: the live release, and the stack's services as Swarm runs
+/// them.
+async fn swarm_status(args: &ReleaseArgs) -> Result<()> {
+    let state = State::open(&args.state_dir)?;
+    match state.active()? {
+        Some(a) => println!("live: {} ({})", a.release.version, a.release.artifact),
+        None => println!("nothing deployed by `ghostworks deploy` yet"),
+    }
+    let o = &args.runtime.0;
+    let swarm = SwarmRuntime::new(
+        &o.swarm,
+        o.docker.clone(),
+        Common {
+            state_dir: args.state_dir.clone(),
+            upstream_dir: args.upstream_dir.clone(),
+            label: None,
+            admin_url: None,
+            earlier: None,
+        },
+    )?;
+    println!(
+        "{:<28}  {:>8}  {:<20}  image",
+        "service", "tasks", "last update"
+    );
+    for s in swarm.status().await? {
+        println!(
+            "{:<28}  {:>8}  {:<20}  {}",
+            s.name, s.replicas, s.update, s.image
         );
     }
     Ok(())

@@ -10,6 +10,7 @@ use ghostworks_telemetry::signals::Signals;
 
 use super::analysis::{judge, Rules, StepReport, Verdict};
 use super::policy::contract_allowed;
+use super::runtime::{metrics_client, scrape};
 use super::{
     Active, Colour, HistoryEntry, Instance, Outcome, Release, Rollout, Runtime, State, Step,
 };
@@ -193,7 +194,14 @@ async fn steps(
         )?;
     }
     step(Step::Migrate, runtime.migrate(release).await)?;
-    let instances = step(Step::Start, runtime.start(colour, release).await)?;
+    let t = Instant::now();
+    let started = runtime.start(colour, release).await;
+    if runtime.rolling() {
+        // Traffic reached the new release's first task early in the rolling update, failed
+        // or not: undoing it is a rollback.
+        progress.switch_ms = Some(t.elapsed().as_millis() as u64);
+    }
+    let instances = step(Step::Start, started)?;
     step(
         Step::Ready,
         wait_ready(&instances, plan.gates.ready_timeout).await,
@@ -202,8 +210,10 @@ async fn steps(
         Strategy::BlueGreen => {
             let t = Instant::now();
             step(Step::Switch, runtime.switch(colour).await)?;
-            progress.switch_ms = Some(t.elapsed().as_millis() as u64);
-            step(Step::Bake, bake(&instances, &plan.gates).await)
+            progress
+                .switch_ms
+                .get_or_insert(t.elapsed().as_millis() as u64);
+            step(Step::Bake, bake(runtime, &instances, &plan.gates).await)
         }
         Strategy::Canary(canary) => {
             let stable = step(
@@ -298,16 +308,6 @@ fn show(state: &State, live: &mut Rollout) {
     }
 }
 
-/// The summed traffic signals (probes left out) of the instances behind `urls`.
-async fn scrape(http: &reqwest::Client, urls: &[String]) -> Result<Signals> {
-    let mut total = Signals::default();
-    for u in urls {
-        let text = http.get(u).send().await?.error_for_status()?.text().await?;
-        total.add(&Signals::parse_traffic(&text));
-    }
-    Ok(total)
-}
-
 /// One step's window: both colours scraped at its start and every half second from its end
 /// until the verdict is conclusive or the policy stops waiting.
 async fn analyse(
@@ -317,7 +317,7 @@ async fn analyse(
     old: &[String],
     baseline: &mut Option<Signals>,
 ) -> Result<StepReport> {
-    let http = client();
+    let http = metrics_client();
     let (new_start, old_start) = (scrape(&http, new).await?, scrape(&http, old).await?);
     let started = Instant::now();
     tokio::time::sleep(canary.step).await;
@@ -426,15 +426,8 @@ async fn undo(
     anyhow::anyhow!(msg)
 }
 
-fn client() -> reqwest::Client {
-    ghostworks_telemetry::http_client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("HTTP client")
-}
-
 async fn wait_ready(instances: &[Instance], timeout: Duration) -> Result<()> {
-    let http = client();
+    let http = metrics_client();
     let deadline = Instant::now() + timeout;
     for i in instances {
         let url = format!("{}{}", i.base_url, i.component.ready_path);
@@ -459,19 +452,13 @@ async fn wait_ready(instances: &[Instance], timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Watches the traffic-serving instances' /metrics for the bake window.
-async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
-    let http = client();
-    let urls: Vec<String> = instances
-        .iter()
-        .filter(|i| i.component.upstream.is_some())
-        .map(|i| format!("{}/metrics", i.base_url))
-        .collect();
-    let start = scrape(&http, &urls).await?;
+/// Watches the traffic-serving instances' signals for the bake window.
+async fn bake(runtime: &mut dyn Runtime, instances: &[Instance], gates: &Gates) -> Result<()> {
+    let start = runtime.traffic(instances).await?;
     let deadline = Instant::now() + gates.bake;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let window = scrape(&http, &urls).await?.since(&start);
+        let window = runtime.traffic(instances).await?.since(&start);
         if window.requests >= gates.min_requests as f64 {
             let ratio = window.error_ratio();
             if ratio > gates.max_error_ratio {
@@ -496,5 +483,186 @@ async fn bake(instances: &[Instance], gates: &Gates) -> Result<()> {
         if Instant::now() >= deadline {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The orchestration's decisions for a runtime that rolls in place (as Swarm does), with a
+    //! scripted runtime: what each step answers is given, what the deploy did is recorded.
+    use super::*;
+    use crate::deploy::component::component;
+    use crate::migrate::Migration;
+    use async_trait::async_trait;
+
+    #[derive(Default)]
+    struct Rolling {
+        /// The error `start` ends with (Swarm rolled the update back).
+        start_fails: Option<&'static str>,
+        /// The traffic the bake sees after its first read: (requests, 5xx).
+        traffic: (u32, u32),
+        reads: u32,
+        calls: Vec<String>,
+        base_url: String,
+    }
+
+    #[async_trait]
+    impl Runtime for Rolling {
+        async fn digest(&mut self, _: &str) -> Result<String> {
+            Ok("sha256:1".into())
+        }
+        async fn check(&mut self, artifact: &str) -> Result<Release> {
+            Ok(Release {
+                artifact: artifact.into(),
+                version: artifact.into(),
+                git_sha: "abc".into(),
+                digest: "sha256:1".into(),
+            })
+        }
+        async fn migration_status(&mut self, _: &Release) -> Result<Vec<Migration>> {
+            Ok(Vec::new())
+        }
+        async fn migrate(&mut self, _: &Release) -> Result<()> {
+            Ok(())
+        }
+        async fn start(&mut self, colour: Colour, _: &Release) -> Result<Vec<Instance>> {
+            self.calls.push(format!("start {}", colour.as_str()));
+            if let Some(why) = self.start_fails {
+                bail!("{why}");
+            }
+            Ok(vec![Instance {
+                component: *component("api"),
+                base_url: self.base_url.clone(),
+            }])
+        }
+        async fn switch(&mut self, colour: Colour) -> Result<()> {
+            self.calls.push(format!("switch {}", colour.as_str()));
+            Ok(())
+        }
+        async fn stop(&mut self, colour: Colour) -> Result<()> {
+            self.calls.push(format!("stop {}", colour.as_str()));
+            Ok(())
+        }
+        fn rolling(&self) -> bool {
+            true
+        }
+        async fn traffic(&mut self, _: &[Instance]) -> Result<Signals> {
+            let (requests, errors) = if self.reads == 0 {
+                (0, 0)
+            } else {
+                self.traffic
+            };
+            self.reads += 1;
+            Ok(Signals::parse_traffic(&format!(
+                "http_requests_total{{endpoint=\"/a\",status_code=\"200\"}} {}\n\
+                 http_requests_total{{endpoint=\"/a\",status_code=\"500\"}} {errors}\n",
+                requests - errors
+            )))
+        }
+    }
+
+    /// An address whose readiness path answers 200.
+    async fn ready_server() -> String {
+        let app = axum::Router::new().route("/health/ready", axum::routing::get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn plan(artifact: &str) -> Plan<'static> {
+        Plan {
+            artifact: artifact.into(),
+            admin_url: None,
+            backup_to: None,
+            gates: Gates {
+                ready_timeout: Duration::from_secs(5),
+                bake: Duration::from_millis(600),
+                max_error_ratio: 0.01,
+                max_p95: Duration::from_secs(1),
+                min_requests: 20,
+                drain: Duration::ZERO,
+                rollback_window: Duration::from_secs(3600),
+            },
+            strategy: Strategy::BlueGreen,
+            by: "test".into(),
+        }
+    }
+
+    /// A state directory whose first release is live (blue), and the runtime that deployed it.
+    async fn live() -> (tempfile::TempDir, State, Rolling) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let mut runtime = Rolling {
+            base_url: ready_server().await,
+            traffic: (100, 0),
+            ..Default::default()
+        };
+        deploy(&mut runtime, &state, &plan("registry:5000/ghostworks:1"))
+            .await
+            .expect("the first release deploys");
+        runtime.calls.clear();
+        runtime.reads = 0;
+        (dir, state, runtime)
+    }
+
+    #[tokio::test]
+    async fn a_rolling_update_that_swarm_rolled_back_is_a_rollback_with_its_reason() {
+        let (_dir, state, mut runtime) = live().await;
+        runtime.start_fails = Some("Swarm rolled ghostworks_api back: task x1 failed");
+        let err = deploy(&mut runtime, &state, &plan("registry:5000/ghostworks:2"))
+            .await
+            .expect_err("the deploy fails")
+            .to_string();
+        assert!(
+            err.contains("step `start`") && err.contains("task x1"),
+            "{err}"
+        );
+        let last = state.history().unwrap().pop().unwrap();
+        assert_eq!(last.result, Outcome::RolledBack);
+        assert_eq!(last.failed_step, Some(Step::Start));
+        assert!(last.reason.unwrap().contains("task x1"));
+        // The services go back to the live release's image; nothing else is stopped.
+        assert_eq!(runtime.calls, ["start green", "switch blue", "stop green"]);
+        assert_eq!(state.active().unwrap().unwrap().colour, Colour::Blue);
+    }
+
+    #[tokio::test]
+    async fn a_bake_that_sees_errors_rolls_the_services_back() {
+        let (_dir, state, mut runtime) = live().await;
+        runtime.traffic = (100, 10);
+        let err = deploy(&mut runtime, &state, &plan("registry:5000/ghostworks:2"))
+            .await
+            .expect_err("the bake fails")
+            .to_string();
+        assert!(err.contains("error ratio 10.0%"), "{err}");
+        let last = state.history().unwrap().pop().unwrap();
+        assert_eq!(
+            (last.result, last.failed_step),
+            (Outcome::RolledBack, Some(Step::Bake))
+        );
+        assert_eq!(
+            runtime.calls,
+            ["start green", "switch green", "switch blue", "stop green"]
+        );
+        assert_eq!(state.active().unwrap().unwrap().colour, Colour::Blue);
+    }
+
+    #[tokio::test]
+    async fn a_good_rolling_update_becomes_the_live_release() {
+        let (_dir, state, mut runtime) = live().await;
+        runtime.traffic = (100, 0);
+        let entry = deploy(&mut runtime, &state, &plan("registry:5000/ghostworks:2"))
+            .await
+            .expect("deployed");
+        assert_eq!(entry.result, Outcome::Succeeded);
+        assert!(entry.switch_ms.is_some());
+        let active = state.active().unwrap().unwrap();
+        assert_eq!(
+            (active.colour, active.release.artifact.as_str()),
+            (Colour::Green, "registry:5000/ghostworks:2")
+        );
+        assert_eq!(runtime.calls, ["start green", "switch green", "stop blue"]);
+        assert_eq!(state.history().unwrap().len(), 2);
     }
 }

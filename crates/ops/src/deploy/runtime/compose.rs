@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use clap::Args;
 use serde_json::Value;
 
-use super::{Common, Runtime};
+use super::{image_release, Common, Runtime};
 use crate::deploy::component::{self, Colour, Component, Instance, COMPONENTS};
 use crate::deploy::exec::run_ok;
 use crate::deploy::{nginx, Release};
@@ -46,9 +46,6 @@ pub struct ComposeArgs {
     /// Compose's --env-file for interpolating the files.
     #[arg(long)]
     pub compose_env_file: Option<PathBuf>,
-    /// The docker CLI (with the Compose plugin).
-    #[arg(long, env = "DOCKER", default_value = "docker")]
-    pub docker: PathBuf,
     /// The nginx service.
     #[arg(long, default_value = "nginx")]
     pub nginx_service: String,
@@ -85,9 +82,9 @@ fn service(component: &str, colour: Colour) -> String {
 
 impl ComposeRuntime {
     /// The runtime of `args`; the project is read on first use.
-    pub fn new(args: &ComposeArgs, common: Common<'_>) -> Self {
+    pub fn new(args: &ComposeArgs, docker: PathBuf, common: Common<'_>) -> Self {
         Self {
-            docker: args.docker.clone(),
+            docker,
             project: args.compose_project.clone(),
             files: args.compose_files.clone(),
             env_file: args.compose_env_file.clone(),
@@ -301,18 +298,7 @@ impl Runtime for ComposeRuntime {
 
     async fn check(&mut self, artifact: &str) -> Result<Release> {
         let image = self.inspect(artifact).await?;
-        let label = |k: &str| image["Config"]["Labels"][k].as_str().map(String::from);
-        let release = Release {
-            artifact: artifact.to_string(),
-            version: self
-                .label
-                .clone()
-                .or_else(|| label("org.opencontainers.image.version"))
-                .or_else(|| artifact.rsplit_once(':').map(|(_, t)| t.to_string()))
-                .unwrap_or_else(|| "unknown".into()),
-            git_sha: label("org.opencontainers.image.revision").unwrap_or_else(|| "unknown".into()),
-            digest: image_id(&image),
-        };
+        let release = image_release(&image, artifact, self.label.clone(), image_id(&image));
         let model = self.model().await?;
         for c in COMPONENTS {
             Self::port(model, c)?;

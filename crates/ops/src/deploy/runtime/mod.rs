@@ -4,19 +4,23 @@
 
 pub mod compose;
 pub mod process;
+pub mod swarm;
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use async_trait::async_trait;
 use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
+use ghostworks_telemetry::signals::Signals;
 
 use super::{Colour, Instance, Release};
 use crate::migrate::Migration;
 use compose::{ComposeArgs, ComposeRuntime};
 use process::{ProcessArgs, ProcessRuntime};
+use swarm::{SwarmArgs, SwarmRuntime};
 
-/// How releases are run: supervised processes on this host, or Docker Compose.
+/// How releases are run: supervised processes on this host, Docker Compose, or a Docker Swarm
+/// stack.
 #[async_trait]
 pub trait Runtime: Send {
     /// What identifies the release's content: a binary's sha256, an image's id. The history
@@ -51,6 +55,60 @@ pub trait Runtime: Send {
     fn config_hash(&self) -> Option<String> {
         None
     }
+    /// Whether `start` moves the traffic itself, task by task (a rolling update): the new
+    /// release serves as soon as `start` begins, so a failure from then on is a rollback.
+    fn rolling(&self) -> bool {
+        false
+    }
+    /// The summed traffic signals (probes left out) of `instances`, cumulative: the bake
+    /// judges their difference over its window.
+    async fn traffic(&mut self, instances: &[Instance]) -> Result<Signals> {
+        let urls: Vec<String> = instances
+            .iter()
+            .filter(|i| i.component.upstream.is_some())
+            .map(|i| format!("{}/metrics", i.base_url))
+            .collect();
+        scrape(&metrics_client(), &urls).await
+    }
+}
+
+/// The release an image is, from `docker image inspect`: its version from `label` (`--label`),
+/// else its `org.opencontainers.image.version` label, else its tag; its git sha from its
+/// `org.opencontainers.image.revision` label.
+pub(crate) fn image_release(
+    image: &serde_json::Value,
+    artifact: &str,
+    label: Option<String>,
+    digest: String,
+) -> Release {
+    let of = |k: &str| image["Config"]["Labels"][k].as_str().map(String::from);
+    Release {
+        artifact: artifact.to_string(),
+        version: label
+            .or_else(|| of("org.opencontainers.image.version"))
+            .or_else(|| artifact.rsplit_once(':').map(|(_, t)| t.to_string()))
+            .unwrap_or_else(|| "unknown".into()),
+        git_sha: of("org.opencontainers.image.revision").unwrap_or_else(|| "unknown".into()),
+        digest,
+    }
+}
+
+/// The client that reads instances' /metrics.
+pub(crate) fn metrics_client() -> reqwest::Client {
+    ghostworks_telemetry::http_client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("HTTP client")
+}
+
+/// The summed traffic signals (probes left out) of the instances behind `urls`.
+pub(crate) async fn scrape(http: &reqwest::Client, urls: &[String]) -> Result<Signals> {
+    let mut total = Signals::default();
+    for u in urls {
+        let text = http.get(u).send().await?.error_for_status()?.text().await?;
+        total.add(&Signals::parse_traffic(&text));
+    }
+    Ok(total)
 }
 
 /// What every runtime is built from besides its own options.
@@ -74,12 +132,16 @@ pub enum RuntimeKind {
     Process,
     /// Services of a Docker Compose project, from the release's image, behind its nginx.
     Compose,
+    /// A Docker Swarm stack's services, rolled to the release's image (from a registry every
+    /// node reaches) by Swarm's own rolling update.
+    Swarm,
 }
 
 /// The runtime, and the options of each.
 #[derive(Args)]
 pub struct RuntimeOptions {
-    /// `process`: --release is a binary path. `compose`: --release is an image tag.
+    /// `process`: --release is a binary path. `compose`: --release is an image tag. `swarm`:
+    /// --release is an image in a registry (REGISTRY/ghostworks:TAG).
     #[arg(
         long = "runtime",
         value_name = "RUNTIME",
@@ -88,10 +150,16 @@ pub struct RuntimeOptions {
         default_value = "process"
     )]
     pub kind: RuntimeKind,
+    /// The docker CLI (compose and swarm runtimes; compose needs its Compose plugin). For
+    /// swarm, DOCKER_HOST (or the CLI's context) must name a manager of the swarm.
+    #[arg(long, env = "DOCKER", default_value = "docker")]
+    pub docker: PathBuf,
     #[command(flatten)]
     pub process: ProcessArgs,
     #[command(flatten)]
     pub compose: ComposeArgs,
+    #[command(flatten)]
+    pub swarm: SwarmArgs,
 }
 
 /// [`RuntimeOptions`], refusing those of a runtime other than the chosen one when they are
@@ -105,6 +173,7 @@ impl RuntimeKind {
         match self {
             RuntimeKind::Process => ProcessArgs::augment_args(cmd),
             RuntimeKind::Compose => ComposeArgs::augment_args(cmd),
+            RuntimeKind::Swarm => SwarmArgs::augment_args(cmd),
         }
     }
 
@@ -122,7 +191,10 @@ impl RuntimeArgs {
         let o = &self.0;
         Ok(match o.kind {
             RuntimeKind::Process => Box::new(ProcessRuntime::new(&o.process, common)?),
-            RuntimeKind::Compose => Box::new(ComposeRuntime::new(&o.compose, common)),
+            RuntimeKind::Compose => {
+                Box::new(ComposeRuntime::new(&o.compose, o.docker.clone(), common))
+            }
+            RuntimeKind::Swarm => Box::new(SwarmRuntime::new(&o.swarm, o.docker.clone(), common)?),
         })
     }
 
@@ -227,6 +299,20 @@ mod tests {
         assert!(!split(&[]));
         assert!(!split(&["--runtime", "compose"]));
 
+        assert!(!split(&["--runtime", "swarm"]));
+        let refused = parse(&["--runtime", "swarm", "--compose-project", "gw"])
+            .err()
+            .expect("refused");
+        assert!(
+            refused.contains("--compose-project is an option of the compose runtime"),
+            "{refused}"
+        );
+        let swarm = parse(&["--runtime", "swarm", "--swarm-stack", "gw"]).unwrap();
+        assert_eq!(
+            (swarm.kind, swarm.swarm.stack.as_str()),
+            (RuntimeKind::Swarm, "gw")
+        );
+
         let refused = parse(&["--compose-file", "a.yml"]).err().expect("refused");
         assert!(
             refused.contains("--compose-file is an option of the compose runtime"),
@@ -246,6 +332,8 @@ mod tests {
             "{help}"
         );
         assert!(compose < at("--compose-file"), "{help}");
+        let swarm = help.find("Swarm runtime").expect("a swarm heading");
+        assert!(compose < swarm && swarm < at("--swarm-stack"), "{help}");
         assert!(at("--runtime") < process, "{help}");
     }
 }
