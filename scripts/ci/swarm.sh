@@ -337,28 +337,53 @@ service_update() { # SERVICE IMAGE: a rolling update, waited for
     "$swarm_cli" service update --detach=false --quiet --no-resolve-image --image "$2" "$(svc "$1")"
 }
 
+# Drills a and b deploy through `ghostworks deploy --runtime swarm` (the
+# release binary's, from the host, against the manager) when the binary has
+# it, else through `docker service update`.
+gw_swarm_deploy() { # RELEASE
+    "$binary" deploy --runtime swarm --docker "$swarm_cli" --release "$1" --swarm-stack "$SWARM_STACK" \
+        --swarm-entry "$BASE" --skip-backup --state-dir "$SWARM_DIR/deploy-state"
+}
+deploy_with="docker service update"
+if "$binary" deploy --help 2>/dev/null | grep -q -- '--swarm-stack'; then
+    deploy_with="ghostworks deploy --runtime swarm"
+fi
+# The runtime pins a release by its digest in the registry.
+pinned_ref() { # REF: REF as REPOSITORY@DIGEST, from the manager's copy
+    docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$1" | grep -m 1 "^${1%:*}@"
+}
+is_release() { # SERVICE REF: the service's spec names REF, by tag or by digest
+    local image; image="$(spec_image "$1")"
+    [ "$image" = "$2" ] || [ "$image" = "$(pinned_ref "$2")" ]
+}
+
 # a. A rolling update to the next release: migrate again, then api, worker, web.
 next_ref="$SWARM_REGISTRY/ghostworks:ci-next"
 load_start "$SWARM_DIR/load-a" workspace page list write
 sleep 3
 update_t0=$(date +%s.%N)
 update_ok=1
-for s in migrate api worker web; do
-    if ! service_update "$s" "$next_ref" >"$WORK/update.log" 2>&1; then
-        fail "swarm a: update $s to ci-next" "$(tail -c 400 "$WORK/update.log" | tr '\n' ' ')"
-        update_ok=0
-    fi
-done
+if [ "$deploy_with" = "docker service update" ]; then
+    for s in migrate api worker web; do
+        if ! service_update "$s" "$next_ref" >"$WORK/update.log" 2>&1; then
+            fail "swarm a: update $s to ci-next" "$(tail -c 400 "$WORK/update.log" | tr '\n' ' ')"
+            update_ok=0
+        fi
+    done
+elif ! gw_swarm_deploy "$next_ref" >"$WORK/update.log" 2>&1; then
+    fail "swarm a: ghostworks deploy --runtime swarm --release $next_ref" "$(tail -c 400 "$WORK/update.log" | tr '\n' ' ')"
+    update_ok=0
+fi
 update_secs="$(since "$update_t0")"
 sleep 3
 load_stop
 load_figures
 failures_a=$bad
-[ "$update_ok" = 0 ] || pass "swarm a: migrate, api, worker and web updated to ci-next in $update_secs s (start-first, one task at a time)"
+[ "$update_ok" = 0 ] || pass "swarm a: migrate, api, worker and web updated to ci-next by $deploy_with in $update_secs s (start-first, one task at a time)"
 on_next() {
     local s
     for s in api worker web; do
-        [ "$(spec_image "$s")" = "$next_ref" ] && [ "$(update_state "$s")" = completed ] \
+        is_release "$s" "$next_ref" && [ "$(update_state "$s")" = completed ] \
             && converged "$s" 2 || return 1
     done
 }
@@ -371,20 +396,33 @@ check "swarm a: every acknowledged write is present" acked_present
 unhealthy_ref="$SWARM_REGISTRY/ghostworks:ci-unhealthy"
 load_start "$SWARM_DIR/load-b" workspace page list write
 rollback_t0=$(date +%s.%N)
-# `docker service update --detach=false` exits 0 even when Swarm rolled the
-# update back (CLI 28.2 against 20.10 engines): the service's UpdateStatus tells.
-service_update api "$unhealthy_ref" >"$WORK/update.log" 2>&1 && update_rc=0 || update_rc=$?
-log "swarm b: docker service update of the unhealthy release returned $update_rc"
+if [ "$deploy_with" = "docker service update" ]; then
+    # `docker service update --detach=false` exits 0 even when Swarm rolled the
+    # update back (CLI 28.2 against 20.10 engines): the service's UpdateStatus tells.
+    service_update api "$unhealthy_ref" >"$WORK/update.log" 2>&1 && update_rc=0 || update_rc=$?
+    log "swarm b: docker service update of the unhealthy release returned $update_rc"
+else
+    gw_swarm_deploy "$unhealthy_ref" >"$WORK/update.log" 2>&1 && update_rc=0 || update_rc=$?
+    check "swarm b: ghostworks deploy of the unhealthy release exits non-zero ($update_rc: $(tail -n 1 "$WORK/update.log" | head -c 300))" \
+        test "$update_rc" != 0
+    last_deploy() { "$binary" deploy history --json --state-dir "$SWARM_DIR/deploy-state" | jq -c '.[-1] | {artifact: .release.artifact, result, failed_step}'; }
+    check "swarm b: deploy history --json ends with the unhealthy release rolled back: $(last_deploy 2>&1)" \
+        test "$(last_deploy | jq -r '"\(.artifact) \(.result)"')" = "$unhealthy_ref rolled_back"
+fi
 rolled_back() { [ "$(update_state api)" = rollback_completed ] && converged api 2; }
 wait_for 120 rolled_back || true
 rollback_secs="$(since "$rollback_t0")"
 load_stop
 load_figures
 failures_b=$bad
+back_on_next() { [ "$(update_state api)" = rollback_completed ] && is_release api "$next_ref"; }
 check "swarm b: UpdateStatus rollback_completed, api back on ci-next in $rollback_secs s ($(docker service inspect -f '{{.UpdateStatus.Message}}' "$(svc api)" 2>/dev/null))" \
-    test "$(update_state api) $(spec_image api)" = "rollback_completed $next_ref"
-check "swarm b: no api task of the unhealthy release left running" \
-    test -z "$(docker service ps --filter desired-state=running --format '{{.Image}}' "$(svc api)" | grep -F ci-unhealthy)"
+    back_on_next
+unhealthy_left() { # api tasks of the unhealthy release still running
+    docker service ps --filter desired-state=running --format '{{.Image}}' "$(svc api)" \
+        | grep -Fx -e "$unhealthy_ref" -e "$(pinned_ref "$unhealthy_ref" || echo "$unhealthy_ref")"
+}
+check_fails "swarm b: no api task of the unhealthy release left running" unhealthy_left
 log "swarm b: $bad failed requests while the unhealthy release was tried ($reads reads, $writes writes; answers:$codes)"
 check "swarm b: zero failed requests while the unhealthy release was tried and rolled back" test "$bad" = 0
 check "swarm b: every acknowledged write is present" acked_present
