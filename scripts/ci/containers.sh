@@ -38,8 +38,14 @@
 #      container is killed under load; writes come back within 30 s, only
 #      JSON 503s meanwhile, every acknowledged write kept, the old primary
 #      rejoins as a standby;
-#   9. teardown (also on failure or Ctrl-C): `down -v`, stop dockerd, put
-#      back the host's firewall state. PASS/FAIL summary; the results also go
+#   9. Docker Swarm (scripts/ci/swarm.sh): three engines in containers
+#      (deploy/images/swarm-node) form a swarm, a registry of the stage's own
+#      (deploy/images/registry) serves the images, deploy/swarm/docker-stack.yml
+#      is deployed and tested through its entry point, then drills under load:
+#      a rolling update, a release failing its health check (rolled back), a
+#      worker node's engine killed, api scaled to 4;
+#  10. teardown (also on failure or Ctrl-C): `down -v`, the swarm's nodes and
+#      volumes, stop dockerd, put back the host's firewall state. PASS/FAIL summary; the results also go
 #      to target/ci/containers.json (and the image size into target/ci/build.json).
 #
 # Environment: GHOSTWORKS_CI_CACHE, GHOSTWORKS_CI_HTTP_PORT (default: first
@@ -47,10 +53,13 @@
 # stack uses <prefix>.87.0/24 and <prefix>.96.0/20), DEBIAN_MIRROR,
 # GHOSTWORKS_CI_BINARY (package this release binary instead of building one),
 # GHOSTWORKS_CI_KEEP=1 (leave the stack and dockerd running for debugging;
-# stop them with `scripts/ci/containers.sh --stop`), GHOSTWORKS_CI_DEPLOYS_ONLY=1
-# (steps 1-5 and the deploys, 7 and 7b: skips the isolation checks of 6 and the
-# high-availability variant of 8, to iterate on deploys), GHOSTWORKS_CI_CANARY_RATE
-# (the canary's read load, requests a second; default 150).
+# stop them with `scripts/ci/containers.sh --stop`), GHOSTWORKS_CI_STEPS
+# (`all`, the default, or `swarm`: steps 1-3 and 9 only, building only the
+# images the swarm needs, for quick iterations on the Swarm stack),
+# GHOSTWORKS_CI_DEPLOYS_ONLY=1 (steps 1-5 and the deploys, 7 and 7b: skips the
+# isolation checks of 6 and the high-availability variant of 8, to iterate on
+# deploys), GHOSTWORKS_CI_CANARY_RATE (the canary's read load, requests a
+# second; default 150).
 # `scripts/ci/containers.sh --purge` deletes the cache directory.
 set -Eeuo pipefail
 umask 022
@@ -60,6 +69,11 @@ CACHE="${GHOSTWORKS_CI_CACHE:-/var/tmp/ghostworks-ci}"
 PROJECT=ghostworks-ci
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUBNET_PREFIX="${GHOSTWORKS_CI_SUBNET_PREFIX:-172.30}"
+CI_STEPS="${GHOSTWORKS_CI_STEPS:-all}"
+case "$CI_STEPS" in
+    all|swarm) ;;
+    *) echo "GHOSTWORKS_CI_STEPS must be 'all' or 'swarm', not '$CI_STEPS'" >&2; exit 2 ;;
+esac
 COMPOSE_PY_VERSION=5.6.1.0
 
 BASE_IMAGE=ghostworks/debian:bookworm
@@ -213,10 +227,13 @@ restore_host_net() {
 # Containers, networks and volumes of this project, e.g. left by a run that was
 # killed (its restart policies would bring them back with the daemon).
 remove_project_leftovers() {
-    local f="label=com.docker.compose.project=$PROJECT"
-    docker ps -aq --filter "$f" | xargs -r "$DOCKER_BIN" rm -f -v >/dev/null 2>&1 || true
-    docker network ls -q --filter "$f" | xargs -r "$DOCKER_BIN" network rm >/dev/null 2>&1 || true
-    docker volume ls -q --filter "$f" | xargs -r "$DOCKER_BIN" volume rm >/dev/null 2>&1 || true
+    local f
+    # The Compose project's, and the Swarm step's nodes, registry, network and volumes.
+    for f in "label=com.docker.compose.project=$PROJECT" "label=org.ghostworks.ci=swarm"; do
+        docker ps -aq --filter "$f" | xargs -r "$DOCKER_BIN" rm -f -v >/dev/null 2>&1 || true
+        docker network ls -q --filter "$f" | xargs -r "$DOCKER_BIN" network rm >/dev/null 2>&1 || true
+        docker volume ls -q --filter "$f" | xargs -r "$DOCKER_BIN" volume rm >/dev/null 2>&1 || true
+    done
 }
 
 dump_stack_logs() {
@@ -256,6 +273,7 @@ cleanup() {
     if [ "${GHOSTWORKS_CI_KEEP:-0}" = 1 ] && [ "$DOCKERD_STARTED" = 1 ]; then
         log "GHOSTWORKS_CI_KEEP=1: leaving the stack up (DOCKER_HOST=unix://$SOCKET,"
         log "  nginx on 127.0.0.1:${GHOSTWORKS_HTTP_PORT:-?}); stop with: $0 --stop"
+        [ -z "${SWARM_MANAGER_HOST:-}" ] || log "  the swarm's manager: DOCKER_HOST=$SWARM_MANAGER_HOST, its edge: $BASE"
     else
         if [ "$DOCKERD_STARTED" = 1 ]; then
             step "teardown"
@@ -264,6 +282,8 @@ cleanup() {
                 compose down -v --remove-orphans --timeout 10 >"$WORK/down.log" 2>&1 \
                     || { cat "$WORK/down.log"; fail "teardown" "compose down -v"; rc=1; }
             fi
+            # The Swarm step's nodes, registry and their volumes.
+            if declare -F swarm_teardown >/dev/null; then swarm_teardown "$rc"; fi
             # Superseded image versions (rebuilt tags); the build cache stays.
             docker image prune -f >/dev/null 2>&1 || true
             stop_dockerd
@@ -286,6 +306,129 @@ cleanup() {
         echo "PASS: ${#RESULTS[@]} checks"
     fi
     exit "$rc"
+}
+
+# ---------------------------------------------------------------------------
+# Helpers of the acceptance, deploy and high-availability steps (and of
+# scripts/ci/swarm.sh). BASE is the entry point's URL.
+rand() { head -c 32 /dev/urandom | od -An -vtx1 | tr -d ' \n'; }
+# write_app_env FILE: the production settings template with its CHANGE_ME
+# values filled in (PUBLIC_URL, CORS_ORIGINS, MAIL_FROM).
+PUBLIC_URL=https://app.ghostworks-ci.invalid
+write_app_env() {
+    sed -e "s|^CORS_ORIGINS=.*|CORS_ORIGINS=$PUBLIC_URL|" \
+        -e "s|^PUBLIC_URL=.*|PUBLIC_URL=$PUBLIC_URL|" \
+        -e 's|^MAIL_FROM=.*|MAIL_FROM=Ghostworks CI <no-reply@ghostworks-ci.invalid>|' \
+        "$ROOT/.env.production" >"$1"
+    if grep -v '^#' "$1" | grep -q CHANGE_ME; then
+        die "env-file" ".env.production has CHANGE_ME values the stage does not fill in"
+    fi
+}
+# req METHOD PATH [JSON] [TOKEN] [extra curl args...]: sets STATUS and BODY,
+# headers in $WORK/headers.
+req() {
+    local method="$1" path="$2" data="${3:-}" token="${4:-}"; shift $(($# < 4 ? $# : 4))
+    local args=(-sS -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' -X "$method" --max-time 10)
+    [ -z "$data" ] || args+=(-H 'content-type: application/json' --data "$data")
+    [ -z "$token" ] || args+=(-H "authorization: Bearer $token")
+    STATUS="$(curl "${args[@]}" "$@" "$BASE$path" 2>"$WORK/curl.err")" || STATUS="000"
+    BODY="$(cat "$WORK/body" 2>/dev/null || true)"
+}
+expect() { # NAME WANTED_STATUS
+    if [ "$STATUS" = "$2" ]; then pass "$1 ($STATUS)"; else fail "$1" "HTTP $STATUS, want $2: $(head -c 300 <<<"$BODY")"; fi
+}
+header() { grep -i "^$1:" "$WORK/headers" | head -n 1 | cut -d: -f2- | tr -d '\r' | sed 's/^ *//'; }
+header_count() { grep -ci "^$1:" "$WORK/headers" || true; }
+# The SMTP sink's output, one JSON line per message (deploy/images/smtp-sink/sink.py):
+# a Compose service here; scripts/ci/swarm.sh redefines it for its Swarm service.
+mailsink_logs() { docker logs "$(container_of mailsink)" 2>/dev/null; }
+mail_for() { # EMAIL: the sink's JSON line for the newest message to EMAIL
+    mailsink_logs \
+        | jq -Rc --arg to "$1" 'fromjson? | select(.event == "message" and (.rcpt_to | index($to)))' \
+        | tail -n 1
+}
+await_verification_mail() { # EMAIL: sets `mail` (the sink's line, within 60 s) and its `link`
+    mail=""
+    for _ in $(seq 1 120); do
+        mail="$(mail_for "$1")"
+        [ -z "$mail" ] || break
+        sleep 0.5
+    done
+    link="$(jq -r '[.links[] | select(contains("/verify-email?"))][0] // empty' <<<"${mail:-null}" 2>/dev/null || true)"
+}
+# Steady, bounded load through the entry point (BASE), within the limits every
+# request from this host shares (one client address): nginx's 20 r/s, and the API's 60
+# artifact reads and 30 artifact writes per minute. Workspace reads (no API
+# limit) at about 8/s, web pages (the login page, nginx's pages zone) at 2/s,
+# artifact lists at 0.9/s, artifact creations at 0.45/s.
+# Every answer is logged; the writer also logs the id of each acknowledged
+# artifact.
+load_loop() { # workspace|page|list|write
+    local n=0 code pause max="${LOAD_MAX_TIME:-10}"
+    while [ ! -e "$WORK/load.stop" ]; do
+        n=$((n + 1))
+        case "$1" in
+            workspace) pause=0.12
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max" -H "authorization: Bearer $token" \
+                    "$BASE/api/v1/workspaces/$ws" || echo 000)" ;;
+            page) pause=0.5
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max" "$BASE/login" || echo 000)" ;;
+            list) pause=1.1
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max" -H "authorization: Bearer $token" \
+                    "$BASE/api/v1/workspaces/$ws/artifacts?limit=5" || echo 000)" ;;
+            write) pause=2.2
+                code="$(curl -s -o "$WORK/write.body" -w '%{http_code}' --max-time "$max" -X POST \
+                    -H "authorization: Bearer $token" -H 'content-type: application/json' \
+                    --data "{\"name\":\"deploy-load-$n\",\"tags\":[\"deploy\"]}" \
+                    "$BASE/api/v1/workspaces/$ws/artifacts" || echo 000)"
+                code="$code $(jq -r '.id // empty' "$WORK/write.body" 2>/dev/null)" ;;
+        esac
+        echo "$code" >>"$OUT_DIR/$1.log"
+        sleep "$pause"
+    done
+}
+load_start() { # DIR KIND...: one load_loop per KIND in the background, logging into DIR (OUT_DIR)
+    local kind
+    OUT_DIR="$1"; shift
+    mkdir -p "$OUT_DIR"
+    rm -f "$WORK/load.stop"
+    load_pids=()
+    for kind in "$@"; do
+        : >"$OUT_DIR/$kind.log"
+        load_loop "$kind" & load_pids+=($!)
+    done
+}
+load_stop() { touch "$WORK/load.stop"; wait "${load_pids[@]}" || true; }
+# ids_listed FILE: every artifact id in FILE (and it has some) is in the workspace.
+ids_listed() {
+    local offset=0 more=true
+    : >"$WORK/listed.ids"
+    while [ "$more" = true ]; do
+        req GET "/api/v1/workspaces/$ws/artifacts?limit=100&offset=$offset" "" "$token"
+        [ "$STATUS" = 200 ] || return 1
+        jq -r '.items[].id' <<<"$BODY" >>"$WORK/listed.ids"
+        more="$(jq -r '.has_more' <<<"$BODY")"
+        offset=$((offset + 100))
+    done
+    test -s "$1" && test -z "$(comm -23 <(sort "$1") <(sort "$WORK/listed.ids"))"
+}
+# Every acknowledged write of the load (write.log in OUT_DIR) is listed.
+acked_present() {
+    awk '$1 == 201 { print $2 }' "$OUT_DIR/write.log" >"$WORK/acked.ids"
+    ids_listed "$WORK/acked.ids"
+}
+wait_for() { # SECONDS COMMAND...: true once COMMAND succeeds
+    local deadline=$(($(date +%s) + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 1
+    done
+}
+
+# Step 9 lives in its own file; its teardown runs from cleanup().
+run_swarm_step() {
+    # shellcheck source=scripts/ci/swarm.sh
+    . "$ROOT/scripts/ci/swarm.sh"
 }
 
 # ---------------------------------------------------------------------------
@@ -468,14 +611,18 @@ build_image() { # TAG CONTEXT [docker build args...]
 }
 build_image "$POSTGRES_IMAGE" "$ROOT/deploy/images/postgres"
 build_image "$REDIS_IMAGE" "$ROOT/deploy/images/redis"
-build_image "$NGINX_IMAGE" "$ROOT/deploy/images/nginx"
-build_image "$PROMETHEUS_IMAGE" "$ROOT/deploy/images/prometheus"
 build_image "$SMTP_SINK_IMAGE" "$ROOT/deploy/images/smtp-sink"
-build_image "$PATRONI_IMAGE" "$ROOT/deploy/images/patroni" --build-arg "POSTGRES_IMAGE=$POSTGRES_IMAGE"
-build_image "$ETCD_IMAGE" "$ROOT/deploy/images/etcd"
 build_image "$HAPROXY_IMAGE" "$ROOT/deploy/images/haproxy"
-pass "service images built (postgres, redis, nginx, prometheus, smtp-sink; patroni, etcd, haproxy)"
-check "prometheus image runs" docker run --rm --network none "$PROMETHEUS_IMAGE" --version
+if [ "$CI_STEPS" = all ]; then
+    build_image "$NGINX_IMAGE" "$ROOT/deploy/images/nginx"
+    build_image "$PROMETHEUS_IMAGE" "$ROOT/deploy/images/prometheus"
+    build_image "$PATRONI_IMAGE" "$ROOT/deploy/images/patroni" --build-arg "POSTGRES_IMAGE=$POSTGRES_IMAGE"
+    build_image "$ETCD_IMAGE" "$ROOT/deploy/images/etcd"
+    pass "service images built (postgres, redis, smtp-sink, haproxy; nginx, prometheus, patroni, etcd)"
+    check "prometheus image runs" docker run --rm --network none "$PROMETHEUS_IMAGE" --version
+else
+    pass "service images built (postgres, redis, smtp-sink, haproxy)"
+fi
 
 # ---------------------------------------------------------------------------
 step "3. ghostworks image"
@@ -498,6 +645,12 @@ git_sha="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
 build_image "$GHOSTWORKS_IMAGE" "$WORK/app-context" -f "$ROOT/deploy/Dockerfile.prebuilt" \
     --build-arg "VERSION=${version:-0.0.0-dev}" --build-arg "GIT_SHA=$git_sha" \
     --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+# A second release for the deploy drills (steps 7 and 9): the same binary
+# labelled as the next version (a new image id).
+next_image="${GHOSTWORKS_IMAGE%:*}:ci-next"
+build_image "$next_image" "$WORK/app-context" -f "$ROOT/deploy/Dockerfile.prebuilt" \
+    --build-arg "VERSION=${version:-0.0.0-dev}-next" --build-arg "GIT_SHA=$git_sha" \
+    --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 binary_bytes="$(stat -c %s "$binary")"
 image_bytes="$(docker image inspect -f '{{.Size}}' "$GHOSTWORKS_IMAGE")"
 base_bytes="$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")"
@@ -510,13 +663,19 @@ if [ -f "$CI_DIR/build.json" ]; then
         && cp "$WORK/build.json" "$CI_DIR/build.json"
 fi
 
+if [ "$CI_STEPS" = swarm ]; then
+    run_swarm_step
+    step "10. done"
+    [ ${#FAILED[@]} -eq 0 ] || exit 1
+    exit 0
+fi
+
 # ---------------------------------------------------------------------------
 step "4. hardened stack"
 # Throwaway secrets: a root-only directory, world-readable files (the
 # containers run as 999 and 1001; see deploy/README.md).
 export GHOSTWORKS_SECRETS_DIR="$WORK/secrets"
 mkdir -m 0700 "$GHOSTWORKS_SECRETS_DIR"
-rand() { head -c 32 /dev/urandom | od -An -vtx1 | tr -d ' \n'; }
 pg_password="$(rand)"
 api_password="$(rand)"
 worker_password="$(rand)"
@@ -539,14 +698,7 @@ chmod 0444 "$GHOSTWORKS_SECRETS_DIR"/*
 
 # The production settings template with its CHANGE_ME values filled in.
 export GHOSTWORKS_ENV_FILE="$WORK/app.env"
-PUBLIC_URL=https://app.ghostworks-ci.invalid
-sed -e "s|^CORS_ORIGINS=.*|CORS_ORIGINS=$PUBLIC_URL|" \
-    -e "s|^PUBLIC_URL=.*|PUBLIC_URL=$PUBLIC_URL|" \
-    -e 's|^MAIL_FROM=.*|MAIL_FROM=Ghostworks CI <no-reply@ghostworks-ci.invalid>|' \
-    "$ROOT/.env.production" >"$GHOSTWORKS_ENV_FILE"
-if grep -v '^#' "$GHOSTWORKS_ENV_FILE" | grep -q CHANGE_ME; then
-    die "env-file" ".env.production has CHANGE_ME values the stage does not fill in"
-fi
+write_app_env "$GHOSTWORKS_ENV_FILE"
 
 # Debian's nginx 1.22 lacks `resolve` on upstream servers (nginx >= 1.27.3).
 export GHOSTWORKS_NGINX_CONF_DIR="$WORK/nginx"
@@ -618,21 +770,6 @@ pass "stack healthy: postgres, redis, api, worker, web, mailsink, nginx; migrate
 
 # ---------------------------------------------------------------------------
 step "5. acceptance through nginx ($BASE)"
-# req METHOD PATH [JSON] [TOKEN] [extra curl args...]: sets STATUS and BODY,
-# headers in $WORK/headers.
-req() {
-    local method="$1" path="$2" data="${3:-}" token="${4:-}"; shift $(($# < 4 ? $# : 4))
-    local args=(-sS -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' -X "$method" --max-time 10)
-    [ -z "$data" ] || args+=(-H 'content-type: application/json' --data "$data")
-    [ -z "$token" ] || args+=(-H "authorization: Bearer $token")
-    STATUS="$(curl "${args[@]}" "$@" "$BASE$path" 2>"$WORK/curl.err")" || STATUS="000"
-    BODY="$(cat "$WORK/body" 2>/dev/null || true)"
-}
-expect() { # NAME WANTED_STATUS
-    if [ "$STATUS" = "$2" ]; then pass "$1 ($STATUS)"; else fail "$1" "HTTP $STATUS, want $2: $(head -c 300 <<<"$BODY")"; fi
-}
-header() { grep -i "^$1:" "$WORK/headers" | head -n 1 | cut -d: -f2- | tr -d '\r' | sed 's/^ *//'; }
-header_count() { grep -ci "^$1:" "$WORK/headers" || true; }
 
 r="$(rand)"; rid="ci-${r:0:16}"
 req GET /health "" "" -H "X-Request-ID: $rid"
@@ -687,20 +824,6 @@ fi
 # The registration queued an email.verification job in its transaction; the
 # worker sends it over SMTP to the sink, which prints each message as a JSON
 # line (deploy/images/smtp-sink/sink.py). Follow the link like a user would.
-mail_for() { # EMAIL: the sink's JSON line for the newest message to EMAIL
-    docker logs "$(container_of mailsink)" 2>/dev/null \
-        | jq -Rc --arg to "$1" 'fromjson? | select(.event == "message" and (.rcpt_to | index($to)))' \
-        | tail -n 1
-}
-await_verification_mail() { # EMAIL: sets `mail` (the sink's line, within 60 s) and its `link`
-    mail=""
-    for _ in $(seq 1 120); do
-        mail="$(mail_for "$1")"
-        [ -z "$mail" ] || break
-        sleep 0.5
-    done
-    link="$(jq -r '[.links[] | select(contains("/verify-email?"))][0] // empty' <<<"${mail:-null}" 2>/dev/null || true)"
-}
 mail_t0=$(date +%s)
 await_verification_mail "$email"
 verification_token=""
@@ -869,11 +992,6 @@ fi
 
 # ---------------------------------------------------------------------------
 step "7. blue/green deploys through the compose runtime, under load"
-# A second release: the same binary labelled as the next version (a new image id).
-next_image="${GHOSTWORKS_IMAGE%:*}:ci-next"
-build_image "$next_image" "$WORK/app-context" -f "$ROOT/deploy/Dockerfile.prebuilt" \
-    --build-arg "VERSION=${version:-0.0.0-dev}-next" --build-arg "GIT_SHA=$git_sha" \
-    --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 gw_deploy() { # deploy|rollback [ARGS...]: the host's ghostworks drives `docker compose`
     local verb="$1"; shift
     "$binary" "$verb" --runtime compose --docker "$DOCKER_BIN" --compose-project "$PROJECT" \
@@ -882,43 +1000,7 @@ gw_deploy() { # deploy|rollback [ARGS...]: the host's ghostworks drives `docker 
         --state-dir "$WORK/deploy-state" --upstream-dir "$GHOSTWORKS_NGINX_CONF_DIR" \
         --skip-backup --bake-secs 6 --min-requests 20 --drain-secs 2 --ready-timeout-secs 90 "$@"
 }
-# Steady, bounded load through nginx, within the limits every request from
-# this host shares (one client address): nginx's 20 r/s, and the API's 60
-# artifact reads and 30 artifact writes per minute. Workspace reads (no API
-# limit) at about 8/s, web pages (the login page, nginx's pages zone) at 2/s,
-# artifact lists at 0.9/s, artifact creations at 0.45/s.
-# Every answer is logged; the writer also logs the id of each acknowledged
-# artifact.
-load_loop() { # workspace|page|list|write
-    local n=0 code pause max="${LOAD_MAX_TIME:-10}"
-    while [ ! -e "$WORK/load.stop" ]; do
-        n=$((n + 1))
-        case "$1" in
-            workspace) pause=0.12
-                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max" -H "authorization: Bearer $token" \
-                    "$BASE/api/v1/workspaces/$ws" || echo 000)" ;;
-            page) pause=0.5
-                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max" "$BASE/login" || echo 000)" ;;
-            list) pause=1.1
-                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time "$max" -H "authorization: Bearer $token" \
-                    "$BASE/api/v1/workspaces/$ws/artifacts?limit=5" || echo 000)" ;;
-            write) pause=2.2
-                code="$(curl -s -o "$WORK/write.body" -w '%{http_code}' --max-time "$max" -X POST \
-                    -H "authorization: Bearer $token" -H 'content-type: application/json' \
-                    --data "{\"name\":\"deploy-load-$n\",\"tags\":[\"deploy\"]}" \
-                    "$BASE/api/v1/workspaces/$ws/artifacts" || echo 000)"
-                code="$code $(jq -r '.id // empty' "$WORK/write.body" 2>/dev/null)" ;;
-        esac
-        echo "$code" >>"$OUT_DIR/$1.log"
-        sleep "$pause"
-    done
-}
-OUT_DIR="$WORK/load"; mkdir -p "$OUT_DIR"
-load_pids=()
-for kind in workspace page list write; do
-    : >"$OUT_DIR/$kind.log"
-    load_loop "$kind" & load_pids+=($!)
-done
+load_start "$WORK/load" workspace page list write
 # 1: blue takes over from the stack's plain api; 2: green, the next release;
 # 3: rollback to blue's release.
 deploy_ok=1
@@ -932,32 +1014,14 @@ for d in "deploy --release $GHOSTWORKS_IMAGE" "deploy --release $next_image" "ro
         break
     fi
 done
-touch "$WORK/load.stop"
-wait "${load_pids[@]}" || true
+load_stop
 reads="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/page.log" "$OUT_DIR/list.log" | wc -l)"; writes="$(wc -l <"$OUT_DIR/write.log")"
 bad="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/page.log" "$OUT_DIR/list.log" | grep -cv '^200$' || true)"
 bad=$((bad + $(grep -cv '^201 ' "$OUT_DIR/write.log" || true)))
 codes="$(cut -d' ' -f1 "$OUT_DIR"/*.log | sort | uniq -c | tr -s ' \n' ' ')"
 check "zero failed requests during the deploys ($reads reads, $writes writes; answers:$codes)" \
     test "$bad" = 0 -a "$reads" -gt 100 -a "$writes" -gt 10
-# ids_listed FILE: every artifact id in FILE (and it has some) is in the workspace.
-ids_listed() {
-    local offset=0 more=true
-    : >"$WORK/listed.ids"
-    while [ "$more" = true ]; do
-        req GET "/api/v1/workspaces/$ws/artifacts?limit=100&offset=$offset" "" "$token"
-        [ "$STATUS" = 200 ] || return 1
-        jq -r '.items[].id' <<<"$BODY" >>"$WORK/listed.ids"
-        more="$(jq -r '.has_more' <<<"$BODY")"
-        offset=$((offset + 100))
-    done
-    test -s "$1" && test -z "$(comm -23 <(sort "$1") <(sort "$WORK/listed.ids"))"
-}
 # Every acknowledged write is there afterwards.
-acked_present() {
-    awk '$1 == 201 { print $2 }' "$OUT_DIR/write.log" >"$WORK/acked.ids"
-    ids_listed "$WORK/acked.ids"
-}
 check "every acknowledged write is present after the deploys" acked_present
 if [ "$deploy_ok" = 1 ]; then
     "$binary" deploy history --state-dir "$WORK/deploy-state" >"$WORK/history.txt" 2>&1 || true
@@ -1034,20 +1098,13 @@ for i in $(seq 201 208); do
     load_addresses+=("${SUBNET_PREFIX}.87.$i")
 done
 takeover_t0=$(date +%s)
-: >"$OUT_DIR/write.log"
-rm -f "$WORK/load.stop"
-load_pids=()
-for kind in workspace page list write; do
-    : >"$OUT_DIR/$kind.log"
-    load_loop "$kind" & load_pids+=($!)
-done
+load_start "$WORK/takeover-load" workspace page list write
 if gw_canary deploy --release "$next_image" >"$WORK/takeover.log" 2>&1; then
     pass "ghostworks deploy --proxy haproxy: nginx now routes through HAProxy ($(($(date +%s) - takeover_t0)) s): $(tail -n 1 "$WORK/takeover.log")"
 else
     fail "ghostworks deploy --proxy haproxy (takeover)" "$(tail -c 900 "$WORK/takeover.log" | tr '\n' ' ')"
 fi
-touch "$WORK/load.stop"
-wait "${load_pids[@]}" || true
+load_stop
 bad="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/page.log" "$OUT_DIR/list.log" | grep -cv '^200$' || true)"
 bad=$((bad + $(grep -cv '^201 ' "$OUT_DIR/write.log" || true)))
 check "zero failed requests while nginx is pointed at HAProxy ($(cat "$OUT_DIR"/*.log | wc -l) requests)" test "$bad" = 0
@@ -1184,13 +1241,6 @@ synchronous_cluster() { # a running leader and a streaming synchronous standby
     jq -e '([.members[] | select(.role == "leader" and .state == "running")] | length) == 1
         and ([.members[] | select(.role == "sync_standby" and (.state == "streaming" or .state == "running"))] | length) >= 1' <<<"$c" >/dev/null
 }
-wait_for() { # SECONDS COMMAND...: true once COMMAND succeeds
-    local deadline=$(($(date +%s) + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
-        sleep 1
-    done
-}
 wait_for 60 synchronous_cluster || true
 check "Patroni: one primary and a synchronous standby" synchronous_cluster
 
@@ -1210,13 +1260,8 @@ ws="$(jq -r .id <<<"$BODY")"
 
 # Load through nginx (as in step 7, with a client timeout above the API's
 # database wait, so a slow answer is seen rather than cut off), then the kill.
-OUT_DIR="$WORK/ha-load"; mkdir -p "$OUT_DIR"; rm -f "$WORK/load.stop"
 export LOAD_MAX_TIME=20
-load_pids=()
-for kind in workspace list write; do
-    : >"$OUT_DIR/$kind.log"
-    load_loop "$kind" & load_pids+=($!)
-done
+load_start "$WORK/ha-load" workspace list write
 sleep 5
 old_primary="$(leader)"
 [ -n "$old_primary" ] || die "ha: leader" "Patroni names no running leader"
@@ -1245,8 +1290,7 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
 done
 new_primary="$(leader)"
 sleep 5
-touch "$WORK/load.stop"
-wait "${load_pids[@]}" || true
+load_stop
 unset LOAD_MAX_TIME
 reads="$(cat "$OUT_DIR/workspace.log" "$OUT_DIR/list.log" | wc -l)"; writes="$(wc -l <"$OUT_DIR/write.log")"
 unavailable="$(cut -d' ' -f1 "$OUT_DIR"/*.log | grep -c '^503$' || true)"
@@ -1278,5 +1322,12 @@ fi
 log "HA figures: a new primary ${promoted:-never} s and writes back ${written_again:-never} s after the primary's container was killed; $unavailable JSON 503s, $bad other failures, $writes writes acknowledged"
 
 # ---------------------------------------------------------------------------
-step "9. done"
+# The high-availability stack's resources are needed by the Swarm nodes.
+compose down -v --remove-orphans --timeout 10 >"$WORK/down.log" 2>&1 \
+    || { cat "$WORK/down.log"; die "ha: down" "compose down -v of the high-availability stack"; }
+STACK_STARTED=0
+run_swarm_step
+
+# ---------------------------------------------------------------------------
+step "10. done"
 [ ${#FAILED[@]} -eq 0 ] || exit 1
