@@ -73,6 +73,9 @@ pub struct SwarmRuntime {
     pinned: BTreeMap<String, String>,
     /// The newest scrape of each task seen through the entry point, by host.
     seen: BTreeMap<String, Signals>,
+    /// The api service's replicas, read on the bake's first scrape: how many scrapes meet
+    /// every task.
+    replicas: Option<u64>,
     http: reqwest::Client,
 }
 
@@ -181,6 +184,14 @@ fn pinned(image: &Value, artifact: &str) -> Result<String> {
         })
 }
 
+/// The `sha256:...` of a pinned reference (`REPOSITORY@sha256:...`): the release's digest.
+fn digest_of(pinned: &str) -> String {
+    pinned
+        .rsplit_once('@')
+        .map_or(pinned, |(_, d)| d)
+        .to_string()
+}
+
 /// The sum of the newest scrape of each task.
 fn total(seen: &BTreeMap<String, Signals>) -> Signals {
     let mut sum = Signals::default();
@@ -192,12 +203,13 @@ fn total(seen: &BTreeMap<String, Signals>) -> Signals {
 
 impl SwarmRuntime {
     pub fn new(args: &SwarmArgs, docker: PathBuf, common: Common<'_>) -> Result<Self> {
-        reqwest::Url::parse(&args.entry).with_context(|| {
-            format!(
-                "--swarm-entry {}: not a URL (e.g. http://127.0.0.1:8080)",
+        let url = reqwest::Url::parse(&args.entry).ok();
+        if !url.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
+            bail!(
+                "--swarm-entry {}: not an http(s) URL (e.g. http://127.0.0.1:8080)",
                 args.entry
-            )
-        })?;
+            );
+        }
         Ok(Self {
             docker,
             stack: args.stack.clone(),
@@ -207,6 +219,7 @@ impl SwarmRuntime {
             label: common.label,
             pinned: BTreeMap::new(),
             seen: BTreeMap::new(),
+            replicas: None,
             // One connection per scrape: the entry point balances connections, not requests.
             http: ghostworks_telemetry::http_client::builder()
                 .timeout(Duration::from_secs(2))
@@ -447,21 +460,13 @@ impl SwarmRuntime {
 impl Runtime for SwarmRuntime {
     async fn digest(&mut self, artifact: &str) -> Result<String> {
         let image = self.pull(artifact).await?;
-        let pinned = pinned(&image, artifact)?;
-        Ok(pinned
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_string())
-            .unwrap_or(pinned))
+        Ok(digest_of(&pinned(&image, artifact)?))
     }
 
     async fn check(&mut self, artifact: &str) -> Result<Release> {
         let image = self.pull(artifact).await?;
         let pin = pinned(&image, artifact)?;
-        let digest = pin
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_string())
-            .unwrap_or_default();
-        let release = image_release(&image, artifact, self.label.clone(), digest);
+        let release = image_release(&image, artifact, self.label.clone(), digest_of(&pin));
         for c in COMPONENTS {
             self.inspect(&self.service(c.name)).await?;
         }
@@ -524,10 +529,16 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn traffic(&mut self, _instances: &[Instance]) -> Result<Signals> {
-        let api = self.inspect(&self.service("api")).await?;
-        let replicas = api["Spec"]["Mode"]["Replicated"]["Replicas"]
-            .as_u64()
-            .unwrap_or(1);
+        let replicas = match self.replicas {
+            Some(n) => n,
+            None => {
+                let api = self.inspect(&self.service("api")).await?;
+                let n = api["Spec"]["Mode"]["Replicated"]["Replicas"]
+                    .as_u64()
+                    .unwrap_or(1);
+                *self.replicas.insert(n)
+            }
+        };
         // Each scrape reaches one task: enough of them to meet every task, most likely.
         for _ in 0..(3 * replicas).max(3) {
             let text = self
@@ -627,6 +638,30 @@ mod tests {
         assert_eq!(
             repository("registry:5000/ghostworks"),
             "registry:5000/ghostworks"
+        );
+    }
+
+    #[test]
+    fn an_entry_point_that_is_no_url_is_refused_naming_the_option() {
+        let args = SwarmArgs {
+            stack: "ghostworks".into(),
+            entry: "edge:8080".into(),
+            timeout_secs: 1,
+        };
+        let common = Common {
+            state_dir: std::env::temp_dir(),
+            upstream_dir: std::env::temp_dir(),
+            label: None,
+            admin_url: None,
+            earlier: None,
+        };
+        let err = SwarmRuntime::new(&args, "docker".into(), common)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("--swarm-entry edge:8080: not an http(s) URL"),
+            "{err}"
         );
     }
 
