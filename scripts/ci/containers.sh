@@ -43,7 +43,8 @@
 #      (deploy/images/registry) serves the images, deploy/swarm/docker-stack.yml
 #      is deployed and tested through its entry point, then drills under load:
 #      a rolling update, a release failing its health check (rolled back), a
-#      worker node's engine killed, api scaled to 4;
+#      worker node's engine killed while its worker runs a job (the job run
+#      again elsewhere once its lease expires), api scaled to 4;
 #  10. teardown (also on failure or Ctrl-C): `down -v`, the swarm's nodes and
 #      volumes, stop dockerd, put back the host's firewall state. PASS/FAIL summary; the results also go
 #      to target/ci/containers.json (and the image size into target/ci/build.json).

@@ -21,8 +21,9 @@
 #   - drills under a steady bounded load (load_loop): a rolling update to the
 #     next release (zero failed requests, every acknowledged write kept); a
 #     release failing its health check (Swarm rolls it back); a worker node's
-#     engine killed (its tasks rescheduled, failures counted and bounded, the
-#     queued jobs all done); api scaled to 4 (zero failed requests); the
+#     engine killed while its worker runs a job (its tasks rescheduled,
+#     failures counted and bounded, the job run again elsewhere once its lease
+#     expires, the jobs queued after the loss all done); api scaled to 4 (zero failed requests); the
 #     other worker node drained (zero failed requests).
 # Swarm's virtual IPs and its ingress routing mesh need IPVS, which a kernel
 # may lack: every service uses endpoint_mode dnsrr and the entry point is
@@ -427,21 +428,67 @@ log "swarm b: $bad failed requests while the unhealthy release was tried ($reads
 check "swarm b: zero failed requests while the unhealthy release was tried and rolled back" test "$bad" = 0
 check "swarm b: every acknowledged write is present" acked_present
 
-# c. A worker node's engine is killed: its tasks are rescheduled, the service
-# keeps answering, the jobs queued after the loss are all done.
+# c. A worker node's engine is killed while its worker runs a job: its tasks
+# are rescheduled, the service keeps answering, the job in flight there is run
+# again by another worker once its lease expires, and the jobs queued after the
+# loss are all done. The victim is the worker node with the most tasks among
+# those running a worker task (Swarm spreads the two replicas over two nodes).
 victim=""
 most=0
 for n in worker1 worker2; do
+    [[ " $(tasks_on worker)" == *" $n "* ]] || continue
     k="$(docker node ps "$n" --filter desired-state=running -q 2>/dev/null | wc -l)"
     [ "$k" -le "$most" ] || { most=$k; victim=$n; }
 done
-[ -n "$victim" ] || die "swarm c: victim" "no worker node runs any task"
+[ -n "$victim" ] || die "swarm c: victim" "no worker node runs a worker task (tasks on: $(tasks_on worker))"
 victim_tasks="$(docker node ps "$victim" --filter desired-state=running --format '{{.Name}}' | tr '\n' ' ')"
+psql_manager() {
+    docker exec "$(task_container postgres)" psql -v ON_ERROR_STOP=1 -U ghostworks -d ghostworks -tAc "$1"
+}
+worker_tasks_on() { # NODE: its worker task containers (a container's id is its hostname)
+    on_node "$1" ps -q --filter "label=com.docker.swarm.service.name=$(svc worker)"
+}
+# The job in flight: the SMTP sink is paused (a relay that accepted the
+# connection and never answers) and so are the other nodes' workers, so the
+# victim's worker claims the verification job of a new user and waits on the
+# relay (for up to 20 s) when its node is lost.
+mailsink_container="$(task_container mailsink)"
+docker pause "$mailsink_container" >/dev/null || die "swarm c: pause the SMTP sink" "docker pause $mailsink_container"
+paused_workers=()
+for n in "${SWARM_NODES[@]}"; do
+    [ "$n" != "$victim" ] || continue
+    for c in $(worker_tasks_on "$n"); do
+        on_node "$n" pause "$c" >/dev/null && paused_workers+=("$n:$c")
+    done
+done
+unpause_workers() {
+    local p
+    for p in "${paused_workers[@]}"; do on_node "${p%%:*}" unpause "${p#*:}" >/dev/null || true; done
+    paused_workers=()
+}
+r="$(rand)"; inflight_email="ci-swarm-c0-${r:0:10}@example.com"
+req POST /api/v1/auth/register "{\"email\":\"$inflight_email\",\"password\":\"$password\",\"first_name\":\"Ci\",\"last_name\":\"Swarm\"}"
+[ "$STATUS" = 202 ] || { unpause_workers; die "swarm c: register the in-flight job's user" "HTTP $STATUS"; }
+inflight_job() { # id, status, attempts and holder (a container id) of that user's verification job
+    psql_manager "SELECT j.id, j.status, j.attempts, coalesce(split_part(j.locked_by, ':', 1), '') FROM jobs j
+        JOIN users u ON j.payload->>'user_id' = u.id::text
+        WHERE j.kind = 'email.verification' AND u.email = '$inflight_email'" | tr '|' ' '
+}
+held_by_victim() {
+    local status attempts holder
+    read -r _ status attempts holder <<<"$(inflight_job 2>/dev/null)"
+    [ "$status" = running ] && [ -n "$holder" ] && [[ " $(worker_tasks_on "$victim" | tr '\n' ' ') " == *" $holder "* ]]
+}
+wait_for 20 held_by_victim || true
+read -r inflight_id inflight_status _ inflight_holder <<<"$(inflight_job 2>/dev/null)"
+check "swarm c: the new user's verification job runs on $victim's worker ($inflight_status, held by ${inflight_holder:-nobody})" held_by_victim
 load_start "$SWARM_DIR/load-c" workspace page list write
 sleep 3
 kill_t0=$(date +%s.%N)
 outer kill "$(node_container "$victim")" >/dev/null
-log "swarm c: killed $victim's engine (its container), which ran: $victim_tasks"
+unpause_workers
+docker unpause "$mailsink_container" >/dev/null || fail "swarm c: unpause the SMTP sink" "docker unpause $mailsink_container"
+log "swarm c: killed $victim's engine (its container), which ran: $victim_tasks, and job $inflight_id"
 node_down() { [ "$(docker node inspect -f '{{.Status.State}}' "$victim")" = down ]; }
 rescheduled() {
     converged api 2 && converged worker 2 && converged web 2 \
@@ -453,17 +500,13 @@ wait_for 120 rescheduled || true
 reschedule_secs="$(since "$kill_t0")"
 check "swarm c: $victim is down ($down_secs s) and its tasks run elsewhere ($reschedule_secs s after the kill)" rescheduled
 # Jobs queued after the loss (verification e-mails of new users) all reach
-# `succeeded`; a job in flight on the lost node would be run again after its
-# lease (JOB_LEASE_SECONDS) by the surviving workers.
+# `succeeded`.
 c_emails=()
 for i in 1 2 3; do
     r="$(rand)"; e="ci-swarm-c$i-${r:0:10}@example.com"
     req POST /api/v1/auth/register "{\"email\":\"$e\",\"password\":\"$password\",\"first_name\":\"Ci\",\"last_name\":\"Swarm\"}"
     [ "$STATUS" = 202 ] && c_emails+=("$e")
 done
-psql_manager() {
-    docker exec "$(task_container postgres)" psql -v ON_ERROR_STOP=1 -U ghostworks -d ghostworks -tAc "$1"
-}
 jobs_succeeded() { # the verification jobs of the users registered after the loss that succeeded
     local list
     list="$(printf "'%s'," "${c_emails[@]}")"
@@ -475,6 +518,23 @@ jobs_t0=$(date +%s)
 check "swarm c: 3 users registered after the loss" test "${#c_emails[@]}" = 3
 wait_for 120 all_jobs_done || true
 check "swarm c: their 3 verification jobs succeeded ($(($(date +%s) - jobs_t0)) s after the registrations)" all_jobs_done
+# The job in flight on the lost node: its lease (JOB_LEASE_SECONDS, 60 s) runs
+# out, a surviving worker takes it back and runs it again; its e-mail reaches
+# the sink.
+rerun() {
+    local status attempts holder
+    read -r _ status attempts holder <<<"$(inflight_job 2>/dev/null)"
+    [ "$status" = succeeded ] && [ "$attempts" -ge 2 ]
+}
+wait_for 150 rerun || true
+rerun_secs="$(since "$kill_t0")"
+read -r _ inflight_status inflight_attempts _ <<<"$(inflight_job 2>/dev/null)"
+check "swarm c: the job in flight on $victim ran again elsewhere and succeeded ($rerun_secs s after the kill; $inflight_status after ${inflight_attempts:-?} attempts)" rerun
+mailed_once() {
+    test "$(mailsink_logs | jq -Rc --arg to "$inflight_email" \
+        'fromjson? | select(.event == "message" and (.rcpt_to | index($to)))' | wc -l)" = 1
+}
+check "swarm c: its verification e-mail reached the sink once" mailed_once
 sleep 3
 load_stop
 load_figures
@@ -530,11 +590,11 @@ check "swarm e: zero failed requests while $drained was drained ($reads reads, $
 check "swarm e: every acknowledged write is present" acked_present
 docker node update --availability active "$drained" >/dev/null || true
 
-SWARM_FIGURES="stack up ${stack_up} s; rolling update ${update_secs} s (failures ${failures_a}); unhealthy release rolled back in ${rollback_secs} s (failures ${failures_b}); node loss: down after ${down_secs} s, rescheduled after ${reschedule_secs} s (failures ${failures_c}); scale api 2->4 ${scale_secs} s (failures ${failures_d}); drain ${drain_secs} s (failures ${failures_e}); step $(($(date +%s) - SWARM_T0)) s"
+SWARM_FIGURES="stack up ${stack_up} s; rolling update ${update_secs} s (failures ${failures_a}); unhealthy release rolled back in ${rollback_secs} s (failures ${failures_b}); node loss: down after ${down_secs} s, rescheduled after ${reschedule_secs} s, its job in flight run again after ${rerun_secs} s (failures ${failures_c}); scale api 2->4 ${scale_secs} s (failures ${failures_d}); drain ${drain_secs} s (failures ${failures_e}); step $(($(date +%s) - SWARM_T0)) s"
 log "swarm figures: $SWARM_FIGURES"
 pass "swarm figures: $SWARM_FIGURES"
 mkdir -p "$CI_DIR" 2>/dev/null
-printf '{"stack_up_s": %s, "update_s": %s, "update_failures": %s, "rollback_s": %s, "rollback_failures": %s, "node_down_s": %s, "reschedule_s": %s, "node_loss_failures": %s, "scale_s": %s, "scale_failures": %s, "drain_s": %s, "drain_failures": %s, "step_s": %s}\n' \
-    "$stack_up" "$update_secs" "$failures_a" "$rollback_secs" "$failures_b" "$down_secs" "$reschedule_secs" \
+printf '{"stack_up_s": %s, "update_s": %s, "update_failures": %s, "rollback_s": %s, "rollback_failures": %s, "node_down_s": %s, "reschedule_s": %s, "inflight_rerun_s": %s, "node_loss_failures": %s, "scale_s": %s, "scale_failures": %s, "drain_s": %s, "drain_failures": %s, "step_s": %s}\n' \
+    "$stack_up" "$update_secs" "$failures_a" "$rollback_secs" "$failures_b" "$down_secs" "$reschedule_secs" "$rerun_secs" \
     "$failures_c" "$scale_secs" "$failures_d" "$drain_secs" "$failures_e" "$(($(date +%s) - SWARM_T0))" >"$CI_DIR/swarm.json" 2>/dev/null || true
 export DOCKER_HOST="$OUTER_HOST"

@@ -197,6 +197,10 @@ pub fn router(state: AppState) -> Router {
         error_ratio: cfg.fault_error_ratio,
         latency: cfg.fault_latency,
     };
+    if let Some(mib) = cfg.fault_ballast_mib {
+        // Written, so resident, and kept for the life of the process.
+        Box::leak(vec![1u8; mib << 20].into_boxed_slice());
+    }
     #[allow(deprecated)] // TimeoutLayer::new: the status-code variant is not in every 0.6 release
     let timeout = TimeoutLayer::new(cfg.request_timeout);
     routes::routes(state.clone())

@@ -73,6 +73,10 @@ pub struct Config {
     /// canary's latency analysis. Development builds and `GHOSTWORKS_ENV=development` only: a
     /// release build never reads the variable.
     pub fault_latency: Option<Duration>,
+    /// MiB the API allocates and keeps resident (`GHOSTWORKS_FAULT_BALLAST_MIB`), for
+    /// rehearsing a canary's memory analysis. Development builds and
+    /// `GHOSTWORKS_ENV=development` only: a release build never reads the variable.
+    pub fault_ballast_mib: Option<usize>,
 }
 
 /// Secrets shipped in examples and templates; never acceptable outside development.
@@ -121,8 +125,10 @@ impl Config {
         let (cookie_secure, cookie_samesite) = cookies(&mut r, common.production());
         let cookie_domain = r.raw("COOKIE_DOMAIN");
         let (max_body_bytes, request_timeout) = request_limits(&mut r);
-        let fault_error_ratio = fault_error_ratio(&r, environment);
-        let fault_latency = fault_latency(&r, environment);
+        let fault_error_ratio = fault(&r, environment, "GHOSTWORKS_FAULT_ERROR_RATIO");
+        let fault_latency =
+            fault(&r, environment, "GHOSTWORKS_FAULT_LATENCY_MS").map(Duration::from_millis);
+        let fault_ballast_mib = fault(&r, environment, "GHOSTWORKS_FAULT_BALLAST_MIB");
         r.finish(|| Config {
             common,
             bind,
@@ -151,6 +157,7 @@ impl Config {
             request_timeout,
             fault_error_ratio,
             fault_latency,
+            fault_ballast_mib,
         })
     }
 
@@ -397,39 +404,23 @@ fn cookies(r: &mut Reader<'_>, production: bool) -> (bool, SameSite) {
     (secure, samesite)
 }
 
-/// The fault settings exist only in development builds: a release build compiles the
-/// functions below without their bodies (they return none and read nothing), so no production
-/// binary can be slowed down or made to fail by its environment, whatever `GHOSTWORKS_ENV`
-/// says.
+/// A fault setting (`GHOSTWORKS_FAULT_*`, a positive number): they exist only in development
+/// builds. A release build compiles the function below without its body (it returns none and
+/// reads nothing), so no production binary can be slowed down, made to fail or bloated by its
+/// environment, whatever `GHOSTWORKS_ENV` says.
 #[cfg(debug_assertions)]
-fn fault_latency(r: &Reader<'_>, environment: Environment) -> Option<Duration> {
+fn fault<T: std::str::FromStr + PartialOrd + Default>(
+    r: &Reader<'_>,
+    environment: Environment,
+    name: &str,
+) -> Option<T> {
     if environment != Environment::Development {
         return None;
     }
-    r.raw("GHOSTWORKS_FAULT_LATENCY_MS")?
-        .parse::<u64>()
-        .ok()
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis)
-}
-
-#[cfg(debug_assertions)]
-fn fault_error_ratio(r: &Reader<'_>, environment: Environment) -> Option<f64> {
-    if environment != Environment::Development {
-        return None;
-    }
-    r.raw("GHOSTWORKS_FAULT_ERROR_RATIO")?
-        .parse::<f64>()
-        .ok()
-        .filter(|ratio| *ratio > 0.0)
+    r.raw(name)?.parse::<T>().ok().filter(|v| *v > T::default())
 }
 
 #[cfg(not(debug_assertions))]
-fn fault_latency(_: &Reader<'_>, _: Environment) -> Option<Duration> {
-    None
-}
-
-#[cfg(not(debug_assertions))]
-fn fault_error_ratio(_: &Reader<'_>, _: Environment) -> Option<f64> {
+fn fault<T>(_: &Reader<'_>, _: Environment, _: &str) -> Option<T> {
     None
 }

@@ -130,17 +130,22 @@ mod tests {
             v.insert("GHOSTWORKS_ENV".into(), env.into());
             v.insert("GHOSTWORKS_FAULT_ERROR_RATIO".into(), "0.05".into());
             v.insert("GHOSTWORKS_FAULT_LATENCY_MS".into(), "40".into());
-            Config::from_vars(&v).map(|c| (c.fault_error_ratio, c.fault_latency))
+            v.insert("GHOSTWORKS_FAULT_BALLAST_MIB".into(), "300".into());
+            Config::from_vars(&v)
+                .map(|c| (c.fault_error_ratio, c.fault_latency, c.fault_ballast_mib))
         };
         // `cargo test --release` runs this against the release build's configuration, which
         // has no fault settings to read.
         let dev = faulty("development").unwrap();
         if cfg!(debug_assertions) {
-            assert_eq!(dev, (Some(0.05), Some(Duration::from_millis(40))));
+            assert_eq!(
+                dev,
+                (Some(0.05), Some(Duration::from_millis(40)), Some(300))
+            );
         } else {
-            assert_eq!(dev, (None, None));
+            assert_eq!(dev, (None, None, None));
         }
-        assert_eq!(faulty("staging").unwrap(), (None, None));
+        assert_eq!(faulty("staging").unwrap(), (None, None, None));
     }
 
     #[test]

@@ -921,7 +921,7 @@ async fn aborted_canary(
 }
 
 /// A release slower than the live one (injected latency) is aborted at the first step, and
-/// one answering 2 % errors against none is aborted too: traffic back on the live colour, the
+/// so are one answering 2 % errors against none and one holding far more memory: traffic back on the live colour, the
 /// canary stopped, the history naming the step, the signals and their values. A dry run of
 /// the analysis records the slow release's verdicts without acting on them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -960,6 +960,17 @@ async fn canaries_worse_than_the_live_release_are_aborted() {
 
     let faulty = stage.wrapper("faulty", "export GHOSTWORKS_FAULT_ERROR_RATIO=0.02;");
     aborted_canary(&stage, &load, faulty, "faulty", "error_ratio").await;
+
+    // Saturation: a release holding 400 MiB more than the live one, as fast and as correct.
+    let bloated = stage.wrapper("bloated", "export GHOSTWORKS_FAULT_BALLAST_MIB=400;");
+    let steps = aborted_canary(&stage, &load, bloated, "bloated", "resident_mib").await;
+    assert_eq!(steps.len(), 1);
+    let memory = &steps[0]["checks"].as_array().unwrap()[3];
+    eprintln!(
+        "bloated canary: {:.0} MiB resident against {:.0} MiB",
+        memory["canary"].as_f64().unwrap(),
+        memory["stable"].as_f64().unwrap()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (requests, failures, acked) = load.finish().await;
     // The only failures are the faulty canary's injected 503s.

@@ -1,6 +1,6 @@
 //! The golden signals of a service read back from its Prometheus text: requests, server errors
 //! and the latency histogram of `http_requests_total` and `http_request_duration_seconds`,
-//! summed over routes. A deploy's bake judges a new colour by them; the web's operations page
+//! summed over routes, and the saturation of its memory, `process_resident_memory_bytes`. A deploy's bake judges a new colour by them; the web's operations page
 //! charts the API's.
 
 use std::collections::BTreeMap;
@@ -12,6 +12,9 @@ pub struct Signals {
     pub requests: f64,
     /// Answers with a 5xx status.
     pub errors: f64,
+    /// The largest instance's resident memory at the latest scrape, in bytes (0 when not
+    /// exported): a level, not a count, so a window keeps its end's value.
+    pub resident_bytes: f64,
     /// Bucket upper bound in microseconds (`u64::MAX` for `+Inf`, so the map orders the
     /// bounds) to cumulative count.
     buckets: BTreeMap<u64, f64>,
@@ -82,6 +85,7 @@ impl Signals {
                     };
                     *s.buckets.entry(bound).or_default() += value;
                 }
+                "process_resident_memory_bytes" => s.resident_bytes = s.resident_bytes.max(value),
                 _ => {}
             }
         }
@@ -92,6 +96,7 @@ impl Signals {
     pub fn add(&mut self, other: &Signals) {
         self.requests += other.requests;
         self.errors += other.errors;
+        self.resident_bytes = self.resident_bytes.max(other.resident_bytes);
         for (le, n) in &other.buckets {
             *self.buckets.entry(*le).or_default() += n;
         }
@@ -103,6 +108,7 @@ impl Signals {
         Signals {
             requests: (self.requests - earlier.requests).max(0.0),
             errors: (self.errors - earlier.errors).max(0.0),
+            resident_bytes: self.resident_bytes,
             buckets: self
                 .buckets
                 .iter()
@@ -201,6 +207,17 @@ http_request_duration_seconds_bucket{method="GET",endpoint="/a",le="+Inf"} 110
         assert_eq!(both.requests, 20.0);
         assert_eq!(both.since(&both).quantile(0.95), None);
         assert_eq!(Signals::default().error_ratio(), 0.0);
+    }
+
+    #[test]
+    fn resident_memory_is_the_largest_instance_at_the_window_end() {
+        let at = |mb: u64| Signals::parse(&format!("process_resident_memory_bytes {}\n", mb << 20));
+        let mut colour = at(40);
+        colour.add(&at(90));
+        colour.add(&at(60));
+        assert_eq!(colour.resident_bytes, (90u64 << 20) as f64);
+        assert_eq!(at(70).since(&at(500)).resident_bytes, (70u64 << 20) as f64);
+        assert_eq!(Signals::parse(BEFORE).resident_bytes, 0.0);
     }
 
     #[test]

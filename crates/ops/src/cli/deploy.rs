@@ -129,6 +129,13 @@ pub struct CanaryArgs {
     /// ... and by how many milliseconds at least before that fails it.
     #[arg(long, default_value_t = 20)]
     pub latency_floor_ms: u64,
+    /// How much more resident memory the canary's largest instance may hold than the stable
+    /// colour's (0.5: half as much again) ...
+    #[arg(long, default_value_t = 0.5)]
+    pub memory_margin: f64,
+    /// ... and by how many MiB at least before that fails it.
+    #[arg(long, default_value_t = 64)]
+    pub memory_floor_mib: u64,
     /// A step without enough traffic to judge: `wait` (up to --inconclusive-max-secs more,
     /// then fail) or `fail` at once. Never a pass.
     #[arg(long, value_enum, default_value = "wait")]
@@ -156,6 +163,15 @@ impl CanaryArgs {
                  traffic to compare with"
             );
         }
+        for (flag, margin) in [
+            ("--error-margin", self.error_margin),
+            ("--latency-margin", self.latency_margin),
+            ("--memory-margin", self.memory_margin),
+        ] {
+            if !(margin.is_finite() && margin >= 0.0) {
+                anyhow::bail!("{flag}: a margin of 0 or more, not {margin}");
+            }
+        }
         Ok(Strategy::Canary(Canary {
             steps: s.clone(),
             step: Duration::from_secs(self.step_secs),
@@ -164,6 +180,8 @@ impl CanaryArgs {
                 error_margin: self.error_margin,
                 latency_ratio: 1.0 + self.latency_margin,
                 latency_floor: Duration::from_millis(self.latency_floor_ms),
+                memory_ratio: 1.0 + self.memory_margin,
+                memory_floor_bytes: (self.memory_floor_mib << 20) as f64,
             },
             inconclusive: self.inconclusive,
             max_wait: Duration::from_secs(self.inconclusive_max_secs),

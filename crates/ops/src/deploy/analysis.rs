@@ -17,7 +17,15 @@
 //!   latencies coarse). A quantile is judged only when each colour has at least
 //!   [`TAIL_OBSERVATIONS`] observations above it (p95: 100, p99: 500): below that it is one or
 //!   two outliers, not a tail.
-//! - Every check needs `min_requests` canary requests in the window. A check without enough
+//! - Saturation: the resident memory of the colour's largest instance at the window's end
+//!   fails when the canary's is above `memory_ratio` times the stable colour's *and* more
+//!   than `memory_floor` bytes above it (a leak, or a cache that lost its bound). Memory is a
+//!   level that does not scale with the share of traffic, so a canary at 5 % compares fairly
+//!   with the stable colour at 95 %; CPU time per request would not: the background work
+//!   every process does (probes, scrapes, pools) is divided by the canary's few requests and
+//!   makes a healthy canary look costly at a low weight. A colour that does not export it is
+//!   inconclusive.
+//! - Every traffic check needs `min_requests` canary requests in the window. A check without enough
 //!   data is inconclusive, and so is the step: it waits or fails by policy, never passes.
 
 use std::time::Duration;
@@ -39,6 +47,9 @@ pub struct Rules {
     /// 2.0: the canary's p95 and p99 may be up to twice the stable colour's.
     pub latency_ratio: f64,
     pub latency_floor: Duration,
+    /// 1.5: the canary's resident memory may be up to half as large again as the stable's.
+    pub memory_ratio: f64,
+    pub memory_floor_bytes: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +63,7 @@ pub enum Verdict {
 /// One signal of a step: the canary's value, the stable colour's, and the verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
-    /// `error_ratio`, `p95_ms` or `p99_ms`.
+    /// `error_ratio`, `p95_ms`, `p99_ms` or `resident_mib`.
     pub signal: String,
     pub canary: f64,
     pub stable: f64,
@@ -102,10 +113,10 @@ impl StepReport {
 }
 
 fn show(signal: &str, v: f64) -> String {
-    if signal == "error_ratio" {
-        format!("{:.2}%", v * 100.0)
-    } else {
-        format!("{v:.1} ms")
+    match signal {
+        "error_ratio" => format!("{:.2}%", v * 100.0),
+        "resident_mib" => format!("{v:.0} MiB"),
+        _ => format!("{v:.1} ms"),
     }
 }
 
@@ -179,6 +190,21 @@ pub fn judge(canary: &Signals, stable: &Signals, rules: &Rules) -> (Verdict, Vec
             },
         });
     }
+    let mib = |s: &Signals| s.resident_bytes / f64::from(1 << 20);
+    checks.push(Check {
+        signal: "resident_mib".into(),
+        canary: mib(canary),
+        stable: mib(stable),
+        verdict: if canary.resident_bytes <= 0.0 || stable.resident_bytes <= 0.0 {
+            Verdict::Inconclusive
+        } else if canary.resident_bytes > stable.resident_bytes * rules.memory_ratio
+            && canary.resident_bytes - stable.resident_bytes > rules.memory_floor_bytes
+        {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        },
+    });
     (overall(&checks), checks)
 }
 
@@ -192,18 +218,23 @@ mod tests {
             error_margin: 0.005,
             latency_ratio: 2.0,
             latency_floor: Duration::from_millis(20),
+            memory_ratio: 1.5,
+            memory_floor_bytes: 64.0 * 1024.0 * 1024.0,
         }
     }
 
-    /// `n` requests, `errors` of them 5xx, `slow` of them at 40 ms and the rest at 4 ms.
+    /// `n` requests, `errors` of them 5xx, `slow` of them at 40 ms and the rest at 4 ms; 100
+    /// MiB resident.
     fn window(n: u64, errors: u64, slow: u64) -> Signals {
         let fast = n - slow;
         Signals::parse(&format!(
-            "http_requests_total{{status_code=\"200\"}} {}\n\
+            "process_resident_memory_bytes {}\n\
+             http_requests_total{{status_code=\"200\"}} {}\n\
              http_requests_total{{status_code=\"503\"}} {errors}\n\
              http_request_duration_seconds_bucket{{le=\"0.005\"}} {fast}\n\
              http_request_duration_seconds_bucket{{le=\"0.05\"}} {n}\n\
              http_request_duration_seconds_bucket{{le=\"+Inf\"}} {n}\n",
+            100u64 << 20,
             n - errors
         ))
     }
@@ -242,5 +273,32 @@ mod tests {
         assert_eq!(checks[2].verdict, Verdict::Inconclusive);
         let (v, _) = judge(&window(50, 0, 0), &window(2400, 0, 0), &rules());
         assert_eq!(v, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn a_canary_holding_far_more_memory_fails_and_a_little_more_passes() {
+        let resident = |mut s: Signals, mib: f64| {
+            s.resident_bytes = mib * 1024.0 * 1024.0;
+            s
+        };
+        let with = |mib: f64| resident(window(600, 0, 3), mib);
+        let stable = window(2400, 0, 12);
+        let verdict = |c: &Signals| judge(c, &stable, &rules()).1[3].clone();
+        let fat = verdict(&with(400.0));
+        assert_eq!(
+            (fat.signal.as_str(), fat.verdict),
+            ("resident_mib", Verdict::Fail)
+        );
+        assert_eq!((fat.canary, fat.stable), (400.0, 100.0));
+        // Twice as large but only 60 MiB more: under the floor, a small process's noise.
+        assert_eq!(verdict(&with(60.0)).verdict, Verdict::Pass);
+        // 80 MiB more than a stable colour at 200 MiB: over the floor, under 1.5 times.
+        let large = resident(stable.clone(), 200.0);
+        assert_eq!(
+            judge(&with(280.0), &large, &rules()).1[3].verdict,
+            Verdict::Pass
+        );
+        // A colour that does not export it cannot pass.
+        assert_eq!(verdict(&with(0.0)).verdict, Verdict::Inconclusive);
     }
 }
