@@ -392,6 +392,16 @@ check "swarm a: api, worker and web run ci-next, UpdateStatus completed" on_next
 check "swarm a: zero failed requests during the rolling update ($reads reads, $writes writes; answers:$codes)" \
     test "$bad" = 0 -a "$reads" -gt 50 -a "$writes" -gt 5
 check "swarm a: every acknowledged write is present" acked_present
+if [ "$deploy_with" != "docker service update" ]; then
+    # `deploy --runtime swarm status`: the live release and each service's tasks and image.
+    status_shows_next() {
+        local out; out="$("$binary" deploy --runtime swarm --docker "$swarm_cli" --swarm-stack "$SWARM_STACK" \
+            --state-dir "$SWARM_DIR/deploy-state" status 2>&1)" || return 1
+        grep -q "^live: .*ghostworks:ci-next" <<<"$out" \
+            && grep -Eq "^$(svc api) +2/2 +completed +.*ghostworks(:ci-next)?@sha256:" <<<"$out"
+    }
+    check "swarm a: deploy --runtime swarm status names ci-next live and api at 2/2, updated, pinned by digest" status_shows_next
+fi
 
 # b. A release whose health check fails: Swarm rolls the update back.
 unhealthy_ref="$SWARM_REGISTRY/ghostworks:ci-unhealthy"

@@ -235,14 +235,14 @@ fn rollout_view(r: &Value) -> Markup {
             .cloned()
             .unwrap_or_default();
         let f = |v: &Value| v.as_f64().unwrap_or(0.0);
-        if signal == "error_ratio" {
-            format!(
+        match signal {
+            "error_ratio" => format!(
                 "{:.2}% / {:.2}%",
                 f(&c["canary"]) * 100.0,
                 f(&c["stable"]) * 100.0
-            )
-        } else {
-            format!("{:.1} / {:.1}", f(&c["canary"]), f(&c["stable"]))
+            ),
+            "resident_mib" => format!("{:.0} / {:.0}", f(&c["canary"]), f(&c["stable"])),
+            _ => format!("{:.1} / {:.1}", f(&c["canary"]), f(&c["stable"])),
         }
     };
     html! {
@@ -258,6 +258,7 @@ fn rollout_view(r: &Value) -> Markup {
                 th scope="col" { "Share" } th scope="col" { "Verdict" }
                 th scope="col" { "Requests" } th scope="col" { "Errors" }
                 th scope="col" { "p95 ms" } th scope="col" { "p99 ms" }
+                th scope="col" { "Memory MiB" }
             } }
             tbody {
                 @for s in &steps {
@@ -268,6 +269,7 @@ fn rollout_view(r: &Value) -> Markup {
                         td { (check(s, "error_ratio")) }
                         td { (check(s, "p95_ms")) }
                         td { (check(s, "p99_ms")) }
+                        td { (check(s, "resident_mib")) }
                     }
                 }
             }
@@ -320,14 +322,15 @@ mod tests {
                 "verdict": "pass", "checks": [
                     {"signal": "error_ratio", "canary": 0.004, "stable": 0.001, "verdict": "pass"},
                     {"signal": "p95_ms", "canary": 21.5, "stable": 20.0, "verdict": "pass"},
-                    {"signal": "p99_ms", "canary": 48.0, "stable": 45.0, "verdict": "inconclusive"}]}]
+                    {"signal": "p99_ms", "canary": 48.0, "stable": 45.0, "verdict": "inconclusive"},
+                    {"signal": "resident_mib", "canary": 41.2, "stable": 38.6, "verdict": "pass"}]}]
         });
         let html = rollout_view(&r).into_string();
         assert!(
             html.contains("Release 1.5.0 (green): running, 25% of new sessions, blue 75%"),
             "{html}"
         );
-        assert!(html.contains("<td>5%</td><td>pass</td><td>210 / 3990</td><td>0.40% / 0.10%</td><td>21.5 / 20.0</td><td>48.0 / 45.0</td>"), "{html}");
+        assert!(html.contains("<td>5%</td><td>pass</td><td>210 / 3990</td><td>0.40% / 0.10%</td><td>21.5 / 20.0</td><td>48.0 / 45.0</td><td>41 / 39</td>"), "{html}");
     }
 
     #[test]
