@@ -1,5 +1,5 @@
-//! Cheap requests do not queue behind slow searches: listings and searches hold at most
-//! `SEARCH_CONCURRENCY` connections and run under `SEARCH_TIMEOUT_MS`, past which they answer
+//! Cheap requests do not queue behind slow searches: searches and the listings whose work grows
+//! with the workspace hold at most `SEARCH_CONCURRENCY` connections and run under `SEARCH_TIMEOUT_MS`, past which they answer
 //! 503 with `Retry-After`. A search is made slow for sure by locking the artifacts table from
 //! another session: it then waits on the lock, which its statement timeout includes, while
 //! requests that do not read artifacts (the workspace, the caller, readiness) can still run.
@@ -104,7 +104,10 @@ async fn searches_hold_at_most_their_share_of_the_pool_and_cheap_requests_pass_t
         .map(|_| {
             let r = app
                 .client
-                .get(format!("{}/api/v1/workspaces/{ws}/artifacts", app.url))
+                .get(format!(
+                    "{}/api/v1/workspaces/{ws}/artifacts?tags=t",
+                    app.url
+                ))
                 .bearer_auth(&user.token)
                 .send();
             tokio::spawn(r)
@@ -130,11 +133,31 @@ async fn searches_hold_at_most_their_share_of_the_pool_and_cheap_requests_pass_t
         // Without the bulkhead the searches held all three connections for 2 s.
         assert!(started.elapsed() < Duration::from_secs(1), "{path}");
     }
+    // A newest-first page takes no place: it reaches the database beside the search holding
+    // the only one (and waits there on the lock, not for a place).
+    let page = tokio::spawn(
+        app.client
+            .get(format!(
+                "{}/api/v1/workspaces/{ws}/artifacts?limit=5",
+                app.url
+            ))
+            .bearer_auth(&user.token)
+            .send(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while waiting_on_artifacts(&admin).await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the page did not reach the database"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut codes = Vec::new();
     for search in searches {
         codes.push(refusal(search.await.unwrap().unwrap()).await);
     }
     lock.rollback().await.unwrap();
+    assert_eq!(page.await.unwrap().unwrap().status(), StatusCode::OK);
     assert!(
         codes.contains(&"statement_timeout".to_string()),
         "{codes:?}"

@@ -11,7 +11,7 @@ use ghostworks_domain::{FieldError, ValidationErrors};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::bulkhead::SearchPlace;
+use crate::bulkhead::{ListPlace, SearchPlace};
 use crate::dto::{ArtifactOut, ArtifactPage, ArtifactStatsOut, TagCount};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{present, ArtifactPath, Body, Query, StandbyRead, Ws};
@@ -187,7 +187,7 @@ async fn page(mut ws: Ws, p: ListQueryParams, name_first: bool) -> ApiResult<Jso
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/artifacts", tag = "artifacts", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ListQueryParams), responses((status = 200, body = ArtifactPage), (status = 404), (status = 422), (status = 503)))]
 pub async fn list(
-    _place: SearchPlace,
+    _place: ListPlace,
     _standby: StandbyRead,
     ws: Ws,
     Query(p): Query<ListQueryParams>,
