@@ -218,6 +218,34 @@ fn env_templates_pass_or_fail_as_documented() {
 }
 
 #[test]
+fn a_canary_margin_below_zero_is_refused_naming_the_flag() {
+    let state = tempfile::tempdir().unwrap();
+    for flag in ["--error-margin", "--latency-margin", "--memory-margin"] {
+        let out = ghostworks(
+            &[
+                "deploy",
+                "--release",
+                BIN,
+                "--proxy",
+                "haproxy",
+                "--strategy",
+                "canary",
+                "--state-dir",
+                state.path().to_str().unwrap(),
+                &format!("{flag}=-0.5"),
+            ],
+            &[],
+        );
+        assert!(!out.status.success(), "{flag}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("{flag}: a margin of 0 or more, not -0.5")),
+            "{flag}: {}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
 fn healthcheck_fails_without_a_server() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -181,7 +181,7 @@ impl CanaryArgs {
                 latency_ratio: 1.0 + self.latency_margin,
                 latency_floor: Duration::from_millis(self.latency_floor_ms),
                 memory_ratio: 1.0 + self.memory_margin,
-                memory_floor_bytes: (self.memory_floor_mib << 20) as f64,
+                memory_floor_bytes: self.memory_floor_mib as f64 * 1024.0 * 1024.0,
             },
             inconclusive: self.inconclusive,
             max_wait: Duration::from_secs(self.inconclusive_max_secs),
@@ -277,10 +277,20 @@ pub async fn deploy(settings: &OpsConfig, s3: &S3Settings, args: DeployArgs) -> 
                 "--release: missing; pass the path of the binary (process runtime), the image \
                  tag (compose runtime) or the image in a registry (swarm runtime)",
             )?;
+            // Flags first: a mistyped margin is reported before any setting is read.
+            let strategy = args.options.canary.strategy()?;
             let admin = super::optional_admin_url(settings)?;
             let admin = admin.as_deref();
             let mut runtime = args.options.runtime(admin, None)?;
-            release_with(runtime.as_mut(), admin, s3, release, &args.options).await
+            release_with(
+                runtime.as_mut(),
+                admin,
+                s3,
+                release,
+                strategy,
+                &args.options,
+            )
+            .await
         }
     }
 }
@@ -288,6 +298,7 @@ pub async fn deploy(settings: &OpsConfig, s3: &S3Settings, args: DeployArgs) -> 
 /// `rollback`: the guard and the check that the target is still the recorded release, then a
 /// deploy of it.
 pub async fn rollback(admin: Option<&str>, s3: &S3Settings, args: RollbackArgs) -> Result<()> {
+    let strategy = args.options.canary.strategy()?;
     let state = State::open(&args.options.state_dir)?;
     let target = policy::rollback_target(&state, args.to.as_deref())?;
     let mut runtime = args.options.runtime(admin, Some(&target.release))?;
@@ -298,6 +309,7 @@ pub async fn rollback(admin: Option<&str>, s3: &S3Settings, args: RollbackArgs) 
         admin,
         s3,
         target.release.artifact,
+        strategy,
         &args.options,
     )
     .await
@@ -308,10 +320,10 @@ async fn release_with(
     admin: Option<&str>,
     s3: &S3Settings,
     artifact: String,
+    strategy: Strategy,
     args: &ReleaseArgs,
 ) -> Result<()> {
     let state = State::open(&args.state_dir)?;
-    let strategy = args.canary.strategy()?;
     if matches!(strategy, Strategy::Canary(_)) && !args.runtime.splits_traffic() {
         anyhow::bail!(
             "--strategy canary needs weighted shares of the traffic: --proxy haproxy, with the \
